@@ -1,0 +1,197 @@
+// minigpt::context: one conversation's state over a shared model — the KV cache,
+// scratch buffers, the logits of the last call and optional hidden-state taps.
+//
+// decode() feeds tokens at the next positions: many tokens at once (prefill, run as
+// matrix-matrix products in chunks of n_batch) or one (generation, matrix-vector).
+// Buffers are sized at construction, so decoding one token at a time allocates
+// nothing. A context is not thread-safe; use one per thread (they can share a model).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "minigpt/core/error.hpp"
+#include "minigpt/core/threads.hpp"
+#include "minigpt/kernels/matmul.hpp"
+#include "minigpt/kernels/ops.hpp"
+#include "minigpt/model/forward_state.hpp"
+#include "minigpt/model/gpt2.hpp"
+#include "minigpt/model/kv_cache.hpp"
+#include "minigpt/model/llama.hpp"
+#include "minigpt/model/model.hpp"
+#include "minigpt/quant/quant.hpp"
+
+namespace minigpt {
+
+struct context_params {
+    std::int64_t n_ctx = 0;            // positions the KV cache holds; 0: the model's training context
+    std::int64_t n_batch = 512;        // tokens per forward chunk during prefill
+    dtype kv_type = dtype::f32;        // f32 or f16
+    int n_threads = 0;                 // 0: physical cores
+    hidden_tap tap = hidden_tap::none; // hidden state captured for every token fed
+};
+
+// Which positions of a decode() call get logits.
+enum class logits_for { last, all, none };
+
+class context {
+public:
+    explicit context(std::shared_ptr<const model> m, context_params p = {}) : model_(std::move(m)), params_(p) {
+        if (!model_) throw error("context: null model");
+        const auto& c = model_->config();
+        if (params_.n_ctx <= 0) params_.n_ctx = c.n_ctx_train > 0 ? c.n_ctx_train : 2048;
+        if (c.arch == architecture::gpt2 && params_.n_ctx > c.n_ctx_train)
+            throw error("context: n_ctx " + std::to_string(params_.n_ctx) + " exceeds the " +
+                        std::to_string(c.n_ctx_train) + " learned positions of this GPT-2 model");
+        if (params_.n_ctx > (1 << 24)) throw error("context: n_ctx too large");
+        params_.n_batch = std::clamp<std::int64_t>(params_.n_batch, 1, params_.n_ctx);
+        kv_ = kv_cache(c.n_layer, params_.n_ctx, c.kv_dim(), params_.kv_type);
+        state_ = forward_state(c, params_.n_batch);
+        final_ = tensor::empty(dtype::f32, {params_.n_batch, c.n_embd});  // (n_batch, n_embd) final normed state
+        logits_.reserve(static_cast<std::size_t>(c.n_vocab));
+    }
+
+    // Contexts own large buffers: copy one explicitly with fork().
+    context(const context&) = delete;
+    context& operator=(const context&) = delete;
+    context(context&&) noexcept = default;
+    context& operator=(context&&) noexcept = default;
+
+    // A new context on the same model with a copy of this one's KV cache, position and last logits.
+    std::unique_ptr<context> fork() const {
+        auto c = std::make_unique<context>(model_, params_);
+        c->copy_state_from(*this);
+        c->logits_ = logits_;
+        c->n_logits_rows_ = n_logits_rows_;
+        c->layer_callback_ = layer_callback_;
+        return c;
+    }
+
+    const model& get_model() const noexcept { return *model_; }
+    std::shared_ptr<const model> model_ptr() const noexcept { return model_; }
+    const context_params& params() const noexcept { return params_; }
+    std::int64_t n_ctx() const noexcept { return params_.n_ctx; }
+    std::int64_t n_past() const noexcept { return n_past_; }
+    std::int64_t n_vocab() const noexcept { return model_->config().n_vocab; }
+    void set_threads(int n_threads) noexcept { params_.n_threads = n_threads; }
+    void set_tap(hidden_tap tap) noexcept { params_.tap = tap; }
+    void set_layer_callback(layer_callback cb) { layer_callback_ = std::move(cb); }
+
+    // Runs the model over `tokens` at positions n_past().., adding them to the KV cache.
+    void decode(std::span<const std::int32_t> tokens, logits_for which = logits_for::last) {
+        const auto& c = model_->config();
+        const auto n = static_cast<std::int64_t>(tokens.size());
+        if (n == 0) throw error("decode: no tokens");
+        if (n_past_ + n > params_.n_ctx)
+            throw error("decode: context full: " + std::to_string(n_past_) + " + " + std::to_string(n) +
+                        " tokens exceed n_ctx " + std::to_string(params_.n_ctx));
+        for (auto id : tokens)
+            if (id < 0 || id >= c.n_vocab)
+                throw error("decode: token id " + std::to_string(id) + " out of range [0, " + std::to_string(c.n_vocab) + ")");
+        const std::int64_t n_out = which == logits_for::all ? n : which == logits_for::last ? 1 : 0;
+        logits_.resize(static_cast<std::size_t>(n_out * c.n_vocab));  // grows once, then reuses capacity
+        n_logits_rows_ = n_out;
+        tap_.resize(params_.tap == hidden_tap::none ? 0 : static_cast<std::size_t>(n * c.n_embd));
+        for (std::int64_t done = 0; done < n; done += params_.n_batch) {
+            const std::int64_t chunk = std::min(params_.n_batch, n - done);
+            float* logits_out = nullptr;
+            bool all_rows = false;
+            if (which == logits_for::all) { logits_out = logits_.data() + done * c.n_vocab; all_rows = true; }
+            else if (which == logits_for::last && done + chunk == n) logits_out = logits_.data();
+            forward_chunk(tokens.subspan(static_cast<std::size_t>(done), static_cast<std::size_t>(chunk)),
+                          logits_out, all_rows,
+                          tap_.empty() ? nullptr : tap_.data() + done * c.n_embd);
+            n_past_ += chunk;
+        }
+    }
+
+    // Logits of the last decode(): (rows, n_vocab) flattened; one row for logits_for::last.
+    std::span<const float> logits() const noexcept { return logits_; }
+    std::span<const float> logits(std::int64_t row) const {
+        if (row < 0 || row >= n_logits_rows_) throw error("logits: row " + std::to_string(row) + " not computed");
+        return std::span<const float>(logits_).subspan(static_cast<std::size_t>(row * n_vocab()), static_cast<std::size_t>(n_vocab()));
+    }
+    std::int64_t n_logits_rows() const noexcept { return n_logits_rows_; }
+
+    // Hidden states captured at params().tap for every token of the last decode(): (n_tokens, n_embd).
+    std::span<const float> tap_output() const noexcept { return tap_; }
+
+    // Forgets positions >= n_past (e.g. to rewind a shared prefix).
+    void truncate(std::int64_t n_past) {
+        if (n_past < 0 || n_past > n_past_) throw error("truncate: position out of range");
+        n_past_ = n_past;
+    }
+
+    // Copies another context's KV cache and position (same model and cache type; the prefix is not recomputed).
+    void copy_state_from(const context& other) {
+        if (other.model_ != model_) throw error("copy_state_from: contexts use different models");
+        if (other.n_past_ > params_.n_ctx) throw error("copy_state_from: the other context holds more positions than n_ctx");
+        kv_.copy_from(other.kv_, other.n_past_);
+        n_past_ = other.n_past_;
+    }
+
+    std::int64_t kv_bytes() const { return kv_.n_bytes(); }
+
+private:
+    void forward_chunk(std::span<const std::int32_t> tokens, float* logits_out, bool all_rows, float* tap_out) {
+        const auto& c = model_->config();
+        const auto& w = model_->weights();
+        const auto n = static_cast<std::int64_t>(tokens.size());
+        const int nt = params_.n_threads;
+        float* x = state_.x.data<float>();
+
+        // Embedding (+ learned position for GPT-2): x[t] = token_embd[id] (+ position_embd[pos]).
+        for (std::int64_t t = 0; t < n; ++t) {
+            float* row = x + t * c.n_embd;
+            quant::dequantize_row(w.token_embd.type(), w.token_embd.row_ptr(tokens[static_cast<std::size_t>(t)]), row, c.n_embd);
+            if (c.arch == architecture::gpt2) {
+                float* pos = state_.xb.data<float>();
+                quant::dequantize_row(w.position_embd.type(), w.position_embd.row_ptr(n_past_ + t), pos, c.n_embd);
+                kernels::add(row, row, pos, c.n_embd);
+            }
+        }
+
+        float* ffn_tap = params_.tap == hidden_tap::ffn_input ? tap_out : nullptr;
+        for (std::int64_t l = 0; l < c.n_layer; ++l) {
+            const auto& L = w.layers[static_cast<std::size_t>(l)];
+            float* tap_here = l == c.n_layer - 1 ? ffn_tap : nullptr;
+            if (c.arch == architecture::gpt2) gpt2_layer(c, L, l, kv_, state_, n, n_past_, nt, tap_here);
+            else llama_layer(c, L, l, kv_, state_, n, n_past_, nt, tap_here);
+            if (layer_callback_) layer_callback_(l, std::span<const float>(x, static_cast<std::size_t>(n * c.n_embd)), n);
+        }
+
+        // Final norm, only for the rows someone needs, then the output projection.
+        const bool need_all_final = all_rows || params_.tap == hidden_tap::final_norm;
+        const std::int64_t first = need_all_final ? 0 : n - 1;
+        if (!logits_out && params_.tap != hidden_tap::final_norm) return;
+        float* fin = final_.data<float>();
+        for (std::int64_t t = first; t < n; ++t) {
+            if (c.arch == architecture::gpt2)
+                kernels::layernorm(fin + t * c.n_embd, x + t * c.n_embd, w.output_norm.data<float>(),
+                                   w.output_norm_b.data<float>(), c.n_embd, c.norm_eps);
+            else
+                kernels::rmsnorm(fin + t * c.n_embd, x + t * c.n_embd, w.output_norm.data<float>(), c.n_embd, c.norm_eps);
+        }
+        if (params_.tap == hidden_tap::final_norm) std::copy(fin, fin + n * c.n_embd, tap_out);
+        if (!logits_out) return;
+        if (all_rows) kernels::matmul(w.output, fin, logits_out, n, nt);
+        else kernels::matmul(w.output, fin + (n - 1) * c.n_embd, logits_out, 1, nt);
+    }
+
+    std::shared_ptr<const model> model_;
+    context_params params_;
+    kv_cache kv_;
+    forward_state state_;
+    tensor final_;                 // (n_batch, n_embd)
+    std::vector<float> logits_;    // (n_logits_rows, n_vocab)
+    std::int64_t n_logits_rows_ = 0;
+    std::vector<float> tap_;       // (n_tokens of last decode, n_embd)
+    std::int64_t n_past_ = 0;
+    layer_callback layer_callback_;
+};
+
+}  // namespace minigpt

@@ -1,0 +1,67 @@
+// forward_state: the scratch activations of one forward pass over a batch of tokens.
+//
+// Allocated once per context for n_batch tokens, so decoding never allocates. Every
+// buffer is row-major with one row per token of the batch. The architecture files
+// (llama.hpp, gpt2.hpp) read and write these; context.hpp drives them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+
+#include "minigpt/core/tensor.hpp"
+#include "minigpt/kernels/ops.hpp"
+#include "minigpt/model/config.hpp"
+
+namespace minigpt {
+
+// Where a hidden state can be captured for kNN-LM or inspection.
+enum class hidden_tap {
+    none,
+    ffn_input,   // the input to the last layer's feed-forward block, after its norm (Khandelwal et al.)
+    final_norm,  // the final normed state that the output matrix turns into logits
+};
+
+// Called after each layer with the residual stream (n_tokens, n_embd) of the current batch.
+using layer_callback = std::function<void(std::int64_t layer, std::span<const float> residual, std::int64_t n_tokens)>;
+
+struct forward_state {
+    std::int64_t n_batch = 0;
+    tensor x;     // (n_batch, n_embd) residual stream
+    tensor xb;    // (n_batch, n_embd) normed input of a block / output of a projection
+    tensor q;     // (n_batch, q_dim); gpt2: (n_batch, q_dim + 2*kv_dim) fused q|k|v
+    tensor k;     // (n_batch, kv_dim)
+    tensor v;     // (n_batch, kv_dim)
+    tensor att;   // (n_batch, q_dim) attention output before attn_output
+    tensor hb;    // (n_batch, n_ff) feed-forward hidden (gate)
+    tensor hb2;   // (n_batch, n_ff) feed-forward hidden (up)
+
+    forward_state() = default;
+    forward_state(const model_config& c, std::int64_t n_batch_) : n_batch(n_batch_) {
+        const std::int64_t n_q = c.arch == architecture::gpt2 ? c.q_dim() + 2 * c.kv_dim() : c.q_dim();
+        x = tensor::empty(dtype::f32, {n_batch, c.n_embd});
+        xb = tensor::empty(dtype::f32, {n_batch, c.n_embd});
+        q = tensor::empty(dtype::f32, {n_batch, n_q});
+        k = tensor::empty(dtype::f32, {n_batch, c.kv_dim()});
+        v = tensor::empty(dtype::f32, {n_batch, c.kv_dim()});
+        att = tensor::empty(dtype::f32, {n_batch, c.q_dim()});
+        hb = tensor::empty(dtype::f32, {n_batch, c.n_ff});
+        hb2 = tensor::empty(dtype::f32, {n_batch, c.n_ff});
+    }
+};
+
+namespace detail {
+
+// y[t] += b for every row t of y (n_tokens, width); no-op for an absent bias.
+inline void add_bias(float* y, const tensor& b, std::int64_t n_tokens, std::int64_t width) {
+    if (b.empty()) return;
+    for (std::int64_t t = 0; t < n_tokens; ++t) kernels::add(y + t * width, y + t * width, b.data<float>(), width);
+}
+
+inline void add_rows(float* x, const float* y, std::int64_t n_tokens, std::int64_t width) {
+    kernels::add(x, x, y, n_tokens * width);
+}
+
+}  // namespace detail
+
+}  // namespace minigpt

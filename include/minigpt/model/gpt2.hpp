@@ -1,0 +1,63 @@
+// The GPT-2 transformer block: pre-LayerNorm (with bias), fused QKV projection with
+// bias, multi-head attention, GELU MLP with biases. Positions are learned embeddings
+// added to the input (context.hpp), so there is no RoPE here.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "minigpt/kernels/attention.hpp"
+#include "minigpt/kernels/matmul.hpp"
+#include "minigpt/kernels/ops.hpp"
+#include "minigpt/model/forward_state.hpp"
+#include "minigpt/model/kv_cache.hpp"
+#include "minigpt/model/weights.hpp"
+
+namespace minigpt {
+
+inline void gpt2_layer(const model_config& c, const layer_weights& L, std::int64_t layer, kv_cache& kv,
+                       forward_state& s, std::int64_t n_tokens, std::int64_t pos0, int n_threads,
+                       float* ffn_input_out = nullptr) {
+    using namespace kernels;
+    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+    const std::int64_t n_qkv = q_dim + 2 * kv_dim;
+    float* x = s.x.data<float>();
+    float* xb = s.xb.data<float>();
+    float* qkv = s.q.data<float>();  // (n_tokens, q_dim | kv_dim | kv_dim)
+    float* k = s.k.data<float>();
+    float* v = s.v.data<float>();
+
+    // Attention: x += Wo · attention(split(Wqkv · layernorm(x) + b)) + bo
+    for (std::int64_t t = 0; t < n_tokens; ++t)
+        layernorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data<float>(), L.attn_norm_b.data<float>(), n_embd, c.norm_eps);
+    matmul(L.attn_qkv, xb, qkv, n_tokens, n_threads);
+    detail::add_bias(qkv, L.attn_qkv_b, n_tokens, n_qkv);
+    float* att = s.att.data<float>();
+    for (std::int64_t t = 0; t < n_tokens; ++t) {  // de-interleave: q stays packed in att, k and v in their buffers
+        const float* row = qkv + t * n_qkv;
+        std::copy(row, row + q_dim, att + t * q_dim);
+        std::copy(row + q_dim, row + q_dim + kv_dim, k + t * kv_dim);
+        std::copy(row + q_dim + kv_dim, row + n_qkv, v + t * kv_dim);
+    }
+    kv.store(layer, pos0, n_tokens, k, v);
+    // The query rows now live in att; attention writes its output into qkv's storage (q_dim wide rows).
+    attention(att, kv.k(layer), kv.v(layer), kv.type(), qkv, n_tokens, pos0, c.n_head, c.n_head_kv, c.head_dim,
+              1.0f / std::sqrt(static_cast<float>(c.head_dim)), n_threads);
+    matmul(L.attn_output, qkv, xb, n_tokens, n_threads);
+    detail::add_bias(xb, L.attn_output_b, n_tokens, n_embd);
+    detail::add_rows(x, xb, n_tokens, n_embd);
+
+    // MLP: x += W2 · gelu(W1 · layernorm(x) + b1) + b2
+    for (std::int64_t t = 0; t < n_tokens; ++t)
+        layernorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data<float>(), L.ffn_norm_b.data<float>(), n_embd, c.norm_eps);
+    if (ffn_input_out) std::copy(xb, xb + n_tokens * n_embd, ffn_input_out);
+    matmul(L.ffn_up, xb, s.hb.data<float>(), n_tokens, n_threads);
+    detail::add_bias(s.hb.data<float>(), L.ffn_up_b, n_tokens, c.n_ff);
+    gelu(s.hb.data<float>(), n_tokens * c.n_ff);
+    matmul(L.ffn_down, s.hb.data<float>(), xb, n_tokens, n_threads);
+    detail::add_bias(xb, L.ffn_down_b, n_tokens, n_embd);
+    detail::add_rows(x, xb, n_tokens, n_embd);
+}
+
+}  // namespace minigpt

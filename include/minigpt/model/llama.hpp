@@ -1,0 +1,64 @@
+// The Llama transformer block: pre-RMSNorm, RoPE, grouped-query attention, SwiGLU.
+//
+// Serves Llama 1/2/3, TinyLlama, Mistral, SmolLM (adjacent-pair RoPE as GGUF stores
+// them) and Qwen2 (the same plus Q/K/V biases and NeoX RoPE). One call runs one
+// layer over a batch of n_tokens at positions pos0.., appending to the KV cache.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "minigpt/kernels/attention.hpp"
+#include "minigpt/kernels/matmul.hpp"
+#include "minigpt/kernels/ops.hpp"
+#include "minigpt/kernels/rope.hpp"
+#include "minigpt/model/forward_state.hpp"
+#include "minigpt/model/kv_cache.hpp"
+#include "minigpt/model/weights.hpp"
+
+namespace minigpt {
+
+// `ffn_input_out`, when non-null, receives the normed feed-forward input (n_tokens, n_embd).
+inline void llama_layer(const model_config& c, const layer_weights& L, std::int64_t layer, kv_cache& kv,
+                        forward_state& s, std::int64_t n_tokens, std::int64_t pos0, int n_threads,
+                        float* ffn_input_out = nullptr) {
+    using namespace kernels;
+    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+    float* x = s.x.data<float>();
+    float* xb = s.xb.data<float>();
+    float* q = s.q.data<float>();
+    float* k = s.k.data<float>();
+    float* v = s.v.data<float>();
+
+    // Attention: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
+    for (std::int64_t t = 0; t < n_tokens; ++t)
+        rmsnorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data<float>(), n_embd, c.norm_eps);
+    matmul(L.attn_q, xb, q, n_tokens, n_threads);
+    matmul(L.attn_k, xb, k, n_tokens, n_threads);
+    matmul(L.attn_v, xb, v, n_tokens, n_threads);
+    detail::add_bias(q, L.attn_q_b, n_tokens, q_dim);
+    detail::add_bias(k, L.attn_k_b, n_tokens, kv_dim);
+    detail::add_bias(v, L.attn_v_b, n_tokens, kv_dim);
+    for (std::int64_t t = 0; t < n_tokens; ++t) {
+        rope(q + t * q_dim, c.n_head, c.head_dim, c.n_rot, pos0 + t, c.rope_freq_base, c.rope);
+        rope(k + t * kv_dim, c.n_head_kv, c.head_dim, c.n_rot, pos0 + t, c.rope_freq_base, c.rope);
+    }
+    kv.store(layer, pos0, n_tokens, k, v);
+    attention(q, kv.k(layer), kv.v(layer), kv.type(), s.att.data<float>(), n_tokens, pos0, c.n_head, c.n_head_kv,
+              c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), n_threads);
+    matmul(L.attn_output, s.att.data<float>(), xb, n_tokens, n_threads);
+    detail::add_rows(x, xb, n_tokens, n_embd);
+
+    // Feed-forward: x += W2 · (silu(W1·norm(x)) * W3·norm(x))
+    for (std::int64_t t = 0; t < n_tokens; ++t)
+        rmsnorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data<float>(), n_embd, c.norm_eps);
+    if (ffn_input_out) std::copy(xb, xb + n_tokens * n_embd, ffn_input_out);
+    matmul(L.ffn_gate, xb, s.hb.data<float>(), n_tokens, n_threads);
+    matmul(L.ffn_up, xb, s.hb2.data<float>(), n_tokens, n_threads);
+    swiglu(s.hb.data<float>(), s.hb.data<float>(), s.hb2.data<float>(), n_tokens * c.n_ff);
+    matmul(L.ffn_down, s.hb.data<float>(), xb, n_tokens, n_threads);
+    detail::add_rows(x, xb, n_tokens, n_embd);
+}
+
+}  // namespace minigpt

@@ -1,0 +1,78 @@
+// Helpers shared by tests: locating ../shared, reading golden files, running the tool.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
+#include <stdexcept>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace minigpt::test {
+
+inline std::string shared_path(const std::string& rel) {
+    const char* env = std::getenv("MINIGPT_SHARED");
+    return std::string(env ? env : MINIGPT_SHARED_DIR) + "/" + rel;
+}
+
+inline bool shared_exists(const std::string& rel) { return std::filesystem::exists(shared_path(rel)); }
+
+#define MINIGPT_REQUIRE_SHARED(rel) \
+    if (!::minigpt::test::shared_exists(rel)) GTEST_SKIP() << "reference data " << ::minigpt::test::shared_path(rel) << " is absent"
+
+inline std::vector<std::int32_t> read_ids(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot open " + path);
+    std::vector<std::int32_t> ids;
+    long long v;
+    while (in >> v) ids.push_back(static_cast<std::int32_t>(v));
+    return ids;
+}
+
+inline std::vector<float> read_f32(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot open " + path);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<float> out(bytes.size() / 4);
+    std::memcpy(out.data(), bytes.data(), out.size() * 4);
+    return out;
+}
+
+inline std::string read_text(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// A fresh temporary directory for one test.
+inline std::filesystem::path temp_dir(const std::string& name) {
+    auto p = std::filesystem::temp_directory_path() / ("minigpt-test-" + name + "-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(p);
+    std::filesystem::create_directories(p);
+    return p;
+}
+
+// Runs a shell command, returning its exit status and standard output.
+inline int run(const std::string& cmd, std::string* out = nullptr) {
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (!p) return -1;
+    std::string s;
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) s.append(buf, n);
+    int rc = ::pclose(p);
+    if (out) *out = s;
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+}  // namespace minigpt::test
