@@ -1,0 +1,72 @@
+// On-disk block structs of the quantised GGUF types, byte for byte as ggml lays them out.
+//
+// A quantised row is a run of these blocks with no padding between them, so a
+// pointer into a memory-mapped GGUF file can be cast to `const block_q4_0*` etc.
+// All members have alignment 1 or 2 and every struct size is even, so arrays of
+// blocks need only 2-byte alignment; the static_asserts pin the sizes ggml uses.
+// The full layouts and dequantisation formulas are in docs/formats.md.
+#pragma once
+
+#include <cstdint>
+
+namespace minigpt::quant {
+
+inline constexpr int k_qk = 32;     // elements per Q8_0 / Q4_0 block
+inline constexpr int k_qk_k = 256;  // elements per K-quant super-block
+
+// 32 elements: x[j] = qs[j] * d.
+struct block_q8_0 {
+    std::uint16_t d;             // fp16 scale
+    std::int8_t qs[k_qk];
+};
+static_assert(sizeof(block_q8_0) == 34);
+
+// 32 elements: x[j] = ((qs[j] & 15) - 8) * d, x[j + 16] = ((qs[j] >> 4) - 8) * d, j < 16.
+struct block_q4_0 {
+    std::uint16_t d;             // fp16 scale
+    std::uint8_t qs[k_qk / 2];
+};
+static_assert(sizeof(block_q4_0) == 18);
+
+// 256 elements in 8 sub-blocks of 32, each with a 6-bit scale and a 6-bit min:
+// x = d * sc[s] * q - dmin * m[s], q a 4-bit nibble (see quant/reference.hpp for the packing).
+struct block_q4_k {
+    std::uint16_t d;             // fp16 scale of the sub-block scales
+    std::uint16_t dmin;          // fp16 scale of the sub-block mins
+    std::uint8_t scales[12];     // 8 scales and 8 mins, 6 bits each, packed
+    std::uint8_t qs[k_qk_k / 2]; // nibbles, 64 elements per 32 bytes
+};
+static_assert(sizeof(block_q4_k) == 144);
+
+// 256 elements in 16 groups of 16, each with an int8 scale: x = d * scales[g] * (q - 32),
+// q a 6-bit value split into 4 low bits (ql) and 2 high bits (qh).
+struct block_q6_k {
+    std::uint8_t ql[k_qk_k / 2];
+    std::uint8_t qh[k_qk_k / 4];
+    std::int8_t scales[k_qk_k / 16];
+    std::uint16_t d;             // fp16 super-block scale
+};
+static_assert(sizeof(block_q6_k) == 210);
+
+// In-memory activation blocks (never on disk): an f32 vector quantised once per matmul so
+// that the dot products with quantised weights run in integer arithmetic.
+
+// 32 activations: x[j] ~ qs[j] * d. `sum` is the sum of qs, which lets a weight format with an
+// offset (Q4_0's "- 8") fold the offset into one multiply per block instead of per element.
+struct act_q8_32 {
+    float d;
+    std::int32_t sum;
+    std::int8_t qs[k_qk];
+};
+static_assert(sizeof(act_q8_32) == 40);
+
+// 256 activations for the K-quants: x[j] ~ qs[j] * d; bsums[g] is the sum of qs over group g
+// of 16, which carries Q4_K's mins and Q6_K's "- 32" offset.
+struct act_q8_256 {
+    float d;
+    std::int8_t qs[k_qk_k];
+    std::int16_t bsums[k_qk_k / 16];
+};
+static_assert(sizeof(act_q8_256) == 292);
+
+}  // namespace minigpt::quant

@@ -1,0 +1,72 @@
+// Row conversions between f32 and every GGUF element type minigpt supports.
+//
+// dequantize_row / quantize_row are the one entry point the rest of the library (GGUF
+// reader and writer, embeddings, KV cache, tests) uses to turn a row of any dtype into
+// floats and back. Quantised types go through the ggml-exact codecs of
+// quant/reference.hpp; f16/bf16 use the vector converters of simd/convert.hpp, which
+// give the same bits as the scalar ones. Block layouts: docs/formats.md.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#include "minigpt/core/dtype.hpp"
+#include "minigpt/core/error.hpp"
+#include "minigpt/core/half.hpp"
+#include "minigpt/quant/blocks.hpp"
+#include "minigpt/quant/reference.hpp"
+#include "minigpt/simd/convert.hpp"
+
+namespace minigpt::quant {
+
+namespace detail {
+inline void check_row(const char* fn, dtype type, const void* src, const void* dst, std::int64_t n) {
+    const auto& tr = traits(type);  // throws minigpt::error on an unsupported type id
+    if (n < 0) throw shape_error(std::string(fn) + ": negative element count " + std::to_string(n));
+    if (n % tr.block_size != 0)
+        throw shape_error(std::string(fn) + ": " + std::to_string(n) + " elements is not a multiple of the " +
+                          std::string(tr.name) + " block size " + std::to_string(tr.block_size));
+    if (n > 0 && (!src || !dst)) throw shape_error(std::string(fn) + ": null " + (src ? "destination" : "source") + " pointer");
+}
+}  // namespace detail
+
+// dst[0..n) = the n elements of type `type` stored at src. n must be a multiple of the block size.
+inline void dequantize_row(dtype type, const void* src, float* dst, std::int64_t n) {
+    detail::check_row("dequantize_row", type, src, dst, n);
+    if (n == 0) return;
+    switch (type) {
+        case dtype::f32: std::memmove(dst, src, static_cast<std::size_t>(n) * sizeof(float)); return;
+        case dtype::f16: simd::f16_to_f32_row(static_cast<const std::uint16_t*>(src), dst, n); return;
+        case dtype::bf16: simd::bf16_to_f32_row(static_cast<const std::uint16_t*>(src), dst, n); return;
+        case dtype::q8_0: ref::dequantize_q8_0(static_cast<const block_q8_0*>(src), dst, n); return;
+        case dtype::q4_0: ref::dequantize_q4_0(static_cast<const block_q4_0*>(src), dst, n); return;
+        case dtype::q4_k: ref::dequantize_q4_k(static_cast<const block_q4_k*>(src), dst, n); return;
+        case dtype::q6_k: ref::dequantize_q6_k(static_cast<const block_q6_k*>(src), dst, n); return;
+    }
+    throw error("dequantize_row: unsupported element type " + std::string(dtype_name(type)));
+}
+
+// Stores the n floats at src as type `type` at dst (row_bytes(type, n) bytes). Q8_0 and Q4_0
+// round exactly as ggml's reference quantisers; Q4_K / Q6_K use minigpt's reference quantiser
+// (same format, different scale search); f16/bf16 round to nearest even.
+inline void quantize_row(dtype type, const float* src, void* dst, std::int64_t n) {
+    detail::check_row("quantize_row", type, src, dst, n);
+    if (n == 0) return;
+    switch (type) {
+        case dtype::f32: std::memmove(dst, src, static_cast<std::size_t>(n) * sizeof(float)); return;
+        case dtype::f16: simd::f32_to_f16_row(src, static_cast<std::uint16_t*>(dst), n); return;
+        case dtype::bf16: {
+            auto* out = static_cast<std::uint16_t*>(dst);
+            for (std::int64_t i = 0; i < n; ++i) out[i] = fp32_to_bf16(src[i]);
+            return;
+        }
+        case dtype::q8_0: ref::quantize_q8_0(src, static_cast<block_q8_0*>(dst), n); return;
+        case dtype::q4_0: ref::quantize_q4_0(src, static_cast<block_q4_0*>(dst), n); return;
+        case dtype::q4_k: ref::quantize_q4_k(src, static_cast<block_q4_k*>(dst), n); return;
+        case dtype::q6_k: ref::quantize_q6_k(src, static_cast<block_q6_k*>(dst), n); return;
+    }
+    throw error("quantize_row: unsupported element type " + std::string(dtype_name(type)));
+}
+
+}  // namespace minigpt::quant

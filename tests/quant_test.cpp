@@ -1,0 +1,325 @@
+// Tests of the block formats and row codecs (quant/*.hpp, simd/convert.hpp).
+//
+// Decoding is checked against blocks built byte by byte in the test, with the expected
+// floats written from the format definition (docs/formats.md), not from the decoder.
+// Quantisers are checked by round trips: exact on values the format represents, and
+// within error bounds derived from each format's rounding on random data.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "minigpt/quant/quant.hpp"
+
+using namespace minigpt;
+using namespace minigpt::quant;
+
+namespace {
+
+std::vector<float> gaussian(std::size_t n, unsigned seed, float sigma = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> dist(0.0f, sigma);
+    std::vector<float> v(n);
+    for (auto& x : v) x = dist(rng);
+    return v;
+}
+
+template <class Block>
+std::vector<float> decode(dtype t, const std::vector<Block>& blocks) {
+    std::vector<float> out(blocks.size() * block_size(t));
+    dequantize_row(t, blocks.data(), out.data(), static_cast<std::int64_t>(out.size()));
+    return out;
+}
+
+}  // namespace
+
+TEST(QuantBlocks, LayoutMatchesGgml) {
+    EXPECT_EQ(offsetof(block_q8_0, qs), 2u);
+    EXPECT_EQ(offsetof(block_q4_0, qs), 2u);
+    EXPECT_EQ(offsetof(block_q4_k, dmin), 2u);
+    EXPECT_EQ(offsetof(block_q4_k, scales), 4u);
+    EXPECT_EQ(offsetof(block_q4_k, qs), 16u);
+    EXPECT_EQ(offsetof(block_q6_k, qh), 128u);
+    EXPECT_EQ(offsetof(block_q6_k, scales), 192u);
+    EXPECT_EQ(offsetof(block_q6_k, d), 208u);
+    EXPECT_EQ(block_bytes(dtype::q8_0), sizeof(block_q8_0));
+    EXPECT_EQ(block_bytes(dtype::q4_0), sizeof(block_q4_0));
+    EXPECT_EQ(block_bytes(dtype::q4_k), sizeof(block_q4_k));
+    EXPECT_EQ(block_bytes(dtype::q6_k), sizeof(block_q6_k));
+}
+
+TEST(QuantDecode, Q8_0HandBuilt) {
+    std::vector<block_q8_0> b(2);
+    b[0].d = 0x3800;  // fp16 0.5
+    const int q0[8] = {0, 1, -1, 127, -127, -128, 64, 3};
+    for (int j = 0; j < 8; ++j) b[0].qs[j] = static_cast<std::int8_t>(q0[j]);
+    b[1].d = 0xc400;  // fp16 -4.0
+    b[1].qs[31] = 10;
+    const auto y = decode(dtype::q8_0, b);
+    const float expect0[8] = {0.0f, 0.5f, -0.5f, 63.5f, -63.5f, -64.0f, 32.0f, 1.5f};
+    for (int j = 0; j < 8; ++j) EXPECT_EQ(y[static_cast<std::size_t>(j)], expect0[j]) << j;
+    for (int j = 8; j < 32; ++j) EXPECT_EQ(y[static_cast<std::size_t>(j)], 0.0f);
+    EXPECT_EQ(y[63], -40.0f);
+    EXPECT_EQ(y[32], 0.0f);
+}
+
+TEST(QuantDecode, Q4_0HandBuilt) {
+    std::vector<block_q4_0> b(1);
+    b[0].d = 0x4000;  // 2.0
+    b[0].qs[0] = 0x9f;  // element 0: 15, element 16: 9
+    b[0].qs[1] = 0x08;  // element 1: 8, element 17: 0
+    b[0].qs[15] = 0x7c;  // element 15: 12, element 31: 7
+    const auto y = decode(dtype::q4_0, b);
+    EXPECT_EQ(y[0], 14.0f);
+    EXPECT_EQ(y[16], 2.0f);
+    EXPECT_EQ(y[1], 0.0f);
+    EXPECT_EQ(y[17], -16.0f);
+    EXPECT_EQ(y[15], 8.0f);
+    EXPECT_EQ(y[31], -2.0f);
+    for (int j : {2, 3, 14, 18, 30}) EXPECT_EQ(y[static_cast<std::size_t>(j)], -16.0f) << j;  // nibble 0 -> (0-8)*2
+}
+
+TEST(QuantDecode, Q4_KHandBuilt) {
+    // Sub-block scales/mins chosen so that both packing cases are exercised:
+    // sc = {1, 3, 0, 0, 0, 37, 0, 0}, m = {2, 0, 0, 0, 0, 50, 0, 0}.
+    // 37 = 0b10'0101 and 50 = 0b11'0010: low 4 bits in byte 9, top 2 bits in bytes 1 and 5.
+    std::vector<block_q4_k> b(1);
+    b[0].d = 0x3c00;     // 1.0
+    b[0].dmin = 0x3800;  // 0.5
+    const std::uint8_t scales[12] = {0x01, 0x83, 0, 0, 0x02, 0xc0, 0, 0, 0, 0x25, 0, 0};
+    std::memcpy(b[0].scales, scales, 12);
+    b[0].qs[0] = 0x7a;       // element 0 (sub-block 0): 10; element 32 (sub-block 1): 7
+    b[0].qs[64 + 3] = 0xb0;  // element 131 (sub-block 4): 0; element 163 (sub-block 5): 11
+    const auto y = decode(dtype::q4_k, b);
+    // x = d*sc*q - dmin*m per sub-block; with q = 0 the defaults are -dmin*m.
+    const float default_of_sub[8] = {-1.0f, 0.0f, 0.0f, 0.0f, 0.0f, -25.0f, 0.0f, 0.0f};
+    for (int i = 0; i < 256; ++i) {
+        float expect = default_of_sub[i / 32];
+        if (i == 0) expect = 1.0f * 1 * 10 - 0.5f * 2;     // 9
+        if (i == 32) expect = 1.0f * 3 * 7;                 // 21
+        if (i == 163) expect = 1.0f * 37 * 11 - 0.5f * 50;  // 382
+        EXPECT_EQ(y[static_cast<std::size_t>(i)], expect) << i;
+    }
+}
+
+TEST(QuantDecode, Q6_KHandBuilt) {
+    std::vector<block_q6_k> b(1);
+    b[0].d = 0x3400;  // 0.25
+    b[0].scales[0] = 2;
+    b[0].scales[2] = -3;
+    b[0].scales[4] = 4;
+    b[0].scales[6] = 1;
+    b[0].scales[9] = 5;
+    b[0].ql[0] = 0x5f;   // element 0 low bits 15, element 64 low bits 5
+    b[0].ql[32] = 0x03;  // element 32 low bits 3, element 96 low bits 0
+    b[0].qh[0] = 0xd8;   // 0b11'01'10'00: high bits 0 (elem 0), 2 (elem 32), 1 (elem 64), 3 (elem 96)
+    b[0].ql[64 + 18] = 0x0c;  // element 128 + 18 = 146: low bits 12
+    b[0].qh[32 + 18] = 0x03;  // element 146: high bits 3 -> q = 60
+    const auto y = decode(dtype::q6_k, b);
+    // x = d * scale[group of 16] * (q - 32); with q = 0 everywhere else: -8 * scale.
+    for (int i = 0; i < 256; ++i) {
+        const int group_scale[16] = {2, 0, -3, 0, 4, 0, 1, 0, 0, 5, 0, 0, 0, 0, 0, 0};
+        float expect = 0.25f * static_cast<float>(group_scale[i / 16]) * -32.0f;
+        if (i == 0) expect = 0.25f * 2 * (15 - 32);        // -8.5
+        if (i == 32) expect = 0.25f * -3 * (35 - 32);      // -2.25
+        if (i == 64) expect = 0.25f * 4 * (21 - 32);       // -11
+        if (i == 96) expect = 0.25f * 1 * (48 - 32);       // 4
+        if (i == 146) expect = 0.25f * 5 * (60 - 32);      // 35
+        EXPECT_EQ(y[static_cast<std::size_t>(i)], expect) << i;
+    }
+}
+
+TEST(QuantDecode, HalfFormats) {
+    const std::uint16_t f16[8] = {0x3c00, 0xc000, 0x7bff, 0x0001, 0x3555, 0x8000, 0x7c00, 0x0400};
+    const float expect16[8] = {1.0f, -2.0f, 65504.0f, 0x1p-24f, 0x1.554p-2f, -0.0f, INFINITY, 0x1p-14f};
+    const std::uint16_t bf16[8] = {0x3f80, 0xc0a0, 0x4049, 0x0001, 0x7f80, 0x8000, 0x3e00, 0x4f80};
+    const float expectb[8] = {1.0f, -5.0f, 3.140625f, 0x1p-133f, INFINITY, -0.0f, 0.125f, 0x1p32f};
+    float out[8];
+    dequantize_row(dtype::f16, f16, out, 8);
+    for (int i = 0; i < 8; ++i) EXPECT_EQ(std::bit_cast<std::uint32_t>(out[i]), std::bit_cast<std::uint32_t>(expect16[i])) << i;
+    dequantize_row(dtype::bf16, bf16, out, 8);
+    for (int i = 0; i < 8; ++i) EXPECT_EQ(std::bit_cast<std::uint32_t>(out[i]), std::bit_cast<std::uint32_t>(expectb[i])) << i;
+}
+
+// The vector f16/bf16 converters against the exact scalar ones of core/half.hpp on every
+// 16-bit pattern (decode) and on random f32 bit patterns including NaN/inf/subnormals (encode).
+TEST(QuantDecode, VectorHalfMatchesScalarOnAllPatterns) {
+    std::vector<std::uint16_t> all(65536);
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint16_t>(i);
+    std::vector<float> out(all.size());
+    dequantize_row(dtype::f16, all.data(), out.data(), 65536);
+    for (std::size_t i = 0; i < all.size(); ++i)
+        ASSERT_EQ(std::bit_cast<std::uint32_t>(out[i]), std::bit_cast<std::uint32_t>(fp16_to_fp32(all[i]))) << i;
+    dequantize_row(dtype::bf16, all.data(), out.data(), 65536);
+    for (std::size_t i = 0; i < all.size(); ++i)
+        ASSERT_EQ(std::bit_cast<std::uint32_t>(out[i]), std::bit_cast<std::uint32_t>(bf16_to_fp32(all[i]))) << i;
+
+    std::mt19937 rng(7);
+    std::vector<float> src(1 << 16);
+    for (auto& x : src) x = std::bit_cast<float>(static_cast<std::uint32_t>(rng()));
+    for (std::size_t i = 0; i < 4096; ++i) src[i] = static_cast<float>(i) * 0x1p-30f - 0x1p-19f;  // around fp16 subnormals
+    std::vector<std::uint16_t> enc(src.size());
+    quantize_row(dtype::f16, src.data(), enc.data(), static_cast<std::int64_t>(src.size()));
+    for (std::size_t i = 0; i < src.size(); ++i) ASSERT_EQ(enc[i], fp32_to_fp16(src[i])) << std::hex << std::bit_cast<std::uint32_t>(src[i]);
+    quantize_row(dtype::bf16, src.data(), enc.data(), static_cast<std::int64_t>(src.size()));
+    for (std::size_t i = 0; i < src.size(); ++i) ASSERT_EQ(enc[i], fp32_to_bf16(src[i]));
+}
+
+TEST(QuantRoundTrip, ExactOnRepresentableValues) {
+    // Q8_0: multiples of 0.5 with max |x| = 63.5 give d = 0.5 exactly.
+    std::vector<float> x(64);
+    for (std::size_t i = 0; i < 64; ++i) x[i] = 0.5f * static_cast<float>(static_cast<int>(i * 37 % 255) - 127);
+    x[5] = 63.5f;
+    x[40] = -63.5f;
+    std::vector<block_q8_0> q8(2);
+    quantize_row(dtype::q8_0, x.data(), q8.data(), 64);
+    EXPECT_EQ(decode(dtype::q8_0, q8), x);
+
+    // Q4_0: (q - 8) * 0.25 with some q = 0 (the largest magnitude, -2.0) gives d = 0.25.
+    for (std::size_t i = 0; i < 64; ++i) x[i] = 0.25f * static_cast<float>(static_cast<int>(i * 7 % 16) - 8);
+    std::vector<block_q4_0> q4(2);
+    quantize_row(dtype::q4_0, x.data(), q4.data(), 64);
+    EXPECT_EQ(decode(dtype::q4_0, q4), x);
+}
+
+// Q8_0 (ggml's rounding): q = round(x/d) with the unrounded d = amax/127, decoded with the fp16
+// d16: |x - q*d16| <= d/2 + 127*|d - d16| <= d * (1/2 + 127 * 2^-11).
+TEST(QuantRoundTrip, Q8_0ErrorBound) {
+    const auto x = gaussian(32 * 64, 1);
+    std::vector<block_q8_0> q(64);
+    quantize_row(dtype::q8_0, x.data(), q.data(), 32 * 64);
+    const auto y = decode(dtype::q8_0, q);
+    for (std::size_t b = 0; b < 64; ++b) {
+        float amax = 0;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b * 32 + static_cast<std::size_t>(j)]));
+        const double bound = amax / 127.0 * (0.5 + 127.0 / 2048.0);
+        for (std::size_t j = b * 32; j < b * 32 + 32; ++j) ASSERT_LE(std::fabs(x[j] - y[j]), bound) << j;
+    }
+}
+
+// Q4_0: x/d lies in [-8, 8]; rounding is to nearest except that +8 clamps to 7, so the error is
+// at most |d| (the clamped element) plus 8*|d - d16| from the fp16 scale.
+TEST(QuantRoundTrip, Q4_0ErrorBound) {
+    const auto x = gaussian(32 * 64, 2);
+    std::vector<block_q4_0> q(64);
+    quantize_row(dtype::q4_0, x.data(), q.data(), 32 * 64);
+    const auto y = decode(dtype::q4_0, q);
+    double sq = 0;
+    for (std::size_t b = 0; b < 64; ++b) {
+        float amax = 0;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b * 32 + static_cast<std::size_t>(j)]));
+        const double d = amax / 8.0;
+        for (std::size_t j = b * 32; j < b * 32 + 32; ++j) {
+            ASSERT_LE(std::fabs(x[j] - y[j]), d * (1.0 + 8.0 / 2048.0)) << j;
+            sq += (x[j] - y[j]) * (x[j] - y[j]);
+        }
+    }
+    // Uniform rounding noise: rms = step/sqrt(12) with step ~ amax/8 ~ 2.2/8 for 32 unit normals.
+    EXPECT_LT(std::sqrt(sq / static_cast<double>(x.size())), 0.1);
+}
+
+// K-quants have no closed-form per-element bound (a sub-block's scale is itself rounded to 6 or
+// 8 bits), so check the rms against the uniform-noise level step/sqrt(12) of the step size:
+// Q4_K step ~ range(32 normals)/15 ~ 4.1/15 -> rms ~ 0.08; Q6_K step ~ max|16 normals|/32 ~ 1.8/32
+// -> rms ~ 0.016 (scale rounding adds a little: 0.074 and 0.019 measured), with ~1.3-1.6x margin.
+// Also a hard per-element cap of about two steps of the coarsest sub-block.
+TEST(QuantRoundTrip, KQuantErrorLevels) {
+    const std::int64_t n = 256 * 16;
+    for (auto [t, rms_limit, cap] : {std::tuple{dtype::q4_k, 0.12, 0.6}, std::tuple{dtype::q6_k, 0.025, 0.2}}) {
+        SCOPED_TRACE(std::string(dtype_name(t)));
+        const auto x = gaussian(static_cast<std::size_t>(n), 3);
+        std::vector<std::byte> q(row_bytes(t, static_cast<std::uint64_t>(n)));
+        quantize_row(t, x.data(), q.data(), n);
+        std::vector<float> y(static_cast<std::size_t>(n));
+        dequantize_row(t, q.data(), y.data(), n);
+        double sq = 0, worst = 0;
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            sq += (x[i] - y[i]) * (x[i] - y[i]);
+            worst = std::max(worst, static_cast<double>(std::fabs(x[i] - y[i])));
+        }
+        const double rms = std::sqrt(sq / static_cast<double>(n));
+        EXPECT_LT(rms, rms_limit);
+        EXPECT_LT(worst, cap);
+        // And the codec really quantises: far from lossless at these bit widths.
+        EXPECT_GT(rms, rms_limit / 20);
+    }
+}
+
+// Scaled inputs keep the relative error (scales are relative), including tiny and huge rows
+// where fp16 scales approach their range limits.
+TEST(QuantRoundTrip, KQuantsScaleInvariant) {
+    for (dtype t : {dtype::q4_k, dtype::q6_k, dtype::q8_0, dtype::q4_0}) {
+        for (float s : {1e-3f, 1.0f, 100.0f}) {
+            SCOPED_TRACE(std::string(dtype_name(t)) + " scale " + std::to_string(s));
+            auto x = gaussian(512, 4, s);
+            std::vector<std::byte> q(row_bytes(t, 512));
+            quantize_row(t, x.data(), q.data(), 512);
+            std::vector<float> y(512);
+            dequantize_row(t, q.data(), y.data(), 512);
+            double sq = 0;
+            for (std::size_t i = 0; i < 512; ++i) sq += (x[i] - y[i]) * (x[i] - y[i]);
+            EXPECT_LT(std::sqrt(sq / 512) / s, 0.12);
+        }
+    }
+}
+
+TEST(QuantRoundTrip, ZeroRowsStayZero) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_k, dtype::q6_k, dtype::f16, dtype::bf16}) {
+        std::vector<float> x(256, 0.0f), y(256, 1.0f);
+        std::vector<std::byte> q(row_bytes(t, 256));
+        quantize_row(t, x.data(), q.data(), 256);
+        dequantize_row(t, q.data(), y.data(), 256);
+        for (float v : y) ASSERT_EQ(v, 0.0f) << dtype_name(t);
+    }
+}
+
+// Activation quantisers used by the integer matmul paths: |x - q*d| <= d/2 (plus the float
+// error of x * (127/amax), below 1e-5 steps), and the stored sums are the sums of q.
+TEST(QuantActivations, RoundingBoundAndSums) {
+    const auto x = gaussian(512, 5, 3.0f);
+    std::vector<act_q8_32> a(16);
+    ref::quantize_act_32(x.data(), a.data(), 512);
+    for (std::size_t b = 0; b < 16; ++b) {
+        int sum = 0;
+        for (std::size_t j = 0; j < 32; ++j) {
+            ASSERT_LE(std::fabs(x[b * 32 + j] - a[b].qs[j] * a[b].d), a[b].d * (0.5 + 1e-5));
+            sum += a[b].qs[j];
+        }
+        EXPECT_EQ(sum, a[b].sum);
+    }
+    std::vector<act_q8_256> k(2);
+    ref::quantize_act_256(x.data(), k.data(), 512);
+    for (std::size_t b = 0; b < 2; ++b) {
+        for (std::size_t g = 0; g < 16; ++g) {
+            int sum = 0;
+            for (std::size_t j = 16 * g; j < 16 * g + 16; ++j) {
+                ASSERT_LE(std::fabs(x[b * 256 + j] - k[b].qs[j] * k[b].d), k[b].d * (0.5 + 1e-5));
+                sum += k[b].qs[j];
+            }
+            EXPECT_EQ(sum, k[b].bsums[g]);
+        }
+    }
+}
+
+TEST(QuantErrors, BadInputThrows) {
+    float buf[64] = {};
+    std::byte blocks[2 * 144] = {};
+    EXPECT_THROW(dequantize_row(dtype::q4_0, blocks, buf, 33), shape_error);
+    EXPECT_THROW(quantize_row(dtype::q4_k, buf, blocks, 64), shape_error);
+    EXPECT_THROW(dequantize_row(dtype::q8_0, nullptr, buf, 32), shape_error);
+    EXPECT_THROW(quantize_row(dtype::f16, buf, nullptr, 4), shape_error);
+    EXPECT_THROW(dequantize_row(dtype::f32, buf, buf, -1), shape_error);
+    EXPECT_THROW(dequantize_row(static_cast<dtype>(3), blocks, buf, 32), error);  // q4_1: not supported
+    EXPECT_THROW(quantize_row(static_cast<dtype>(99), buf, blocks, 32), error);
+    try {
+        dequantize_row(dtype::q6_k, blocks, buf, 100);
+        FAIL();
+    } catch (const shape_error& e) {
+        EXPECT_NE(std::string(e.what()).find("q6_k"), std::string::npos) << e.what();
+    }
+    EXPECT_NO_THROW(dequantize_row(dtype::q8_0, nullptr, nullptr, 0));
+}
