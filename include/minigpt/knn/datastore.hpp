@@ -1,0 +1,328 @@
+// The kNN-LM datastore: (key = hidden state of a context, value = the token that followed)
+// pairs, written incrementally to one file and memory-mapped for search.
+//
+// File layout (all integers little-endian; full description in docs/knn-lm.md):
+//   0   char[8] magic "MGKNNDS\0"
+//   8   u32 version (1)
+//   12  u32 key type, as a ggml type id: 0 = f32, 1 = f16
+//   16  u64 n_keys; all ones while the writer runs, so a crashed or unfinished file is detected
+//   24  u64 dim
+//   32  u64 keys_offset   = align_up(64 + fingerprint_bytes, 4096), so keys are page-aligned for mmap
+//   40  u64 values_offset = align_up(keys_offset + n_keys*dim*key_size, 64); 0 while writing
+//   48  u32 fingerprint_bytes
+//   52  u32 reserved (0); 56 u64 reserved (0)
+//   64  fingerprint: identity of the model (and tap) the keys came from, given by the caller
+//   keys_offset:   keys   (n_keys, dim) row-major
+//   values_offset: values (n_keys) int32 token ids; the file ends right after them.
+// Values are kept in memory while writing (4 bytes per key, against dim*2..4 bytes for the
+// key itself) and written after the keys by finish(), which then patches the header.
+#pragma once
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "minigpt/core/dtype.hpp"
+#include "minigpt/core/error.hpp"
+#include "minigpt/core/half.hpp"
+#include "minigpt/core/tensor.hpp"
+#include "minigpt/knn/progress.hpp"
+
+namespace minigpt::knn {
+
+static_assert(std::endian::native == std::endian::little, "the datastore format is little-endian");
+
+inline constexpr char k_store_magic[8] = {'M', 'G', 'K', 'N', 'N', 'D', 'S', '\0'};
+inline constexpr std::uint32_t k_store_version = 1;
+inline constexpr std::uint64_t k_store_header_bytes = 64;
+inline constexpr std::uint64_t k_store_incomplete = ~std::uint64_t{0};
+inline constexpr std::uint64_t k_store_max_dim = 1u << 20;
+inline constexpr std::uint32_t k_store_max_fingerprint = 1u << 20;
+
+namespace detail {
+
+inline std::uint64_t align_up(std::uint64_t x, std::uint64_t a) { return checked_add(x, a - 1, "alignment") / a * a; }
+
+inline std::uint64_t key_size(dtype t) { return t == dtype::f16 ? 2 : 4; }
+
+template <class T> void put(unsigned char* p, T v) { std::memcpy(p, &v, sizeof v); }
+template <class T> T get(const unsigned char* p) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+// A read-only mapping of a whole file, unmapped when the last holder lets go.
+class mapping {
+public:
+    explicit mapping(const std::string& path) : path_(path) {
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) throw io_error(path + ": cannot open: " + std::strerror(errno));
+        struct stat st {};
+        if (::fstat(fd, &st) != 0) {
+            const int e = errno;
+            ::close(fd);
+            throw io_error(path + ": cannot stat: " + std::strerror(e));
+        }
+        size_ = static_cast<std::size_t>(st.st_size);
+        if (size_ > 0) {
+            void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
+            if (p == MAP_FAILED) {
+                const int e = errno;
+                ::close(fd);
+                throw io_error(path + ": cannot mmap " + std::to_string(size_) + " bytes: " + std::strerror(e));
+            }
+            data_ = static_cast<const unsigned char*>(p);
+        }
+        ::close(fd);
+    }
+    mapping(const mapping&) = delete;
+    mapping& operator=(const mapping&) = delete;
+    ~mapping() {
+        if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
+    }
+    const unsigned char* data() const noexcept { return data_; }
+    std::size_t size() const noexcept { return size_; }
+    const std::string& path() const noexcept { return path_; }
+
+private:
+    std::string path_;
+    const unsigned char* data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+}  // namespace detail
+
+// A read-only set of (key, value) pairs, backed by a mapped store file or by memory.
+class datastore {
+public:
+    // Maps and validates a store file. A non-empty `expected_fingerprint` must equal the one
+    // the store was written with; otherwise the store belongs to another model (or tap) and
+    // its keys would be meaningless for this one.
+    static std::shared_ptr<const datastore> open(const std::string& path, std::string_view expected_fingerprint = {}) {
+        auto map = std::make_shared<const detail::mapping>(path);
+        const unsigned char* p = map->data();
+        const std::uint64_t size = map->size();
+        auto fail = [&](std::uint64_t offset, const std::string& what) -> format_error {
+            return format_error(path, offset, "kNN datastore: " + what);
+        };
+        if (size < k_store_header_bytes) throw fail(size, "file too short for the 64-byte header (" + std::to_string(size) + " bytes)");
+        if (std::memcmp(p, k_store_magic, 8) != 0) throw fail(0, "bad magic: not a minigpt kNN datastore");
+        const auto version = detail::get<std::uint32_t>(p + 8);
+        if (version != k_store_version)
+            throw fail(8, "unsupported version " + std::to_string(version) + " (this build reads version " + std::to_string(k_store_version) + ")");
+        const auto type_id = detail::get<std::uint32_t>(p + 12);
+        if (type_id != static_cast<std::uint32_t>(dtype::f32) && type_id != static_cast<std::uint32_t>(dtype::f16))
+            throw fail(12, "key type id " + std::to_string(type_id) + " is not f32 (0) or f16 (1)");
+        const auto type = static_cast<dtype>(type_id);
+        const auto n_keys = detail::get<std::uint64_t>(p + 16);
+        if (n_keys == k_store_incomplete)
+            throw fail(16, "incomplete store: the writer did not finish (crashed, killed or still running)");
+        const auto dim = detail::get<std::uint64_t>(p + 24);
+        if (dim == 0 || dim > k_store_max_dim) throw fail(24, "key dimension " + std::to_string(dim) + " out of range [1, 2^20]");
+        const auto fp_bytes = detail::get<std::uint32_t>(p + 48);
+        if (fp_bytes > k_store_max_fingerprint) throw fail(48, "fingerprint length " + std::to_string(fp_bytes) + " too large");
+        const auto keys_offset = detail::get<std::uint64_t>(p + 32);
+        const std::uint64_t want_keys_offset = detail::align_up(k_store_header_bytes + fp_bytes, 4096);
+        if (keys_offset != want_keys_offset)
+            throw fail(32, "keys offset " + std::to_string(keys_offset) + " should be " + std::to_string(want_keys_offset));
+        const std::uint64_t key_bytes = checked_mul(checked_mul(n_keys, dim, "datastore keys"), detail::key_size(type), "datastore key bytes");
+        const auto values_offset = detail::get<std::uint64_t>(p + 40);
+        const std::uint64_t want_values_offset = detail::align_up(checked_add(keys_offset, key_bytes, "datastore size"), 64);
+        if (values_offset != want_values_offset)
+            throw fail(40, "values offset " + std::to_string(values_offset) + " should be " + std::to_string(want_values_offset) +
+                               " for " + std::to_string(n_keys) + " keys of dimension " + std::to_string(dim));
+        const std::uint64_t want_size = checked_add(values_offset, checked_mul(n_keys, 4, "datastore values"), "datastore size");
+        if (size != want_size)
+            throw fail(std::min(size, want_size), "file is " + std::to_string(size) + " bytes but the header describes " +
+                                                       std::to_string(want_size) + " (truncated or trailing data)");
+        if (n_keys > (std::uint64_t{1} << 40)) throw fail(16, "absurd key count " + std::to_string(n_keys));
+
+        auto s = std::shared_ptr<datastore>(new datastore());
+        s->path_ = path;
+        s->fingerprint_.assign(reinterpret_cast<const char*>(p + k_store_header_bytes), fp_bytes);
+        if (!expected_fingerprint.empty() && expected_fingerprint != s->fingerprint_)
+            throw error(path + ": the kNN datastore was built with another model: its fingerprint is '" + s->fingerprint_ +
+                        "' but this model's is '" + std::string(expected_fingerprint) + "'");
+        const auto* values = reinterpret_cast<const std::int32_t*>(p + values_offset);
+        for (std::uint64_t i = 0; i < n_keys; ++i)
+            if (values[i] < 0)
+                throw fail(values_offset + 4 * i, "value " + std::to_string(i) + " is a negative token id " + std::to_string(values[i]));
+        if (n_keys > 0) {
+            // Search streams the keys front to back; tell the kernel so it reads ahead aggressively.
+            ::madvise(const_cast<unsigned char*>(p + keys_offset), static_cast<std::size_t>(key_bytes), MADV_SEQUENTIAL);
+            const std::int64_t shape[2] = {static_cast<std::int64_t>(n_keys), static_cast<std::int64_t>(dim)};
+            s->keys_ = tensor::view(type, shape, p + keys_offset, map);
+            s->values_ = std::span<const std::int32_t>(values, static_cast<std::size_t>(n_keys));
+        }
+        s->dim_ = static_cast<std::int64_t>(dim);
+        s->type_ = type;
+        s->owner_ = map;
+        return s;
+    }
+
+    // A store held in memory: keys (n_keys, dim) f32 or f16, values (n_keys) token ids >= 0.
+    static std::shared_ptr<const datastore> from_memory(tensor keys, std::vector<std::int32_t> values, std::string fingerprint = {}) {
+        if (keys.empty() || keys.rank() != 2) throw shape_error("datastore::from_memory: keys must be a (n_keys, dim) tensor");
+        if (keys.type() != dtype::f32 && keys.type() != dtype::f16)
+            throw shape_error("datastore::from_memory: keys must be f32 or f16, not " + std::string(dtype_name(keys.type())));
+        if (!keys.is_contiguous()) throw shape_error("datastore::from_memory: keys must be contiguous");
+        if (static_cast<std::int64_t>(values.size()) != keys.dim(0))
+            throw shape_error("datastore::from_memory: " + std::to_string(values.size()) + " values for " + std::to_string(keys.dim(0)) + " keys");
+        for (std::size_t i = 0; i < values.size(); ++i)
+            if (values[i] < 0) throw error("datastore::from_memory: value " + std::to_string(i) + " is a negative token id");
+        auto s = std::shared_ptr<datastore>(new datastore());
+        auto held = std::make_shared<std::vector<std::int32_t>>(std::move(values));
+        s->values_ = std::span<const std::int32_t>(*held);
+        s->owner_ = held;
+        s->dim_ = keys.dim(1);
+        s->type_ = keys.type();
+        s->keys_ = std::move(keys);
+        s->fingerprint_ = std::move(fingerprint);
+        s->path_ = "<memory>";
+        return s;
+    }
+
+    std::int64_t n_keys() const noexcept { return static_cast<std::int64_t>(values_.size()); }
+    std::int64_t dim() const noexcept { return dim_; }
+    dtype key_type() const noexcept { return type_; }
+    const std::string& fingerprint() const noexcept { return fingerprint_; }
+    const std::string& path() const noexcept { return path_; }
+    // (n_keys, dim); empty when the store has no keys.
+    const tensor& keys() const noexcept { return keys_; }
+    // (n_keys)
+    std::span<const std::int32_t> values() const noexcept { return values_; }
+    const void* key_row(std::int64_t i) const noexcept {
+        return keys_.raw() + static_cast<std::size_t>(i) * static_cast<std::size_t>(dim_) * detail::key_size(type_);
+    }
+
+private:
+    datastore() = default;
+    std::string path_;
+    std::string fingerprint_;
+    std::int64_t dim_ = 0;
+    dtype type_ = dtype::f32;
+    tensor keys_;
+    std::span<const std::int32_t> values_;
+    std::shared_ptr<const void> owner_;
+};
+
+// Writes a store incrementally: append() batches, then finish(). Until finish() returns, the
+// header says "incomplete", so a reader rejects a file whose writer died half way.
+class datastore_writer {
+public:
+    // `expected_keys` (optional) only sizes the progress line drawn on a terminal.
+    datastore_writer(std::string path, std::int64_t dim, dtype key_type, std::string fingerprint, std::int64_t expected_keys = 0)
+        : path_(std::move(path)), dim_(dim), type_(key_type),
+          progress_("writing kNN datastore " + path_, expected_keys, ::isatty(2) != 0 && (expected_keys <= 0 || expected_keys >= 100000)) {
+        if (dim <= 0 || static_cast<std::uint64_t>(dim) > k_store_max_dim)
+            throw error("datastore_writer: key dimension " + std::to_string(dim) + " out of range [1, 2^20]");
+        if (key_type != dtype::f32 && key_type != dtype::f16)
+            throw error("datastore_writer: key type must be f32 or f16, not " + std::string(dtype_name(key_type)));
+        if (fingerprint.size() > k_store_max_fingerprint) throw error("datastore_writer: fingerprint longer than 1 MiB");
+        file_ = std::fopen(path_.c_str(), "wb");
+        if (!file_) throw io_error(path_ + ": cannot create: " + std::strerror(errno));
+        keys_offset_ = detail::align_up(k_store_header_bytes + fingerprint.size(), 4096);
+        std::vector<unsigned char> head(static_cast<std::size_t>(keys_offset_), 0);
+        std::memcpy(head.data(), k_store_magic, 8);
+        detail::put<std::uint32_t>(head.data() + 8, k_store_version);
+        detail::put<std::uint32_t>(head.data() + 12, static_cast<std::uint32_t>(key_type));
+        detail::put<std::uint64_t>(head.data() + 16, k_store_incomplete);
+        detail::put<std::uint64_t>(head.data() + 24, static_cast<std::uint64_t>(dim));
+        detail::put<std::uint64_t>(head.data() + 32, keys_offset_);
+        detail::put<std::uint64_t>(head.data() + 40, 0);
+        detail::put<std::uint32_t>(head.data() + 48, static_cast<std::uint32_t>(fingerprint.size()));
+        std::memcpy(head.data() + k_store_header_bytes, fingerprint.data(), fingerprint.size());
+        write(head.data(), head.size());
+    }
+    datastore_writer(const datastore_writer&) = delete;
+    datastore_writer& operator=(const datastore_writer&) = delete;
+    // An unfinished writer leaves its file marked incomplete (never a file that looks valid).
+    ~datastore_writer() {
+        if (file_) std::fclose(file_);
+    }
+
+    // keys (n, dim) float32, values (n) token ids >= 0.
+    void append(const float* keys, const std::int32_t* values, std::int64_t n) {
+        if (!file_) throw error(path_ + ": datastore_writer: append after finish");
+        if (n < 0) throw error("datastore_writer: negative batch size");
+        if (n == 0) return;
+        if (!keys || !values) throw error("datastore_writer: null keys or values");
+        const std::size_t n_elem = static_cast<std::size_t>(checked_mul(static_cast<std::uint64_t>(n), static_cast<std::uint64_t>(dim_), "batch size"));
+        for (std::size_t i = 0; i < n_elem; ++i)
+            if (!std::isfinite(keys[i]))
+                throw error("datastore_writer: key " + std::to_string(n_keys() + static_cast<std::int64_t>(i) / dim_) + " has a non-finite element");
+        for (std::int64_t i = 0; i < n; ++i)
+            if (values[i] < 0) throw error("datastore_writer: value of key " + std::to_string(n_keys() + i) + " is a negative token id");
+        if (type_ == dtype::f32) {
+            write(keys, n_elem * 4);
+        } else {
+            half_.resize(n_elem);
+            for (std::size_t i = 0; i < n_elem; ++i) half_[i] = fp32_to_fp16(keys[i]);
+            write(half_.data(), n_elem * 2);
+        }
+        values_.insert(values_.end(), values, values + n);
+        progress_.update(n_keys());
+    }
+
+    // Writes the values, flushes everything to disk, then (and only then) patches the header.
+    void finish() {
+        if (!file_) throw error(path_ + ": datastore_writer: finish called twice");
+        const std::uint64_t n = values_.size();
+        const std::uint64_t end_keys = keys_offset_ + n * static_cast<std::uint64_t>(dim_) * detail::key_size(type_);
+        const std::uint64_t values_offset = detail::align_up(end_keys, 64);
+        const unsigned char zeros[64] = {};
+        write(zeros, static_cast<std::size_t>(values_offset - end_keys));
+        write(values_.data(), values_.size() * 4);
+        sync();
+        unsigned char patch[8];
+        detail::put<std::uint64_t>(patch, n);
+        seek_write(16, patch, 8);
+        detail::put<std::uint64_t>(patch, values_offset);
+        seek_write(40, patch, 8);
+        sync();
+        const int rc = std::fclose(file_);
+        file_ = nullptr;
+        if (rc != 0) throw io_error(path_ + ": close failed: " + std::strerror(errno));
+        progress_.done();
+    }
+
+    std::int64_t n_keys() const noexcept { return static_cast<std::int64_t>(values_.size()); }
+    std::int64_t dim() const noexcept { return dim_; }
+    const std::string& path() const noexcept { return path_; }
+
+private:
+    void write(const void* p, std::size_t n) {
+        if (n != 0 && std::fwrite(p, 1, n, file_) != n) throw io_error(path_ + ": write failed: " + std::strerror(errno));
+    }
+    void seek_write(long offset, const void* p, std::size_t n) {
+        if (std::fseek(file_, offset, SEEK_SET) != 0) throw io_error(path_ + ": seek failed: " + std::strerror(errno));
+        write(p, n);
+    }
+    void sync() {
+        if (std::fflush(file_) != 0 || ::fsync(::fileno(file_)) != 0) throw io_error(path_ + ": flush failed: " + std::strerror(errno));
+    }
+
+    std::string path_;
+    std::int64_t dim_;
+    dtype type_;
+    progress progress_;
+    std::FILE* file_ = nullptr;
+    std::uint64_t keys_offset_ = 0;
+    std::vector<std::int32_t> values_;   // (n_keys) held until finish()
+    std::vector<std::uint16_t> half_;    // (batch, dim) scratch for f16 conversion
+};
+
+}  // namespace minigpt::knn

@@ -1,0 +1,192 @@
+// Squared-L2 distance kernels for the kNN datastore: float32 and float16 keys.
+//
+// The hot loop of exact search is one query against millions of keys, so it is
+// memory-bound: keys are read once, in order, and the kernel only has to keep up
+// with the memory bus. float16 keys halve the bytes read; they are widened to
+// float32 a short run at a time (F16C / AVX-512 when the compiler targets them) and
+// then go through the same xsimd float32 kernel. The scalar references beside the
+// fast paths are what the tests hold them to.
+//
+// Note: the project keeps raw intrinsics in simd/; the one fp16 widening intrinsic
+// used here is wrapped in widen_f16() until simd/ offers an equivalent.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <xsimd/xsimd.hpp>
+
+#include "minigpt/core/half.hpp"
+
+#if defined(__AVX512F__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+namespace minigpt::knn {
+
+// Scalar references, accumulating in double so the tests have an independent yardstick.
+inline double l2_sq_reference(const float* a, const float* b, std::int64_t dim) {
+    double s = 0.0;
+    for (std::int64_t i = 0; i < dim; ++i) {
+        const double d = static_cast<double>(a[i]) - static_cast<double>(b[i]);
+        s += d * d;
+    }
+    return s;
+}
+inline double l2_sq_reference_f16(const float* q, const std::uint16_t* k, std::int64_t dim) {
+    double s = 0.0;
+    for (std::int64_t i = 0; i < dim; ++i) {
+        const double d = static_cast<double>(q[i]) - static_cast<double>(fp16_to_fp32(k[i]));
+        s += d * d;
+    }
+    return s;
+}
+
+// dst[i] = float(src[i]) for n halves; exact (every fp16 value is a float32 value).
+inline void widen_f16(const std::uint16_t* src, float* dst, std::int64_t n) {
+    std::int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16)
+        // The all-ones mask form: the unmasked one trips a false GCC 12 -Wmaybe-uninitialized.
+        _mm512_storeu_ps(dst + i, _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
+#elif defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+#endif
+    for (; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
+}
+
+// sum_i (a[i] - b[i])^2 in float32 with four independent accumulators (latency hiding).
+inline float l2_sq(const float* a, const float* b, std::int64_t dim) {
+    using batch = xsimd::batch<float>;
+    constexpr std::int64_t w = static_cast<std::int64_t>(batch::size);
+    batch acc0(0.0f), acc1(0.0f), acc2(0.0f), acc3(0.0f);
+    std::int64_t i = 0;
+    for (; i + 4 * w <= dim; i += 4 * w) {
+        const batch d0 = batch::load_unaligned(a + i) - batch::load_unaligned(b + i);
+        const batch d1 = batch::load_unaligned(a + i + w) - batch::load_unaligned(b + i + w);
+        const batch d2 = batch::load_unaligned(a + i + 2 * w) - batch::load_unaligned(b + i + 2 * w);
+        const batch d3 = batch::load_unaligned(a + i + 3 * w) - batch::load_unaligned(b + i + 3 * w);
+        acc0 = xsimd::fma(d0, d0, acc0);
+        acc1 = xsimd::fma(d1, d1, acc1);
+        acc2 = xsimd::fma(d2, d2, acc2);
+        acc3 = xsimd::fma(d3, d3, acc3);
+    }
+    for (; i + w <= dim; i += w) {
+        const batch d = batch::load_unaligned(a + i) - batch::load_unaligned(b + i);
+        acc0 = xsimd::fma(d, d, acc0);
+    }
+    float s = xsimd::hadd((acc0 + acc1) + (acc2 + acc3));
+    for (; i < dim; ++i) {
+        const float d = a[i] - b[i];
+        s += d * d;
+    }
+    return s;
+}
+
+// Query in float32, key in float16: widen the key a run at a time into a stack buffer
+// (stays in L1) and reuse the float32 kernel, accumulating the runs' partial sums.
+inline float l2_sq_f16(const float* q, const std::uint16_t* k, std::int64_t dim) {
+    constexpr std::int64_t run = 256;
+    alignas(64) float buf[run];
+    float s = 0.0f;
+    for (std::int64_t i = 0; i < dim; i += run) {
+        const std::int64_t n = dim - i < run ? dim - i : run;
+        widen_f16(k + i, buf, n);
+        s += l2_sq(q + i, buf, n);
+    }
+    return s;
+}
+
+inline float dot(const float* a, const float* b, std::int64_t n) {
+    using batch = xsimd::batch<float>;
+    constexpr std::int64_t w = static_cast<std::int64_t>(batch::size);
+    batch acc0(0.0f), acc1(0.0f);
+    std::int64_t i = 0;
+    for (; i + 2 * w <= n; i += 2 * w) {
+        acc0 = xsimd::fma(batch::load_unaligned(a + i), batch::load_unaligned(b + i), acc0);
+        acc1 = xsimd::fma(batch::load_unaligned(a + i + w), batch::load_unaligned(b + i + w), acc1);
+    }
+    for (; i + w <= n; i += w) acc0 = xsimd::fma(batch::load_unaligned(a + i), batch::load_unaligned(b + i), acc0);
+    float s = xsimd::hadd(acc0 + acc1);
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+inline float sq_norm(const float* a, std::int64_t dim) {
+    using batch = xsimd::batch<float>;
+    constexpr std::int64_t w = static_cast<std::int64_t>(batch::size);
+    batch acc0(0.0f), acc1(0.0f);
+    std::int64_t i = 0;
+    for (; i + 2 * w <= dim; i += 2 * w) {
+        const batch x0 = batch::load_unaligned(a + i), x1 = batch::load_unaligned(a + i + w);
+        acc0 = xsimd::fma(x0, x0, acc0);
+        acc1 = xsimd::fma(x1, x1, acc1);
+    }
+    for (; i + w <= dim; i += w) {
+        const batch x = batch::load_unaligned(a + i);
+        acc0 = xsimd::fma(x, x, acc0);
+    }
+    float s = xsimd::hadd(acc0 + acc1);
+    for (; i < dim; ++i) s += a[i] * a[i];
+    return s;
+}
+
+namespace detail {
+
+// C[i * ldc + j] = a_i . b_j for an MA x NB tile: MA * NB accumulators stay in registers,
+// so each step loads MA + NB vectors for MA * NB fused multiply-adds.
+template <int MA, int NB>
+inline void dot_tile(const float* a, const float* b, std::int64_t d, float* c, std::int64_t ldc) {
+    using batch = xsimd::batch<float>;
+    constexpr std::int64_t w = static_cast<std::int64_t>(batch::size);
+    batch acc[MA][NB];
+    for (int i = 0; i < MA; ++i)
+        for (int j = 0; j < NB; ++j) acc[i][j] = batch(0.0f);
+    std::int64_t t = 0;
+    for (; t + w <= d; t += w) {
+        batch bv[NB];
+        for (int j = 0; j < NB; ++j) bv[j] = batch::load_unaligned(b + j * d + t);
+        for (int i = 0; i < MA; ++i) {
+            const batch av = batch::load_unaligned(a + i * d + t);
+            for (int j = 0; j < NB; ++j) acc[i][j] = xsimd::fma(av, bv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < MA; ++i)
+        for (int j = 0; j < NB; ++j) {
+            float s = xsimd::hadd(acc[i][j]);
+            for (std::int64_t r = t; r < d; ++r) s += a[i * d + r] * b[j * d + r];
+            c[i * ldc + j] = s;
+        }
+}
+
+template <int NB>
+inline void dot_rows(const float* a, std::int64_t rows, const float* b, std::int64_t d, float* c, std::int64_t ldc) {
+    switch (rows) {
+        case 1: dot_tile<1, NB>(a, b, d, c, ldc); break;
+        case 2: dot_tile<2, NB>(a, b, d, c, ldc); break;
+        case 3: dot_tile<3, NB>(a, b, d, c, ldc); break;
+        default: dot_tile<4, NB>(a, b, d, c, ldc); break;
+    }
+}
+
+}  // namespace detail
+
+// All dot products between the rows of a (na, d) and b (nb, d), both row-major:
+// c (na, nb) with row stride ldc. This is the GEMM behind batched distances and k-means
+// assignment: b is taken 128 rows at a time (a 384 KiB chunk at d = 768 stays in L2),
+// and swept by 4 x 4 register tiles, a's 4 rows staying in L1 across the chunk.
+inline void dot_products(const float* a, std::int64_t na, const float* b, std::int64_t nb, std::int64_t d, float* c, std::int64_t ldc) {
+    constexpr std::int64_t chunk = 128;
+    for (std::int64_t b0 = 0; b0 < nb; b0 += chunk) {
+        const std::int64_t b1 = b0 + chunk < nb ? b0 + chunk : nb;
+        for (std::int64_t i = 0; i < na; i += 4) {
+            const std::int64_t rows = na - i < 4 ? na - i : 4;
+            std::int64_t j = b0;
+            for (; j + 4 <= b1; j += 4) detail::dot_rows<4>(a + i * d, rows, b + j * d, d, c + i * ldc + j, ldc);
+            for (; j < b1; ++j) detail::dot_rows<1>(a + i * d, rows, b + j * d, d, c + i * ldc + j, ldc);
+        }
+    }
+}
+
+}  // namespace minigpt::knn
