@@ -105,7 +105,17 @@ public:
     void encode(std::string_view text, std::vector<std::int32_t>& out) const {
         std::vector<symbol> symbols;
         std::vector<candidate> heap;
-        unicode::split_gpt2(text, [&](std::string_view word) { encode_word(word, symbols, heap, out); });
+        word_cache cache;
+        unicode::split_gpt2(text, [&](std::string_view word) {
+            if (word.size() == 1) {
+                emit(symbol{initial_id_[static_cast<unsigned char>(word[0])], -1, -1, 0, 1}, word, out);
+                return;
+            }
+            if (cache.repeat(word, out)) return;
+            const std::size_t first = out.size();
+            encode_word(word, symbols, heap, out);
+            cache.insert(word, first, out.size() - first);
+        });
     }
 
 private:
@@ -156,10 +166,6 @@ private:
     void encode_word(std::string_view word, std::vector<symbol>& s, std::vector<candidate>& heap,
                      std::vector<std::int32_t>& out) const {
         const auto n = static_cast<std::int32_t>(word.size());
-        if (n == 1) {
-            emit(symbol{initial_id_[static_cast<unsigned char>(word[0])], -1, -1, 0, 1}, word, out);
-            return;
-        }
         s.resize(static_cast<std::size_t>(n));
         for (std::int32_t i = 0; i < n; ++i)
             s[static_cast<std::size_t>(i)] = {initial_id_[static_cast<unsigned char>(word[static_cast<std::size_t>(i)])],

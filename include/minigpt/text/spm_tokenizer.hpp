@@ -41,6 +41,16 @@ public:
             const std::int32_t id = index.find(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
             byte_token_[static_cast<std::size_t>(b)] = id >= 0 ? id : unk_id_;
         }
+        split_at_words_ = true;
+        for (std::size_t id = 0; id < v.tokens.size() && split_at_words_; ++id) {
+            if (!usable[id]) continue;
+            const std::string& t = v.tokens[id];
+            for (std::size_t p = t.find(k_spm_space, 1); p != std::string::npos; p = t.find(k_spm_space, p + 1))
+                if (p < k_spm_space.size() || t.compare(p - k_spm_space.size(), k_spm_space.size(), k_spm_space) != 0) {
+                    split_at_words_ = false;
+                    break;
+                }
+        }
     }
 
     // Appends the tokens of a text fragment (no special tokens in it) to out; `space_prefix`
@@ -56,16 +66,62 @@ public:
         if (escaped.empty()) return;
 
         std::vector<symbol> s;
-        s.reserve(escaped.size());
-        for (std::size_t pos = 0; pos < escaped.size();) {
-            const auto d = utf8::decode(escaped, pos);
+        std::vector<candidate> heap;
+        if (!split_at_words_) {
+            encode_span(escaped, 0, escaped.size(), s, heap, out);
+            return;
+        }
+        // A "▁" after another character starts a new word (see split_at_words_).
+        word_cache cache;
+        auto encode_word = [&](std::size_t begin, std::size_t end) {
+            const std::string_view word = std::string_view(escaped).substr(begin, end - begin);
+            if (cache.repeat(word, out)) return;
+            const std::size_t first = out.size();
+            encode_span(escaped, begin, end, s, heap, out);
+            cache.insert(word, first, out.size() - first);
+        };
+        std::size_t begin = 0;
+        for (std::size_t p = 1; p + k_spm_space.size() <= escaped.size(); ++p) {
+            if (escaped.compare(p, k_spm_space.size(), k_spm_space) != 0) continue;
+            const bool after_space = p >= k_spm_space.size() &&
+                                     escaped.compare(p - k_spm_space.size(), k_spm_space.size(), k_spm_space) == 0;
+            if (!after_space) {
+                encode_word(begin, p);
+                begin = p;
+            }
+        }
+        encode_word(begin, escaped.size());
+    }
+
+private:
+    struct symbol {
+        std::int32_t prev;    // linked list over the text's symbols; -1 at the ends
+        std::int32_t next;
+        std::uint32_t start;  // bytes [start, start + length) of the escaped text; length 0 once merged away
+        std::uint32_t length;
+    };
+    struct candidate {
+        float score;
+        std::int32_t left;
+        std::uint32_t length;  // bytes of the merged text
+        // Heap order: highest score first, then leftmost.
+        bool operator<(const candidate& o) const { return score != o.score ? score < o.score : left > o.left; }
+    };
+
+    // The merge loop over bytes [begin, end) of the escaped text.
+    void encode_span(const std::string& escaped, std::size_t begin, std::size_t end, std::vector<symbol>& s,
+                     std::vector<candidate>& heap, std::vector<std::int32_t>& out) const {
+        if (begin >= end) return;
+        s.clear();
+        for (std::size_t pos = begin; pos < end;) {
+            const auto d = utf8::decode(reinterpret_cast<const unsigned char*>(escaped.data()) + pos, end - pos);
             const auto i = static_cast<std::int32_t>(s.size());
             s.push_back({i - 1, i + 1, static_cast<std::uint32_t>(pos), d.length});
             pos += d.length;
         }
         s.back().next = -1;
 
-        std::vector<candidate> heap;
+        heap.clear();
         for (std::int32_t i = 0; i + 1 < static_cast<std::int32_t>(s.size()); ++i) try_pair(escaped, s, heap, i, false);
         std::make_heap(heap.begin(), heap.end());
         while (!heap.empty()) {
@@ -99,21 +155,6 @@ public:
         }
     }
 
-private:
-    struct symbol {
-        std::int32_t prev;    // linked list over the text's symbols; -1 at the ends
-        std::int32_t next;
-        std::uint32_t start;  // bytes [start, start + length) of the escaped text; length 0 once merged away
-        std::uint32_t length;
-    };
-    struct candidate {
-        float score;
-        std::int32_t left;
-        std::uint32_t length;  // bytes of the merged text
-        // Heap order: highest score first, then leftmost.
-        bool operator<(const candidate& o) const { return score != o.score ? score < o.score : left > o.left; }
-    };
-
     std::int32_t find_usable(std::string_view text) const {
         const std::int32_t id = index_->find(text);
         return id >= 0 && (*usable_)[static_cast<std::size_t>(id)] ? id : -1;
@@ -135,6 +176,11 @@ private:
     std::int32_t unk_id_ = -1;
     std::vector<float> scores_;                   // (n_vocab)
     std::array<std::int32_t, 256> byte_token_{};  // "<0xXX>" token of each byte, else <unk>, else -1
+    // True when no usable token has a "▁" right after another character (SentencePiece's default
+    // split_by_whitespace vocabularies, Llama's included). Then no merge can cross the start of a
+    // "▁"-word, merges in different words never interact, and encoding word by word gives exactly
+    // the whole-text result with small heaps instead of one spanning the text.
+    bool split_at_words_ = false;
 };
 
 }  // namespace minigpt::text_detail

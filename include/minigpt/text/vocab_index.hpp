@@ -1,4 +1,5 @@
-// Hash tables behind the tokenizers' inner loops: token text -> id, and token pair -> merge.
+// Hash tables behind the tokenizers' inner loops: token text -> id, token pair -> merge, and the
+// per-call cache of words already encoded.
 //
 // Encoding looks up millions of short strings and id pairs per second, so these are flat
 // open-addressing tables (linear probing, power-of-two capacity, load <= 1/2) rather than
@@ -6,6 +7,8 @@
 // index are views of strings owned elsewhere (the vocabulary), which must outlive the index.
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -147,6 +150,60 @@ private:
     std::vector<std::uint64_t> keys_;  // (capacity)
     std::vector<Value> values_;        // (capacity)
     std::size_t mask_ = 0;
+};
+
+// Words already encoded during one encode call (text repeats its words), as (offset, count) of
+// their tokens in the output vector. Keys are views of text that lives for the call; the cache
+// stops growing at a fixed size to bound memory on huge inputs.
+class word_cache {
+public:
+    // If `word` was seen, appends its tokens again and returns true.
+    bool repeat(std::string_view word, std::vector<std::int32_t>& out) const {
+        if (slots_.empty()) return false;
+        const std::uint64_t h = hash_bytes(word.data(), word.size());
+        for (std::size_t i = h & mask_;; i = (i + 1) & mask_) {
+            const entry& e = slots_[i];
+            if (e.word.data() == nullptr) return false;
+            if (e.hash == h && e.word == word) {
+                const std::size_t old = out.size();
+                out.resize(old + e.count);  // copy by index after the resize: the source may move
+                std::copy_n(out.begin() + static_cast<std::ptrdiff_t>(e.offset), e.count, out.begin() + static_cast<std::ptrdiff_t>(old));
+                return true;
+            }
+        }
+    }
+
+    void insert(std::string_view word, std::size_t offset, std::size_t count) {
+        if (size_ >= k_max_entries) return;
+        if (2 * (size_ + 1) > slots_.size()) grow();
+        place({word, hash_bytes(word.data(), word.size()), offset, count});
+        ++size_;
+    }
+
+private:
+    struct entry {
+        std::string_view word;  // data() == nullptr: empty slot
+        std::uint64_t hash;
+        std::size_t offset, count;
+    };
+    static constexpr std::size_t k_max_entries = std::size_t{1} << 16;
+    void place(const entry& e) {
+        for (std::size_t i = e.hash & mask_;; i = (i + 1) & mask_)
+            if (slots_[i].word.data() == nullptr) {
+                slots_[i] = e;
+                return;
+            }
+    }
+    void grow() {
+        std::vector<entry> old = std::move(slots_);
+        slots_.assign(old.empty() ? 64 : 2 * old.size(), entry{});
+        mask_ = slots_.size() - 1;
+        for (const entry& e : old)
+            if (e.word.data() != nullptr) place(e);
+    }
+    std::vector<entry> slots_;  // (capacity)
+    std::size_t mask_ = 0;
+    std::size_t size_ = 0;
 };
 
 }  // namespace minigpt::text_detail
