@@ -404,27 +404,29 @@ double recall_at(const knn_index& approx, const knn_index& exact, const std::vec
 }
 
 TEST(KnnIvf, RecallAt32OnClusteredDataAndExactAtFullProbe) {
-    // n = 20000 keys, dim 32, 100 clusters; auto n_lists = round(sqrt(20000)) = 141; nprobe 8.
+    // n = 20000 keys, dim 32, 500 clusters (40 keys each, so 32 neighbours often straddle
+    // clusters); auto n_lists = round(sqrt(20000)) = 141; nprobe 4. Measured: recall@32 0.989
+    // at nprobe 4, 0.964 at nprobe 1.
     const std::int64_t n = 20000, dim = 32;
-    const auto all = clustered(n + 200, dim, 100, 12);
+    const auto all = clustered(n + 200, dim, 500, 12);
     const std::vector<float> keys(all.begin(), all.begin() + n * dim), queries(all.begin() + n * dim, all.end());
     for (dtype type : {dtype::f32, dtype::f16}) {
         auto s = memory_store(keys, dim, type);
         exact_index exact(s);
         ivf_params p;
-        p.nprobe = 8;
+        p.nprobe = 4;
         auto ivf = ivf_index::build(s, p);
         EXPECT_EQ(ivf->n_lists(), 141);
         // Every key is filed exactly once.
         auto ids = ivf->list_ids();
         std::sort(ids.begin(), ids.end());
         for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(ids[static_cast<std::size_t>(i)], static_cast<std::uint64_t>(i));
-        const double r8 = recall_at(*ivf, exact, queries, 32);
-        std::printf("IVF %s: n=%lld dim=%lld n_lists=%lld nprobe=8: recall@32 = %.4f\n", std::string(dtype_name(type)).c_str(),
-                    static_cast<long long>(n), static_cast<long long>(dim), static_cast<long long>(ivf->n_lists()), r8);
-        EXPECT_GE(r8, 0.95);
+        const double r4 = recall_at(*ivf, exact, queries, 32);
+        std::printf("IVF %s: n=%lld dim=%lld n_lists=%lld nprobe=4: recall@32 = %.4f\n", std::string(dtype_name(type)).c_str(),
+                    static_cast<long long>(n), static_cast<long long>(dim), static_cast<long long>(ivf->n_lists()), r4);
+        EXPECT_GE(r4, 0.95);
         ivf->set_nprobe(1);
-        EXPECT_LT(recall_at(*ivf, exact, queries, 32), r8);  // the knob does something
+        EXPECT_LT(recall_at(*ivf, exact, queries, 32), r4);  // the knob does something
         ivf->set_nprobe(static_cast<std::int32_t>(ivf->n_lists()));
         // Scanning every list is an exact search: same neighbours, same order, as brute force.
         for (int q = 0; q < 20; ++q) {
@@ -522,7 +524,7 @@ TEST(KnnKmeans, RecoversWellSeparatedClusters) {
 #if defined(MINIGPT_HAVE_FAISS)
 TEST(KnnFaiss, IvfFlatAndHnswRecall) {
     const std::int64_t n = 20000, dim = 32;
-    const auto all = clustered(n + 200, dim, 100, 12);
+    const auto all = clustered(n + 200, dim, 500, 12);
     const std::vector<float> keys(all.begin(), all.begin() + n * dim), queries(all.begin() + n * dim, all.end());
     auto s = memory_store(keys, dim, dtype::f16);
     exact_index exact(s);

@@ -125,9 +125,11 @@ inline void interpolate_log_probs(std::span<const float> lm_log_probs, std::span
     }
     const double log_1ml = std::log1p(-static_cast<double>(lambda));
     for (std::size_t w = 0; w < lm_log_probs.size(); ++w) out[w] = static_cast<float>(log_1ml + lm_log_probs[w]);
+    // out[w] already holds log((1 - lambda) p_LM(w)); read it back rather than lm_log_probs,
+    // which may be the same array.
     for (const auto& t : knn) {
         const auto w = static_cast<std::size_t>(t.token);
-        out[w] = static_cast<float>(log_add_exp(log_l + t.log_prob, log_1ml + static_cast<double>(lm_log_probs[w])));
+        out[w] = static_cast<float>(log_add_exp(log_l + t.log_prob, static_cast<double>(out[w])));
     }
 }
 
