@@ -86,9 +86,10 @@ inline vocab_data vocab_from_gguf(const io::gguf_file& f) {
     return v;
 }
 
-// Writes the tokenizer keys the way llama.cpp's converters do: scores and token types always
-// (defaults 0 and normal when the record has none), merges when present, ids that are set, the
-// add_bos/add_eos flags, add_space_prefix only where it differs from the model kind's default.
+// Writes the tokenizer keys the way llama.cpp's converters do: scores, token types and merges when
+// the record has them (GPT-2 vocabularies have no scores), ids that are set, the add_bos/add_eos
+// flags, add_space_prefix only where it differs from the model kind's default. Reading the result
+// with vocab_from_gguf gives the same record back.
 inline void write_vocab(io::gguf_writer& w, const vocab_data& v) {
     const auto n = v.tokens.size();
     if (!v.scores.empty() && v.scores.size() != n)
@@ -98,10 +99,12 @@ inline void write_vocab(io::gguf_writer& w, const vocab_data& v) {
     w.set("tokenizer.ggml.model", v.model);
     if (!v.pre.empty()) w.set("tokenizer.ggml.pre", v.pre);
     w.set("tokenizer.ggml.tokens", v.tokens);
-    w.set("tokenizer.ggml.scores", v.scores.empty() ? std::vector<float>(n, 0.0f) : v.scores);
-    std::vector<std::int32_t> types(n, static_cast<std::int32_t>(token_type::normal));
-    for (std::size_t i = 0; i < v.types.size(); ++i) types[i] = static_cast<std::int32_t>(v.types[i]);
-    w.set("tokenizer.ggml.token_type", types);
+    if (!v.scores.empty()) w.set("tokenizer.ggml.scores", v.scores);
+    if (!v.types.empty()) {
+        std::vector<std::int32_t> types(n);
+        for (std::size_t i = 0; i < n; ++i) types[i] = static_cast<std::int32_t>(v.types[i]);
+        w.set("tokenizer.ggml.token_type", types);
+    }
     if (!v.merges.empty()) w.set("tokenizer.ggml.merges", v.merges);
     vocab_data defaults;
     defaults.model = v.model;
