@@ -21,20 +21,23 @@
 namespace minigpt::quant {
 
 namespace detail {
-inline void check_row(const char* fn, dtype type, const void* src, const void* dst, std::int64_t n) {
+// Takes null-ness flags rather than the pointers: GCC 12 assumes a const pointer argument is
+// read and warns about callers' not-yet-written output buffers.
+inline void check_row(const char* fn, dtype type, bool has_src, bool has_dst, std::int64_t n) {
     const auto& tr = traits(type);  // throws minigpt::error on an unsupported type id
     if (n < 0) throw shape_error(std::string(fn) + ": negative element count " + std::to_string(n));
     if (n % tr.block_size != 0)
         throw shape_error(std::string(fn) + ": " + std::to_string(n) + " elements is not a multiple of the " +
                           std::string(tr.name) + " block size " + std::to_string(tr.block_size));
-    if (n > 0 && (!src || !dst)) throw shape_error(std::string(fn) + ": null " + (src ? "destination" : "source") + " pointer");
+    if (n > 0 && (!has_src || !has_dst))
+        throw shape_error(std::string(fn) + ": null " + (has_src ? "destination" : "source") + " pointer");
 }
 }  // namespace detail
 
-// dst[0..n) = the n elements of type `type` stored at src. n must be a multiple of the block size.
-inline void dequantize_row(dtype type, const void* src, float* dst, std::int64_t n) {
-    detail::check_row("dequantize_row", type, src, dst, n);
-    if (n == 0) return;
+// dequantize_row without the checks, for kernels that validated their tensor up front and
+// call this inside parallel regions (where nothing may throw). Unknown types are a no-op.
+inline void dequantize_row_unchecked(dtype type, const void* src, float* dst, std::int64_t n) noexcept {
+    if (n <= 0) return;
     switch (type) {
         case dtype::f32: std::memmove(dst, src, static_cast<std::size_t>(n) * sizeof(float)); return;
         case dtype::f16: simd::f16_to_f32_row(static_cast<const std::uint16_t*>(src), dst, n); return;
@@ -44,14 +47,19 @@ inline void dequantize_row(dtype type, const void* src, float* dst, std::int64_t
         case dtype::q4_k: ref::dequantize_q4_k(static_cast<const block_q4_k*>(src), dst, n); return;
         case dtype::q6_k: ref::dequantize_q6_k(static_cast<const block_q6_k*>(src), dst, n); return;
     }
-    throw error("dequantize_row: unsupported element type " + std::string(dtype_name(type)));
+}
+
+// dst[0..n) = the n elements of type `type` stored at src. n must be a multiple of the block size.
+inline void dequantize_row(dtype type, const void* src, float* dst, std::int64_t n) {
+    detail::check_row("dequantize_row", type, src != nullptr, dst != nullptr, n);
+    dequantize_row_unchecked(type, src, dst, n);
 }
 
 // Stores the n floats at src as type `type` at dst (row_bytes(type, n) bytes). Q8_0 and Q4_0
 // round exactly as ggml's reference quantisers; Q4_K / Q6_K use minigpt's reference quantiser
 // (same format, different scale search); f16/bf16 round to nearest even.
 inline void quantize_row(dtype type, const float* src, void* dst, std::int64_t n) {
-    detail::check_row("quantize_row", type, src, dst, n);
+    detail::check_row("quantize_row", type, src != nullptr, dst != nullptr, n);
     if (n == 0) return;
     switch (type) {
         case dtype::f32: std::memmove(dst, src, static_cast<std::size_t>(n) * sizeof(float)); return;

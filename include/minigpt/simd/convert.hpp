@@ -74,14 +74,14 @@ inline xsimd::batch<float, A> load_bf16(const std::uint16_t* p) {
 
 // n fp16 / bf16 values to f32 (any n).
 inline void f16_to_f32_row(const std::uint16_t* src, float* dst, std::int64_t n) {
-    std::int64_t i = 0;
-    for (; i + static_cast<std::int64_t>(f32_lanes) <= n; i += f32_lanes) load_f16<>(src + i).store_unaligned(dst + i);
-    for (; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
+    const std::int64_t n_vec = n - n % static_cast<std::int64_t>(f32_lanes);
+    for (std::int64_t i = 0; i < n_vec; i += f32_lanes) load_f16<>(src + i).store_unaligned(dst + i);
+    for (std::int64_t i = n_vec; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
 }
 inline void bf16_to_f32_row(const std::uint16_t* src, float* dst, std::int64_t n) {
-    std::int64_t i = 0;
-    for (; i + static_cast<std::int64_t>(f32_lanes) <= n; i += f32_lanes) load_bf16<>(src + i).store_unaligned(dst + i);
-    for (; i < n; ++i) dst[i] = bf16_to_fp32(src[i]);
+    const std::int64_t n_vec = n - n % static_cast<std::int64_t>(f32_lanes);
+    for (std::int64_t i = 0; i < n_vec; i += f32_lanes) load_bf16<>(src + i).store_unaligned(dst + i);
+    for (std::int64_t i = n_vec; i < n; ++i) dst[i] = bf16_to_fp32(src[i]);
 }
 
 // n f32 values to fp16, round to nearest even.

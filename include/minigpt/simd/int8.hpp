@@ -62,9 +62,9 @@ template <int n> inline u8x32 shift_right_u8(u8x32 v) {
 // every target then); Q4/Q6 values (<= 63) satisfy it.
 inline i32x8 dot_u8i8(i32x8 acc, u8x32 a, i8x32 b) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpbusd_epi32(acc, a, b);
+    return _mm256_dpbusd_epi32(__m256i(acc), __m256i(a), __m256i(b));
 #elif defined(__AVXVNNI__)
-    return _mm256_dpbusd_avx_epi32(acc, a, b);
+    return _mm256_dpbusd_avx_epi32(__m256i(acc), __m256i(a), __m256i(b));
 #else
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
 #endif
@@ -76,9 +76,9 @@ inline i32x8 dot_i8i8(i32x8 acc, i8x32 a, i8x32 b) {
     const __m256i abs_a = _mm256_abs_epi8(a);
     const __m256i signed_b = _mm256_sign_epi8(b, a);
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpbusd_epi32(acc, abs_a, signed_b);
+    return _mm256_dpbusd_epi32(__m256i(acc), abs_a, signed_b);
 #elif defined(__AVXVNNI__)
-    return _mm256_dpbusd_avx_epi32(acc, abs_a, signed_b);
+    return _mm256_dpbusd_avx_epi32(__m256i(acc), abs_a, signed_b);
 #else
     // |a| * |b| <= 128 * 127: a pair sum fits int16 exactly.
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(abs_a, signed_b), _mm256_set1_epi16(1)));
@@ -91,9 +91,9 @@ inline i32x8 dot_i8i8(i32x8 acc, i8x32 a, i8x32 b) {
 inline i32x8 dot_u8i8_scaled(i32x8 acc, u8x32 a, i8x32 b, i16x16 scales) {
     const __m256i pairs = _mm256_maddubs_epi16(a, b);
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpwssd_epi32(acc, pairs, scales);
+    return _mm256_dpwssd_epi32(__m256i(acc), pairs, __m256i(scales));
 #elif defined(__AVXVNNI__)
-    return _mm256_dpwssd_avx_epi32(acc, pairs, scales);
+    return _mm256_dpwssd_avx_epi32(__m256i(acc), pairs, __m256i(scales));
 #else
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scales));
 #endif

@@ -1,0 +1,173 @@
+// Matrix products with a weight matrix of any supported dtype: y = W x (GEMV, one
+// token) and Y = X Wᵀ (GEMM, a batch of tokens), W of shape (n_out, n_in).
+//
+// Few tokens (generation, short batches): every group of 4 weight rows is streamed once
+// and dotted with each token while it is in cache, by the fused decode-and-dot kernels
+// of matmul_dot.hpp (for quantised W the activations are first quantised to 8-bit blocks
+// and the products are exact int32 sums). Many tokens (prefill): the cache-blocked f32
+// GEMM of matmul_gemm.hpp, which decodes W tile by tile. Both split the output rows
+// over threads with parallel_for. matmul_reference is the scalar double-precision
+// definition the tests compare against.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "minigpt/core/dtype.hpp"
+#include "minigpt/core/error.hpp"
+#include "minigpt/core/tensor.hpp"
+#include "minigpt/core/threads.hpp"
+#include "minigpt/kernels/matmul_dot.hpp"
+#include "minigpt/kernels/matmul_gemm.hpp"
+#include "minigpt/quant/quant.hpp"
+#include "minigpt/quant/reference.hpp"
+
+namespace minigpt::kernels {
+
+namespace detail {
+
+// From this many tokens on, the blocked GEMM beats re-running the dot kernels per token
+// (measured with bench_matmul_bench; see docs/benchmarks.md).
+inline constexpr std::int64_t k_gemm_min_tokens = 8;
+// Below this many weight bytes a call is too small to be worth waking a second thread.
+inline constexpr std::int64_t k_parallel_min_bytes = 64 * 1024;
+inline constexpr int k_rows_per_group = 4;
+
+inline void check_matmul(const char* fn, const tensor& w, const float* x, const float* y, std::int64_t n_tokens) {
+    if (w.empty()) throw shape_error(std::string(fn) + ": weight tensor has no data");
+    if (w.rank() != 2) throw shape_error(std::string(fn) + ": weight must be rank 2 (n_out, n_in), got shape " + w.shape_string());
+    if (n_tokens < 0) throw shape_error(std::string(fn) + ": negative n_tokens " + std::to_string(n_tokens));
+    if (n_tokens > 0 && (!x || !y)) throw shape_error(std::string(fn) + ": null " + (x ? "output" : "input") + " pointer");
+}
+
+// Activations quantised for the integer kernels, in a per-thread buffer that only grows.
+template <class Act>
+inline const Act* quantize_activations(const float* x, std::int64_t n_tokens, std::int64_t n_in) {
+    thread_local std::vector<Act> buffer;
+    const std::int64_t per_token = n_in / (std::is_same_v<Act, quant::act_q8_32> ? quant::k_qk : quant::k_qk_k);
+    const std::size_t need = static_cast<std::size_t>(checked_mul(static_cast<std::uint64_t>(per_token),
+                                                                  static_cast<std::uint64_t>(n_tokens), "activation blocks"));
+    if (buffer.size() < need) buffer.resize(need);
+    for (std::int64_t t = 0; t < n_tokens; ++t) {
+        if constexpr (std::is_same_v<Act, quant::act_q8_32>)
+            quant::ref::quantize_act_32(x + t * n_in, buffer.data() + t * per_token, n_in);
+        else
+            quant::ref::quantize_act_256(x + t * n_in, buffer.data() + t * per_token, n_in);
+    }
+    return buffer.data();
+}
+
+// Rows [r0, r1) against every token: y[t*n_out + r] = dot(W row r, token t). `rows<R>(row, stride,
+// t, out)` computes R consecutive rows for token t.
+template <class RowsFn>
+inline void rows_by_tokens(const tensor& w, float* y, std::int64_t n_tokens, std::int64_t r0, std::int64_t r1, RowsFn&& rows) {
+    const std::int64_t n_out = w.dim(0), stride = w.stride_bytes(0);
+    float out[k_rows_per_group];
+    std::int64_t r = r0;
+    for (; r + k_rows_per_group <= r1; r += k_rows_per_group) {
+        const std::byte* row = w.raw() + r * stride;
+        for (std::int64_t t = 0; t < n_tokens; ++t) {
+            rows.template operator()<k_rows_per_group>(row, stride, t, out);
+            for (int i = 0; i < k_rows_per_group; ++i) y[t * n_out + r + i] = out[i];
+        }
+    }
+    for (; r < r1; ++r) {
+        const std::byte* row = w.raw() + r * stride;
+        for (std::int64_t t = 0; t < n_tokens; ++t) {
+            rows.template operator()<1>(row, stride, t, out);
+            y[t * n_out + r] = out[0];
+        }
+    }
+}
+
+// The few-token path for every dtype (validation done by the caller; nothing here throws).
+inline void matmul_dots(const tensor& w, const float* x, float* y, std::int64_t n_tokens, int n_threads) {
+    const std::int64_t n_out = w.dim(0), n_in = w.dim(1);
+    const int threads = w.n_bytes() < k_parallel_min_bytes ? 1 : n_threads;
+    auto run = [&](auto&& rows) {
+        parallel_for(n_out, threads, [&](std::int64_t r0, std::int64_t r1) { rows_by_tokens(w, y, n_tokens, r0, r1, rows); },
+                     k_rows_per_group);
+    };
+    auto float_rows = [&]<float_kind K>() {
+        run([&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
+            dot_float_rows<K, R>(row, stride, x + t * n_in, n_in, out);
+        });
+    };
+    switch (w.type()) {
+        case dtype::f32: float_rows.template operator()<float_kind::f32>(); return;
+        case dtype::f16: float_rows.template operator()<float_kind::f16>(); return;
+        case dtype::bf16: float_rows.template operator()<float_kind::bf16>(); return;
+        default: break;
+    }
+    if (w.type() == dtype::q8_0 || w.type() == dtype::q4_0) {
+        const std::int64_t nb = n_in / quant::k_qk;
+        const quant::act_q8_32* act = quantize_activations<quant::act_q8_32>(x, n_tokens, n_in);
+        if (w.type() == dtype::q8_0)
+            run([&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
+                dot_q8_0_rows<R>(row, stride, act + t * nb, nb, out);
+            });
+        else
+            run([&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
+                dot_q4_0_rows<R>(row, stride, act + t * nb, nb, out);
+            });
+        return;
+    }
+    const std::int64_t nb = n_in / quant::k_qk_k;
+    const quant::act_q8_256* act = quantize_activations<quant::act_q8_256>(x, n_tokens, n_in);
+    if (w.type() == dtype::q4_k)
+        run([&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
+            dot_q4_k_rows<R>(row, stride, act + t * nb, nb, out);
+        });
+    else
+        run([&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
+            dot_q6_k_rows<R>(row, stride, act + t * nb, nb, out);
+        });
+}
+
+inline void matmul_gemm(const tensor& w, const float* x, float* y, std::int64_t n_tokens, int n_threads) {
+    parallel_for(w.dim(0), n_threads, [&](std::int64_t r0, std::int64_t r1) { gemm_rows(w, x, y, n_tokens, r0, r1); },
+                 k_gemm_nr);
+}
+
+}  // namespace detail
+
+// Y (n_tokens, n_out) = X (n_tokens, n_in) · Wᵀ; W (n_out, n_in) of any supported dtype, X and Y
+// row-major f32. n_threads <= 0: one per physical core. Throws shape_error on a W that is not
+// rank 2, null x / y, or negative n_tokens.
+inline void matmul(const tensor& w, const float* x, float* y, std::int64_t n_tokens, int n_threads = 0) {
+    detail::check_matmul("matmul", w, x, y, n_tokens);
+    if (n_tokens == 0 || w.dim(0) == 0) return;
+    if (w.dim(1) == 0) {
+        std::fill(y, y + n_tokens * w.dim(0), 0.0f);
+        return;
+    }
+    if (n_tokens >= detail::k_gemm_min_tokens) detail::matmul_gemm(w, x, y, n_tokens, n_threads);
+    else detail::matmul_dots(w, x, y, n_tokens, n_threads);
+}
+
+// y (n_out) = W x (n_in): the n_tokens == 1 case.
+inline void gemv(const tensor& w, const float* x, float* y, int n_threads = 0) {
+    detail::check_matmul("gemv", w, x, y, 1);
+    matmul(w, x, y, 1, n_threads);
+}
+
+// Scalar reference: each row of W decoded with quant::dequantize_row, products accumulated in
+// double, rounded to float once. For tests; no quantisation of the activations.
+inline void matmul_reference(const tensor& w, const float* x, float* y, std::int64_t n_tokens) {
+    detail::check_matmul("matmul_reference", w, x, y, n_tokens);
+    const std::int64_t n_out = w.dim(0), n_in = w.dim(1);
+    std::vector<float> row(static_cast<std::size_t>(n_in));
+    for (std::int64_t r = 0; r < n_out; ++r) {
+        quant::dequantize_row(w.type(), w.row_ptr(r), row.data(), n_in);
+        for (std::int64_t t = 0; t < n_tokens; ++t) {
+            double s = 0.0;
+            for (std::int64_t i = 0; i < n_in; ++i) s += static_cast<double>(row[static_cast<std::size_t>(i)]) * x[t * n_in + i];
+            y[t * n_out + r] = static_cast<float>(s);
+        }
+    }
+}
+
+}  // namespace minigpt::kernels

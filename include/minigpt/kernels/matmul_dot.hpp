@@ -1,0 +1,284 @@
+// Row-dot kernels behind kernels::matmul: R weight rows against one activation vector.
+//
+// GEMV is bound by streaming the weights, so each kernel reads a group of R rows
+// once, decoding blocks in registers, and shares every activation load among the R
+// rows (R independent accumulator chains also hide FMA latency). Float weights
+// (f32/f16/bf16) meet the f32 activation directly; quantised weights meet an
+// activation quantised once per call to 8-bit blocks (quant::act_q8_32 / act_q8_256)
+// and multiply in exact int32 arithmetic, applying the float block scales once per
+// block. Each fast kernel has a scalar twin (`*_scalar`) computing the same sum: it
+// is the portable fallback when simd/int8.hpp has no integer dot product, and the
+// tests run it against the double-precision reference too.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include <xsimd/xsimd.hpp>
+
+#include "minigpt/core/half.hpp"
+#include "minigpt/quant/blocks.hpp"
+#include "minigpt/simd/convert.hpp"
+#include "minigpt/simd/int8.hpp"
+
+namespace minigpt::kernels::detail {
+
+using quant::act_q8_256;
+using quant::act_q8_32;
+using quant::block_q4_0;
+using quant::block_q4_k;
+using quant::block_q6_k;
+using quant::block_q8_0;
+
+// ---- float weights -----------------------------------------------------------------------
+
+enum class float_kind { f32, f16, bf16 };
+
+template <float_kind K>
+inline simd::f32_batch load_weights(const std::byte* row, std::int64_t i) {
+    if constexpr (K == float_kind::f32) return simd::f32_batch::load_unaligned(reinterpret_cast<const float*>(row) + i);
+    else if constexpr (K == float_kind::f16) return simd::load_f16(reinterpret_cast<const std::uint16_t*>(row) + i);
+    else return simd::load_bf16(reinterpret_cast<const std::uint16_t*>(row) + i);
+}
+
+template <float_kind K>
+inline float weight_at(const std::byte* row, std::int64_t i) {
+    if constexpr (K == float_kind::f32) return reinterpret_cast<const float*>(row)[i];
+    else if constexpr (K == float_kind::f16) return fp16_to_fp32(reinterpret_cast<const std::uint16_t*>(row)[i]);
+    else return bf16_to_fp32(reinterpret_cast<const std::uint16_t*>(row)[i]);
+}
+
+// out[r] = dot(row r, x) for R rows starting at w, `stride` bytes apart; any n.
+template <float_kind K, int R>
+inline void dot_float_rows(const std::byte* w, std::int64_t stride, const float* x, std::int64_t n, float* out) {
+    using B = simd::f32_batch;
+    constexpr std::int64_t L = static_cast<std::int64_t>(B::size);
+    B acc0[R], acc1[R];
+    for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = B(0.0f);
+    std::int64_t i = 0;
+    // Two accumulators per row: 2R independent FMA chains per iteration.
+    for (; i + 2 * L <= n; i += 2 * L) {
+        const B x0 = B::load_unaligned(x + i), x1 = B::load_unaligned(x + i + L);
+        for (int r = 0; r < R; ++r) {
+            acc0[r] = xsimd::fma(load_weights<K>(w + r * stride, i), x0, acc0[r]);
+            acc1[r] = xsimd::fma(load_weights<K>(w + r * stride, i + L), x1, acc1[r]);
+        }
+    }
+    for (; i + L <= n; i += L) {
+        const B x0 = B::load_unaligned(x + i);
+        for (int r = 0; r < R; ++r) acc0[r] = xsimd::fma(load_weights<K>(w + r * stride, i), x0, acc0[r]);
+    }
+    for (int r = 0; r < R; ++r) {
+        float s = xsimd::hadd(acc0[r] + acc1[r]);
+        for (std::int64_t j = i; j < n; ++j) s += weight_at<K>(w + r * stride, j) * x[j];
+        out[r] = s;
+    }
+}
+
+// ---- Q8_0 x act_q8_32 --------------------------------------------------------------------
+
+inline float dot_q8_0_scalar(const block_q8_0* w, const act_q8_32* a, std::int64_t n_blocks) {
+    float s = 0.0f;
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+        std::int32_t isum = 0;
+        for (int j = 0; j < quant::k_qk; ++j) isum += w[b].qs[j] * a[b].qs[j];
+        s += static_cast<float>(isum) * (fp16_to_fp32(w[b].d) * a[b].d);
+    }
+    return s;
+}
+
+template <int R>
+inline void dot_q8_0_rows(const std::byte* w, std::int64_t stride, const act_q8_32* a, std::int64_t n_blocks, float* out) {
+#if defined(MINIGPT_SIMD_INT8)
+    simd::f32x8 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = simd::f32x8(0.0f);
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+        const simd::i8x32 xq = simd::load_i8x32(a[b].qs);
+        for (int r = 0; r < R; ++r) {
+            const auto* wb = reinterpret_cast<const block_q8_0*>(w + r * stride) + b;
+            const simd::i32x8 p = simd::dot_i8i8(simd::i32x8(0), simd::load_i8x32(wb->qs), xq);
+            acc[r] = simd::fma_i32(acc[r], p, simd::half_to_float(wb->d) * a[b].d);
+        }
+    }
+    for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]);
+#else
+    for (int r = 0; r < R; ++r) out[r] = dot_q8_0_scalar(reinterpret_cast<const block_q8_0*>(w + r * stride), a, n_blocks);
+#endif
+}
+
+// ---- Q4_0 x act_q8_32 --------------------------------------------------------------------
+// sum_j (q_j - 8) x_j = sum_j q_j x_j - 8 * sum_j x_j: the nibbles stay unsigned for the u8*i8
+// product and the offset costs one multiply by the activation block's stored sum.
+
+inline float dot_q4_0_scalar(const block_q4_0* w, const act_q8_32* a, std::int64_t n_blocks) {
+    float s = 0.0f;
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+        std::int32_t isum = 0;
+        for (int j = 0; j < quant::k_qk / 2; ++j)
+            isum += (w[b].qs[j] & 0x0f) * a[b].qs[j] + (w[b].qs[j] >> 4) * a[b].qs[j + 16];
+        isum -= 8 * a[b].sum;
+        s += static_cast<float>(isum) * (fp16_to_fp32(w[b].d) * a[b].d);
+    }
+    return s;
+}
+
+template <int R>
+inline void dot_q4_0_rows(const std::byte* w, std::int64_t stride, const act_q8_32* a, std::int64_t n_blocks, float* out) {
+#if defined(MINIGPT_SIMD_INT8)
+    simd::f32x8 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = simd::f32x8(0.0f);
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+        const simd::i8x32 xq = simd::load_i8x32(a[b].qs);
+        const simd::i32x8 offset = simd::lane0(-8 * a[b].sum);
+        for (int r = 0; r < R; ++r) {
+            const auto* wb = reinterpret_cast<const block_q4_0*>(w + r * stride) + b;
+            const simd::i32x8 p = simd::dot_u8i8(offset, simd::unpack_nibbles_16(wb->qs), xq);
+            acc[r] = simd::fma_i32(acc[r], p, simd::half_to_float(wb->d) * a[b].d);
+        }
+    }
+    for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]);
+#else
+    for (int r = 0; r < R; ++r) out[r] = dot_q4_0_scalar(reinterpret_cast<const block_q4_0*>(w + r * stride), a, n_blocks);
+#endif
+}
+
+// ---- Q4_K x act_q8_256 -------------------------------------------------------------------
+// x = d*sc*q - dmin*m per sub-block of 32, so
+//   dot = d*da * sum_s sc_s * sum_{j in s} q_j a_j  -  dmin*da * sum_s m_s * sum_{j in s} a_j,
+// the second sum coming from the activation's group sums.
+
+// The 8 scales (out[0..7]) and 8 mins (out[8..15]) of a Q4_K block, unpacked four at a time
+// with 32-bit word operations (same bits as quant::ref::q4_k_scale_min).
+inline void q4_k_unpack_scales(const std::uint8_t* packed, std::uint8_t* out) {
+    std::uint32_t w0, w1, w2;
+    std::memcpy(&w0, packed, 4);
+    std::memcpy(&w1, packed + 4, 4);
+    std::memcpy(&w2, packed + 8, 4);
+    const std::uint32_t words[4] = {
+        w0 & 0x3f3f3f3fu,                                            // scales 0-3
+        (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4),     // scales 4-7
+        w1 & 0x3f3f3f3fu,                                            // mins 0-3
+        ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4),  // mins 4-7
+    };
+    std::memcpy(out, words, 16);
+}
+
+inline float dot_q4_k_scalar(const block_q4_k* w, const act_q8_256* a, std::int64_t n_blocks) {
+    float s = 0.0f;
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+        std::uint8_t sm[16];
+        q4_k_unpack_scales(w[b].scales, sm);
+        std::int32_t isum = 0, msum = 0;
+        for (int c = 0; c < 4; ++c) {
+            std::int32_t lo = 0, hi = 0;
+            for (int l = 0; l < 32; ++l) {
+                lo += (w[b].qs[32 * c + l] & 0x0f) * a[b].qs[64 * c + l];
+                hi += (w[b].qs[32 * c + l] >> 4) * a[b].qs[64 * c + 32 + l];
+            }
+            isum += sm[2 * c] * lo + sm[2 * c + 1] * hi;
+        }
+        for (int sb = 0; sb < 8; ++sb) msum += sm[8 + sb] * (a[b].bsums[2 * sb] + a[b].bsums[2 * sb + 1]);
+        s += fp16_to_fp32(w[b].d) * a[b].d * static_cast<float>(isum) -
+             fp16_to_fp32(w[b].dmin) * a[b].d * static_cast<float>(msum);
+    }
+    return s;
+}
+
+template <int R>
+inline void dot_q4_k_rows(const std::byte* w, std::int64_t stride, const act_q8_256* a, std::int64_t n_blocks, float* out) {
+#if defined(MINIGPT_SIMD_INT8)
+    simd::f32x8 acc[R];
+    float mins[R];
+    for (int r = 0; r < R; ++r) acc[r] = simd::f32x8(0.0f), mins[r] = 0.0f;
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+        std::int32_t group32[8];  // activation sums per sub-block of 32
+        for (int sb = 0; sb < 8; ++sb) group32[sb] = a[b].bsums[2 * sb] + a[b].bsums[2 * sb + 1];
+        for (int r = 0; r < R; ++r) {
+            const auto* wb = reinterpret_cast<const block_q4_k*>(w + r * stride) + b;
+            std::uint8_t sm[16];
+            q4_k_unpack_scales(wb->scales, sm);
+            simd::i32x8 isum(0);
+            for (int c = 0; c < 4; ++c) {
+                const simd::u8x32 v = simd::load_u8x32(wb->qs + 32 * c);
+                isum = simd::dot_u8i8_scaled(isum, simd::low_nibbles(v), simd::load_i8x32(a[b].qs + 64 * c),
+                                             simd::i16x16(static_cast<std::int16_t>(sm[2 * c])));
+                isum = simd::dot_u8i8_scaled(isum, simd::high_nibbles(v), simd::load_i8x32(a[b].qs + 64 * c + 32),
+                                             simd::i16x16(static_cast<std::int16_t>(sm[2 * c + 1])));
+            }
+            std::int32_t msum = 0;
+            for (int sb = 0; sb < 8; ++sb) msum += sm[8 + sb] * group32[sb];
+            acc[r] = simd::fma_i32(acc[r], isum, simd::half_to_float(wb->d) * a[b].d);
+            mins[r] += simd::half_to_float(wb->dmin) * a[b].d * static_cast<float>(msum);
+        }
+    }
+    for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]) - mins[r];
+#else
+    for (int r = 0; r < R; ++r) out[r] = dot_q4_k_scalar(reinterpret_cast<const block_q4_k*>(w + r * stride), a, n_blocks);
+#endif
+}
+
+// ---- Q6_K x act_q8_256 -------------------------------------------------------------------
+// x = d*sc_g*(q - 32) per group of 16: dot = d*da * (sum_g sc_g * sum_{j in g} q_j a_j
+//                                                   - 32 * sum_g sc_g * bsum_g).
+
+inline float dot_q6_k_scalar(const block_q6_k* w, const act_q8_256* a, std::int64_t n_blocks) {
+    float s = 0.0f;
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+        std::int32_t isum = 0;
+        for (int h = 0; h < 2; ++h) {
+            const std::uint8_t* ql = w[b].ql + 64 * h;
+            const std::uint8_t* qh = w[b].qh + 32 * h;
+            const std::int8_t* x = a[b].qs + 128 * h;
+            const std::int8_t* sc = w[b].scales + 8 * h;
+            for (int l = 0; l < 32; ++l) {
+                const int g = l / 16;
+                isum += sc[g] * ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) * x[l];
+                isum += sc[g + 2] * ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) * x[l + 32];
+                isum += sc[g + 4] * ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) * x[l + 64];
+                isum += sc[g + 6] * ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) * x[l + 96];
+            }
+        }
+        for (int g = 0; g < 16; ++g) isum -= 32 * w[b].scales[g] * a[b].bsums[g];
+        s += fp16_to_fp32(w[b].d) * a[b].d * static_cast<float>(isum);
+    }
+    return s;
+}
+
+template <int R>
+inline void dot_q6_k_rows(const std::byte* w, std::int64_t stride, const act_q8_256* a, std::int64_t n_blocks, float* out) {
+#if defined(MINIGPT_SIMD_INT8)
+    simd::f32x8 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = simd::f32x8(0.0f);
+    const simd::u8x32 mask_hi(0x30);
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+        for (int r = 0; r < R; ++r) {
+            const auto* wb = reinterpret_cast<const block_q6_k*>(w + r * stride) + b;
+            std::int32_t offset = 0;
+            for (int g = 0; g < 16; ++g) offset += wb->scales[g] * a[b].bsums[g];
+            simd::i32x8 isum = simd::lane0(-32 * offset);
+            for (int h = 0; h < 2; ++h) {
+                const simd::u8x32 ql0 = simd::load_u8x32(wb->ql + 64 * h);
+                const simd::u8x32 ql1 = simd::load_u8x32(wb->ql + 64 * h + 32);
+                const simd::u8x32 qh = simd::load_u8x32(wb->qh + 32 * h);
+                const std::int8_t* sc = wb->scales + 8 * h;
+                const std::int8_t* x = a[b].qs + 128 * h;
+                const simd::u8x32 q1 = simd::low_nibbles(ql0) | (simd::shift_left_u8<4>(qh) & mask_hi);
+                const simd::u8x32 q2 = simd::low_nibbles(ql1) | (simd::shift_left_u8<2>(qh) & mask_hi);
+                const simd::u8x32 q3 = simd::high_nibbles(ql0) | (qh & mask_hi);
+                const simd::u8x32 q4 = simd::high_nibbles(ql1) | (simd::shift_right_u8<2>(qh) & mask_hi);
+                isum = simd::dot_u8i8_scaled(isum, q1, simd::load_i8x32(x), simd::scales_lo_hi(sc[0], sc[1]));
+                isum = simd::dot_u8i8_scaled(isum, q2, simd::load_i8x32(x + 32), simd::scales_lo_hi(sc[2], sc[3]));
+                isum = simd::dot_u8i8_scaled(isum, q3, simd::load_i8x32(x + 64), simd::scales_lo_hi(sc[4], sc[5]));
+                isum = simd::dot_u8i8_scaled(isum, q4, simd::load_i8x32(x + 96), simd::scales_lo_hi(sc[6], sc[7]));
+            }
+            acc[r] = simd::fma_i32(acc[r], isum, simd::half_to_float(wb->d) * a[b].d);
+        }
+    }
+    for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]);
+#else
+    for (int r = 0; r < R; ++r) out[r] = dot_q6_k_scalar(reinterpret_cast<const block_q6_k*>(w + r * stride), a, n_blocks);
+#endif
+}
+
+}  // namespace minigpt::kernels::detail

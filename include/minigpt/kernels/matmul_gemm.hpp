@@ -1,0 +1,115 @@
+// Blocked f32 GEMM behind kernels::matmul for many tokens (prefill): Y += X · Wᵀ.
+//
+// X (n_tokens, n_in) and W (n_out, n_in) are both contiguous along n_in, so the
+// micro-kernel works in dot-product form: a tile of MT tokens by NR weight rows keeps
+// MT*NR vector accumulators, loads MT + NR vectors per step and issues MT*NR FMAs,
+// then folds the accumulators with a shared transposing horizontal add —
+// no packing of X is needed. The loops are blocked so that a tile of W (NR rows by
+// k_block floats) sits in L1 while it meets a block of k_token_block tokens held in L2.
+// Non-f32 weights are decoded one such tile at a time into a small buffer (the
+// dequantisation cost is shared by k_token_block tokens), so every dtype reuses this
+// kernel and W is read from memory only n_tokens / k_token_block times.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include <xsimd/xsimd.hpp>
+
+#include "minigpt/core/tensor.hpp"
+#include "minigpt/quant/quant.hpp"
+#include "minigpt/simd/convert.hpp"
+#include "minigpt/simd/reduce.hpp"
+
+namespace minigpt::kernels::detail {
+
+inline constexpr int k_gemm_mt = 4;                  // tokens per micro-tile
+inline constexpr int k_gemm_nr = 4;                  // weight rows per micro-tile
+inline constexpr std::int64_t k_block = 512;         // n_in per cache block (multiple of every block size)
+inline constexpr std::int64_t k_token_block = 192;   // tokens per cache block: 192 x 512 floats = 384 KiB
+
+// c[t*ldc + r] += sum_{i<k} x[t*ldx + i] * w[r*ldw + i] for t < MT, r < NR.
+template <int MT, int NR>
+inline void gemm_micro(const float* x, std::int64_t ldx, const float* w, std::int64_t ldw, std::int64_t k, float* c,
+                       std::int64_t ldc) {
+    using B = simd::f32_batch;
+    constexpr std::int64_t L = static_cast<std::int64_t>(B::size);
+    B acc[MT * NR];
+    for (auto& a : acc) a = B(0.0f);
+    std::int64_t i = 0;
+    for (; i + L <= k; i += L) {
+        B wv[NR];
+        for (int r = 0; r < NR; ++r) wv[r] = B::load_unaligned(w + r * ldw + i);
+        for (int t = 0; t < MT; ++t) {
+            const B xv = B::load_unaligned(x + t * ldx + i);
+            for (int r = 0; r < NR; ++r) acc[t * NR + r] = xsimd::fma(xv, wv[r], acc[t * NR + r]);
+        }
+    }
+    float sums[MT * NR];
+    simd::reduce_add_each(acc, MT * NR, sums);
+    for (; i < k; ++i)
+        for (int t = 0; t < MT; ++t)
+            for (int r = 0; r < NR; ++r) sums[t * NR + r] += x[t * ldx + i] * w[r * ldw + i];
+    for (int t = 0; t < MT; ++t)
+        for (int r = 0; r < NR; ++r) c[t * ldc + r] += sums[t * NR + r];
+}
+
+template <int NR>
+inline void gemm_micro_tokens(int mt, const float* x, std::int64_t ldx, const float* w, std::int64_t ldw, std::int64_t k,
+                              float* c, std::int64_t ldc) {
+    switch (mt) {
+        case 4: gemm_micro<4, NR>(x, ldx, w, ldw, k, c, ldc); return;
+        case 3: gemm_micro<3, NR>(x, ldx, w, ldw, k, c, ldc); return;
+        case 2: gemm_micro<2, NR>(x, ldx, w, ldw, k, c, ldc); return;
+        default: gemm_micro<1, NR>(x, ldx, w, ldw, k, c, ldc); return;
+    }
+}
+
+inline void gemm_micro_any(int mt, int nr, const float* x, std::int64_t ldx, const float* w, std::int64_t ldw,
+                           std::int64_t k, float* c, std::int64_t ldc) {
+    switch (nr) {
+        case 4: gemm_micro_tokens<4>(mt, x, ldx, w, ldw, k, c, ldc); return;
+        case 3: gemm_micro_tokens<3>(mt, x, ldx, w, ldw, k, c, ldc); return;
+        case 2: gemm_micro_tokens<2>(mt, x, ldx, w, ldw, k, c, ldc); return;
+        default: gemm_micro_tokens<1>(mt, x, ldx, w, ldw, k, c, ldc); return;
+    }
+}
+
+// Y[:, r0:r1) = X · W[r0:r1)ᵀ for one thread's range of weight rows. Y is (n_tokens, n_out).
+inline void gemm_rows(const tensor& w, const float* x, float* y, std::int64_t n_tokens, std::int64_t r0, std::int64_t r1) {
+    const std::int64_t n_in = w.dim(1), n_out = w.dim(0);
+    const dtype type = w.type();
+    const std::int64_t stride = w.stride_bytes(0);
+    const std::int64_t bs = block_size(type), bb = block_bytes(type);
+    alignas(64) float tile[k_gemm_nr * k_block];  // (k_gemm_nr, k_block) decoded weights, 8 KiB
+
+    for (std::int64_t t = 0; t < n_tokens; ++t) std::fill(y + t * n_out + r0, y + t * n_out + r1, 0.0f);
+    for (std::int64_t t0 = 0; t0 < n_tokens; t0 += k_token_block) {
+        const std::int64_t t1 = std::min(n_tokens, t0 + k_token_block);
+        for (std::int64_t k0 = 0; k0 < n_in; k0 += k_block) {
+            const std::int64_t kl = std::min(k_block, n_in - k0);
+            for (std::int64_t r = r0; r < r1; r += k_gemm_nr) {
+                const int nr = static_cast<int>(std::min<std::int64_t>(k_gemm_nr, r1 - r));
+                const std::byte* row = w.raw() + r * stride;
+                const float* wt;
+                std::int64_t ldw;
+                if (type == dtype::f32) {
+                    wt = reinterpret_cast<const float*>(row) + k0;
+                    ldw = stride / static_cast<std::int64_t>(sizeof(float));
+                } else {
+                    for (int i = 0; i < nr; ++i)
+                        quant::dequantize_row_unchecked(type, row + i * stride + k0 / bs * bb, tile + i * k_block, kl);
+                    wt = tile;
+                    ldw = k_block;
+                }
+                for (std::int64_t t = t0; t < t1; t += k_gemm_mt) {
+                    const int mt = static_cast<int>(std::min<std::int64_t>(k_gemm_mt, t1 - t));
+                    gemm_micro_any(mt, nr, x + t * n_in + k0, n_in, wt, ldw, kl, y + t * n_out + r, n_out);
+                }
+            }
+        }
+    }
+}
+
+}  // namespace minigpt::kernels::detail

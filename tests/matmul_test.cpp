@@ -1,0 +1,291 @@
+// Tests of kernels::matmul / gemv against the double-precision reference, for every dtype.
+//
+// Error budgets (u = 2^-24, the f32 unit roundoff; ŵ = W as decoded by dequantize_row):
+// - f32/f16/bf16 W: only summation error. Any order of n_in float multiply-adds plus the
+//   final rounding stays within (n_in + 8) u · M with M = Σ|ŵ_i x_i| (Higham's γ_n bound).
+// - Quantised W on the few-token path: the activations are rounded to x̂ = q·d per block
+//   of 32 (Q8_0/Q4_0) or 256 (K-quants) with d = max|x_block| / 127, so |x_i - x̂_i| <= d/2
+//   and the product moves by at most Σ_blocks (d/2) Σ_{i in block} |ŵ_i|. The integer sums
+//   are exact; the float work left (one scale product per block and the sum of n_blocks
+//   terms) adds at most 4 (n_blocks + 16) u · Σ(|ŵ_i| + c_i)|x̂_i|, c_i = the block's largest
+//   |ŵ| (covers Q4_K's min term, summed apart from the scale term).
+// The tests check the public entry points against the plain reference with the first or
+// the sum of both budgets, and the integer kernels (fast and scalar twin) against a double
+// reference that uses the same quantised activations, with the tight float budget only.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "minigpt/kernels/matmul.hpp"
+
+using namespace minigpt;
+namespace K = minigpt::kernels;
+
+namespace {
+
+constexpr double u = 0x1p-24;
+
+std::vector<float> gaussian(std::size_t n, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> v(n);
+    for (auto& x : v) x = dist(rng);
+    return v;
+}
+
+tensor random_weights(dtype t, std::int64_t n_out, std::int64_t n_in, unsigned seed) {
+    tensor w = tensor::empty(t, {n_out, n_in});
+    const auto src = gaussian(static_cast<std::size_t>(n_out * n_in), seed);
+    for (std::int64_t r = 0; r < n_out; ++r) quant::quantize_row(t, src.data() + r * n_in, w.row_ptr(r), n_in);
+    return w;
+}
+
+std::vector<float> decoded(const tensor& w) {
+    const std::int64_t n_out = w.dim(0), n_in = w.dim(1);
+    std::vector<float> out(static_cast<std::size_t>(n_out * n_in));
+    for (std::int64_t r = 0; r < n_out; ++r) quant::dequantize_row(w.type(), w.row_ptr(r), out.data() + r * n_in, n_in);
+    return out;
+}
+
+std::int64_t act_block(dtype t) { return t == dtype::q4_k || t == dtype::q6_k ? 256 : 32; }
+
+struct budget {
+    double act;    // activation rounding
+    double dots;   // float summation on the integer path
+    double plain;  // float summation on an f32 path
+};
+
+// Budgets for output (t, r) from the decoded weights.
+budget budget_for(dtype t, const std::vector<float>& wd, const float* x, std::int64_t n_in, std::int64_t r) {
+    budget b{0, 0, 0};
+    const float* w = wd.data() + r * n_in;
+    double m_plain = 0;
+    for (std::int64_t i = 0; i < n_in; ++i) m_plain += std::fabs(static_cast<double>(w[i]) * x[i]);
+    b.plain = (static_cast<double>(n_in) + 8) * u * m_plain;
+    if (!is_quantized(t)) return b;
+    const std::int64_t bs = act_block(t);
+    double m_dots = 0;
+    for (std::int64_t b0 = 0; b0 < n_in; b0 += bs) {
+        double amax = 0, wsum = 0, wmax = 0;
+        for (std::int64_t i = b0; i < b0 + bs; ++i) {
+            amax = std::max(amax, static_cast<double>(std::fabs(x[i])));
+            wsum += std::fabs(w[i]);
+            wmax = std::max(wmax, static_cast<double>(std::fabs(w[i])));
+        }
+        const double d = amax / 127;
+        b.act += d / 2 * (1 + 1e-5) * wsum;
+        for (std::int64_t i = b0; i < b0 + bs; ++i) m_dots += (std::fabs(w[i]) + wmax) * (std::fabs(x[i]) + d);
+    }
+    b.dots = 4 * (static_cast<double>(n_in / 32) + 16) * u * m_dots;
+    return b;
+}
+
+// x̂: the activations exactly as the integer kernels see them.
+std::vector<float> quantised_activations(dtype t, const std::vector<float>& x, std::int64_t n_in) {
+    std::vector<float> out(x.size());
+    const std::int64_t n_tokens = static_cast<std::int64_t>(x.size()) / n_in;
+    for (std::int64_t tok = 0; tok < n_tokens; ++tok) {
+        const float* xt = x.data() + tok * n_in;
+        float* ot = out.data() + tok * n_in;
+        if (act_block(t) == 32) {
+            std::vector<quant::act_q8_32> a(static_cast<std::size_t>(n_in / 32));
+            quant::ref::quantize_act_32(xt, a.data(), n_in);
+            for (std::int64_t i = 0; i < n_in; ++i) ot[i] = a[static_cast<std::size_t>(i / 32)].qs[i % 32] * a[static_cast<std::size_t>(i / 32)].d;
+        } else {
+            std::vector<quant::act_q8_256> a(static_cast<std::size_t>(n_in / 256));
+            quant::ref::quantize_act_256(xt, a.data(), n_in);
+            for (std::int64_t i = 0; i < n_in; ++i) ot[i] = a[static_cast<std::size_t>(i / 256)].qs[i % 256] * a[static_cast<std::size_t>(i / 256)].d;
+        }
+    }
+    return out;
+}
+
+struct matmul_case {
+    dtype type;
+    std::int64_t n_out, n_in, n_tokens;
+};
+
+std::string name(const matmul_case& c) {
+    return std::string(dtype_name(c.type)) + " n_out=" + std::to_string(c.n_out) + " n_in=" + std::to_string(c.n_in) +
+           " n_tokens=" + std::to_string(c.n_tokens);
+}
+
+// Runs the public matmul, the few-token path and the GEMM path on one case.
+void check_case(const matmul_case& c) {
+    SCOPED_TRACE(name(c));
+    const tensor w = random_weights(c.type, c.n_out, c.n_in, static_cast<unsigned>(c.n_out * 7 + c.n_in));
+    const auto wd = decoded(w);
+    const auto x = gaussian(static_cast<std::size_t>(c.n_tokens * c.n_in), static_cast<unsigned>(c.n_tokens + 99));
+    const std::size_t n_y = static_cast<std::size_t>(c.n_tokens * c.n_out);
+    std::vector<float> ref(n_y), y(n_y, NAN), y_dots(n_y, NAN), y_gemm(n_y, NAN), y1(n_y, NAN);
+    K::matmul_reference(w, x.data(), ref.data(), c.n_tokens);
+    K::matmul(w, x.data(), y.data(), c.n_tokens, 2);
+    K::matmul(w, x.data(), y1.data(), c.n_tokens, 1);
+    K::detail::matmul_dots(w, x.data(), y_dots.data(), c.n_tokens, 2);
+    K::detail::matmul_gemm(w, x.data(), y_gemm.data(), c.n_tokens, 2);
+    // The reference on the quantised activations, for the tight check of the integer kernels.
+    std::vector<float> ref_q(n_y);
+    if (is_quantized(c.type)) {
+        const auto xq = quantised_activations(c.type, x, c.n_in);
+        for (std::int64_t t = 0; t < c.n_tokens; ++t)
+            for (std::int64_t r = 0; r < c.n_out; ++r) {
+                double s = 0;
+                for (std::int64_t i = 0; i < c.n_in; ++i) s += static_cast<double>(wd[static_cast<std::size_t>(r * c.n_in + i)]) * xq[static_cast<std::size_t>(t * c.n_in + i)];
+                ref_q[static_cast<std::size_t>(t * c.n_out + r)] = static_cast<float>(s);
+            }
+    }
+    int failures = 0;
+    for (std::int64_t t = 0; t < c.n_tokens && failures < 5; ++t) {
+        for (std::int64_t r = 0; r < c.n_out && failures < 5; ++r) {
+            const std::size_t k = static_cast<std::size_t>(t * c.n_out + r);
+            const budget b = budget_for(c.type, wd, x.data() + t * c.n_in, c.n_in, r);
+            const double any_path = b.act + b.dots + b.plain;
+            const std::string where = "token " + std::to_string(t) + " row " + std::to_string(r);
+            if (std::fabs(y[k] - ref[k]) > any_path) ++failures, ADD_FAILURE() << where << ": matmul " << y[k] << " vs " << ref[k];
+            if (y1[k] != y[k]) ++failures, ADD_FAILURE() << where << ": 1 thread " << y1[k] << " vs 2 threads " << y[k];
+            if (std::fabs(y_gemm[k] - ref[k]) > b.plain) ++failures, ADD_FAILURE() << where << ": gemm " << y_gemm[k] << " vs " << ref[k];
+            if (is_quantized(c.type)) {
+                if (std::fabs(y_dots[k] - ref_q[k]) > b.dots)
+                    ++failures, ADD_FAILURE() << where << ": dots " << y_dots[k] << " vs quantised-activation reference " << ref_q[k];
+                if (std::fabs(ref_q[k] - ref[k]) > b.act + 1e-6)
+                    ++failures, ADD_FAILURE() << where << ": activation bound violated by the reference itself";
+            } else if (std::fabs(y_dots[k] - ref[k]) > b.plain) {
+                ++failures, ADD_FAILURE() << where << ": dots " << y_dots[k] << " vs " << ref[k];
+            }
+        }
+    }
+}
+
+}  // namespace
+
+TEST(Matmul, FloatTypesAllShapes) {
+    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16})
+        for (std::int64_t n_in : {32, 45, 256, 4352})
+            for (std::int64_t n_out : {1, 7, 33})
+                for (std::int64_t n_tokens : {1, 3, 17, 64}) check_case({t, n_out, n_in, n_tokens});
+}
+
+TEST(Matmul, Block32TypesAllShapes) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0})
+        for (std::int64_t n_in : {32, 256, 4352})
+            for (std::int64_t n_out : {1, 7, 33})
+                for (std::int64_t n_tokens : {1, 3, 17, 64}) check_case({t, n_out, n_in, n_tokens});
+}
+
+TEST(Matmul, KQuantTypesAllShapes) {
+    for (dtype t : {dtype::q4_k, dtype::q6_k})
+        for (std::int64_t n_in : {256, 4352})
+            for (std::int64_t n_out : {1, 7, 33})
+                for (std::int64_t n_tokens : {1, 3, 17, 64}) check_case({t, n_out, n_in, n_tokens});
+}
+
+// Many rows: the threaded split, the 4-row groups with a remainder (4097 = 4*1024 + 1) and, at
+// n_in = 4352, weights much larger than the caches.
+TEST(Matmul, ManyRowsEveryType) {
+    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_k, dtype::q6_k}) {
+        for (std::int64_t n_tokens : {1, 3, 17, 64}) check_case({t, 4097, 256, n_tokens});
+        for (std::int64_t n_tokens : {1, 17}) check_case({t, 4097, 4352, n_tokens});
+    }
+}
+
+TEST(Matmul, GemvMatchesMatmulOfOneToken) {
+    const tensor w = random_weights(dtype::q4_0, 33, 256, 5);
+    const auto x = gaussian(256, 6);
+    std::vector<float> a(33), b(33);
+    K::gemv(w, x.data(), a.data());
+    K::matmul(w, x.data(), b.data(), 1);
+    EXPECT_EQ(a, b);
+}
+
+// Hand-computed: W = [[1, 2, ..., 32], [-1, 0, 1, 0, ...]] against x = 1 / (i+1): row 0 gives 32.
+TEST(Matmul, HandComputedF32) {
+    tensor w = tensor::empty(dtype::f32, {2, 32});
+    std::vector<float> x(32);
+    for (int i = 0; i < 32; ++i) {
+        w.row<float>(0)[i] = static_cast<float>(i + 1);
+        x[static_cast<std::size_t>(i)] = 1.0f / static_cast<float>(i + 1);
+    }
+    w.row<float>(1)[0] = -1.0f;
+    w.row<float>(1)[2] = 1.0f;
+    float y[2];
+    K::gemv(w, x.data(), y);
+    EXPECT_NEAR(y[0], 32.0f, 32 * 40 * u);
+    EXPECT_NEAR(y[1], -1.0f + 1.0f / 3.0f, 1e-6);
+}
+
+// The scalar twins (the portable fallback when simd/int8.hpp has no integer dot product),
+// against the quantised-activation reference with the tight float budget.
+TEST(Matmul, ScalarIntegerKernels) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_k, dtype::q6_k}) {
+        SCOPED_TRACE(std::string(dtype_name(t)));
+        const std::int64_t n_in = 4352;
+        const tensor w = random_weights(t, 3, n_in, 11);
+        const auto wd = decoded(w);
+        const auto x = gaussian(static_cast<std::size_t>(n_in), 12);
+        const auto xq = quantised_activations(t, x, n_in);
+        std::vector<quant::act_q8_32> a32(static_cast<std::size_t>(n_in / 32));
+        std::vector<quant::act_q8_256> a256(static_cast<std::size_t>(n_in / 256));
+        quant::ref::quantize_act_32(x.data(), a32.data(), n_in);
+        quant::ref::quantize_act_256(x.data(), a256.data(), n_in);
+        for (std::int64_t r = 0; r < 3; ++r) {
+            float got = 0;
+            const void* row = w.row_ptr(r);
+            switch (t) {
+                case dtype::q8_0: got = K::detail::dot_q8_0_scalar(static_cast<const quant::block_q8_0*>(row), a32.data(), n_in / 32); break;
+                case dtype::q4_0: got = K::detail::dot_q4_0_scalar(static_cast<const quant::block_q4_0*>(row), a32.data(), n_in / 32); break;
+                case dtype::q4_k: got = K::detail::dot_q4_k_scalar(static_cast<const quant::block_q4_k*>(row), a256.data(), n_in / 256); break;
+                default: got = K::detail::dot_q6_k_scalar(static_cast<const quant::block_q6_k*>(row), a256.data(), n_in / 256); break;
+            }
+            double want = 0;
+            for (std::int64_t i = 0; i < n_in; ++i) want += static_cast<double>(wd[static_cast<std::size_t>(r * n_in + i)]) * xq[static_cast<std::size_t>(i)];
+            EXPECT_LE(std::fabs(got - want), budget_for(t, wd, x.data(), n_in, r).dots) << "row " << r;
+        }
+    }
+}
+
+// A view of rows [2, 9) of a larger matrix (non-zero offset into the storage).
+TEST(Matmul, RowViewOfLargerTensor) {
+    const tensor full = random_weights(dtype::q6_k, 12, 512, 21);
+    const tensor part = full.rows(2, 9);
+    const auto x = gaussian(512 * 5, 22);
+    std::vector<float> y(7 * 5), y_full(12 * 5);
+    K::matmul(part, x.data(), y.data(), 5);
+    K::matmul(full, x.data(), y_full.data(), 5);
+    for (int t = 0; t < 5; ++t)
+        for (int r = 0; r < 7; ++r) EXPECT_EQ(y[static_cast<std::size_t>(t * 7 + r)], y_full[static_cast<std::size_t>(t * 12 + r + 2)]);
+}
+
+TEST(Matmul, ZeroSizes) {
+    const tensor w = random_weights(dtype::f32, 4, 32, 1);
+    std::vector<float> x(32, 1.0f), y(4, 7.0f);
+    K::matmul(w, x.data(), y.data(), 0);
+    EXPECT_EQ(y[0], 7.0f);
+    K::matmul(w, nullptr, nullptr, 0);  // nothing to do, nothing dereferenced
+}
+
+TEST(Matmul, BadInputThrows) {
+    const tensor w = random_weights(dtype::q8_0, 4, 64, 1);
+    std::vector<float> x(64 * 2), y(8);
+    EXPECT_THROW(K::matmul(w, nullptr, y.data(), 1), shape_error);
+    EXPECT_THROW(K::matmul(w, x.data(), nullptr, 1), shape_error);
+    EXPECT_THROW(K::gemv(w, nullptr, y.data()), shape_error);
+    EXPECT_THROW(K::matmul(w, x.data(), y.data(), -1), shape_error);
+    EXPECT_THROW(K::matmul(tensor{}, x.data(), y.data(), 1), shape_error);
+    EXPECT_THROW(K::matmul_reference(tensor{}, x.data(), y.data(), 1), shape_error);
+    const tensor rank1 = tensor::empty(dtype::f32, {64});
+    EXPECT_THROW(K::gemv(rank1, x.data(), y.data()), shape_error);
+    const tensor rank3 = tensor::empty(dtype::f32, {2, 2, 64});
+    try {
+        K::matmul(rank3, x.data(), y.data(), 1);
+        FAIL() << "rank-3 weight accepted";
+    } catch (const shape_error& e) {
+        EXPECT_NE(std::string(e.what()).find("(2, 2, 64)"), std::string::npos) << e.what();
+    }
+    // A weight of an unsupported type cannot exist: the tensor refuses it (q4_1 = 3).
+    float storage[64] = {};
+    EXPECT_THROW(tensor::view(static_cast<dtype>(3), {1, 32}, storage), error);
+}
