@@ -14,6 +14,7 @@
 
 #include "minigpt/core/error.hpp"
 #include "minigpt/io/gguf.hpp"
+#include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/text/vocab.hpp"
 
 namespace minigpt {
