@@ -68,7 +68,10 @@ std::string mixed_text(std::size_t n_bytes) {
                 if (i == 0) w[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(w[0])));
                 out += w;
                 if (next(12) == 0) out += ",";
-                if (next(20) == 0) out += " " + std::to_string(next(10000));
+                if (next(20) == 0) {
+                    out += ' ';
+                    out += std::to_string(next(10000));
+                }
                 out += i + 1 < len ? " " : ". ";
             }
         }
