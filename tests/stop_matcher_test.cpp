@@ -194,7 +194,7 @@ TEST(StopMatcher, RandomTextsAndSplitsMatchBruteForce) {
     // Small alphabet so stops, overlaps and near misses are frequent.
     std::mt19937 gen(12345);
     const std::vector<std::vector<std::string>> stop_sets = {
-        {"abc"}, {"aa", "abab"}, {"abc", "bca", "cc"}, {"cab", "ab", "abca"}, {"aaa"}};
+        {"abc"}, {"aa", "abab"}, {"abc", "bca", "cc"}, {"cab", "ab", "abca"}, {"aaa"}, {"abcb", "bc", "cbb"}};
     int n_stopped = 0, n_cases = 0;
     for (const auto& stops : stop_sets) {
         for (int t = 0; t < 400; ++t) {

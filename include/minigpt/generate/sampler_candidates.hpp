@@ -30,10 +30,14 @@ struct candidate {
     float p;  // probability; meaningful only while the set is normalized()
 };
 
-// The chain's total order: a ranks before b.
-inline bool ranks_before(const candidate& a, const candidate& b) noexcept {
-    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-}
+// The chain's total order: a ranks before b. A function object rather than a function, so
+// std::sort and nth_element inline it instead of calling through a pointer.
+struct rank_order {
+    bool operator()(const candidate& a, const candidate& b) const noexcept {
+        return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+    }
+};
+inline constexpr rank_order ranks_before{};
 
 class candidates {
 public:
@@ -152,19 +156,32 @@ public:
         return best;
     }
 
+    // The largest logit (-inf for an empty set).
+    float max_logit() const noexcept {
+        if (sorted_ && !items_.empty()) return items_[0].logit;
+        float m = -std::numeric_limits<float>::infinity();
+        for (const auto& c : items_) m = c.logit > m ? c.logit : m;
+        return m;
+    }
+
     // p = softmax(logit) over the current set: p_i = exp(l_i - max) / sum_j exp(l_j - max), the sum
-    // accumulated in double. Throws if the set is empty or every logit is -inf (all banned).
+    // accumulated in double, exp in float (std::exp). Throws if the set is empty or every logit is -inf (all banned).
     void softmax() {
         if (normalized_) return;
-        const float max_logit = items_[best_index()].logit;
-        if (!std::isfinite(max_logit))
-            throw error("sampler: every candidate token has logit " + std::to_string(max_logit) +
+        if (items_.empty()) throw error("sampler: no candidate tokens left");
+        const float top = max_logit();
+        if (!std::isfinite(top))
+            throw error("sampler: every candidate token has logit " + std::to_string(top) +
                         " (all tokens banned, or a bias overflowed)");
-        double sum = 0.0;
-        for (auto& c : items_) {
-            c.p = std::exp(c.logit - max_logit);
-            sum += c.p;
+        // Four partial sums in a fixed pattern: the same result on every run, without one long
+        // chain of dependent double additions.
+        double part[4] = {0.0, 0.0, 0.0, 0.0};
+        const std::size_t n = items_.size();
+        for (std::size_t i = 0; i < n; ++i) {
+            items_[i].p = std::exp(items_[i].logit - top);
+            part[i & 3] += items_[i].p;
         }
+        const double sum = (part[0] + part[1]) + (part[2] + part[3]);
         const double inv = 1.0 / sum;
         for (auto& c : items_) c.p = static_cast<float>(c.p * inv);
         normalized_ = true;

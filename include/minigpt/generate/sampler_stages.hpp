@@ -189,31 +189,32 @@ private:
     // an exact best-first prefix, so the result equals that of a full sort. If rounding leaves the
     // gathered prefix just short of p, one more bucket is taken. Returns false to ask for a full sort.
     bool apply_bucketed(candidates& c) const {
-        const float hi = c[c.best_index()].logit;
+        constexpr float neg_inf = -std::numeric_limits<float>::infinity();
+        const float hi = c.max_logit();
         float lo = hi;
-        for (const auto& x : c)
-            if (x.logit < lo && x.logit > -std::numeric_limits<float>::infinity()) lo = x.logit;
+        for (const auto& x : c) lo = x.logit < lo && x.logit > neg_inf ? x.logit : lo;
         if (!(hi > lo)) return false;
         const float scale = static_cast<float>(k_n_buckets) / (hi - lo);
-        const std::size_t last = k_n_buckets - 1;
-        auto bucket_of = [&](float l) -> std::size_t {
-            if (l == -std::numeric_limits<float>::infinity()) return k_n_buckets;  // p = 0: never needed
-            return std::min(last, static_cast<std::size_t>((hi - l) * scale));
-        };
-        auto& mass = c.scratch_doubles();  // (n_buckets)
-        mass.assign(k_n_buckets, 0.0);
-        for (const auto& x : c) {
-            const std::size_t b = bucket_of(x.logit);
-            if (b < k_n_buckets) mass[b] += x.p;
+        const std::size_t n = c.size();
+        auto& bucket = c.scratch_indices();  // (n) bucket of each item; k_n_buckets for -inf (p = 0)
+        auto& mass = c.scratch_doubles();    // (n_buckets + 1)
+        bucket.resize(n);
+        mass.assign(k_n_buckets + 1, 0.0);
+        for (std::size_t i = 0; i < n; ++i) {
+            const float l = c[i].logit;
+            const float f = std::min((hi - l) * scale, static_cast<float>(k_n_buckets - 1));
+            const auto b = l > neg_inf ? static_cast<std::uint32_t>(f) : static_cast<std::uint32_t>(k_n_buckets);
+            bucket[i] = b;
+            mass[b] += c[i].p;
         }
-        std::size_t end_bucket = 0;  // buckets [0, end_bucket) are gathered
+        std::uint32_t end_bucket = 0;  // buckets [0, end_bucket) are gathered
         double running = 0.0;
         while (end_bucket < k_n_buckets && running < static_cast<double>(p)) running += mass[end_bucket++];
         auto& gathered = c.scratch();
         for (;;) {
             gathered.clear();
-            for (const auto& x : c)
-                if (bucket_of(x.logit) < end_bucket) gathered.push_back(x);
+            for (std::size_t i = 0; i < n; ++i)
+                if (bucket[i] < end_bucket) gathered.push_back(c[i]);
             std::sort(gathered.begin(), gathered.end(), ranks_before);
             const std::size_t keep = cut(gathered);
             if (keep < gathered.size() || (keep == gathered.size() && reached(gathered))) {
@@ -241,7 +242,7 @@ struct min_p_stage {
     void apply(candidates& c) const {
         if (!(p > 0.0f) || c.size() <= 1) return;
         // In logit space no softmax (and no sort) is needed: p_i / p_max = exp(l_i - l_max).
-        const float threshold = c[c.best_index()].logit + std::log(p);
+        const float threshold = c.max_logit() + std::log(p);
         std::size_t n_kept = 0;
         for (const auto& x : c) n_kept += x.logit >= threshold;
         if (n_kept >= min_keep) c.keep_if([&](const candidate& x) { return x.logit >= threshold; });
@@ -265,7 +266,7 @@ struct temperature_stage {
         if (t == 1.0f) return;
         // Shifting by the maximum first leaves the softmax unchanged and keeps a tiny t from
         // overflowing the best logits to +inf.
-        const float top = c[c.best_index()].logit;
+        const float top = c.max_logit();
         if (!std::isfinite(top)) return;
         for (auto& x : c) x.logit = (x.logit - top) / t;
         c.logits_scaled();
