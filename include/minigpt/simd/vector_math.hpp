@@ -90,7 +90,8 @@ inline xsimd::batch<float, A> exp_batch(const xsimd::batch<float, A>& x_in) {
     const I n2 = ni - n1;
     // p * 2^n1 is exact (a normal number); the single rounding happens in the last product.
     const B y = (p * detail::pow2i<A>(n1)) * detail::pow2i<A>(n2);
-    return xsimd::select(x_in != x_in, x_in, y);
+    // (xsimd 8's float != is the ordered compare, false for NaN: use isnan.)
+    return xsimd::select(xsimd::isnan(x_in), x_in, y);
 }
 
 // e^x - 1, accurate near 0 (relative error a few ulp for tiny x too); -1 below -20 (exact
@@ -98,15 +99,20 @@ inline xsimd::batch<float, A> exp_batch(const xsimd::batch<float, A>& x_in) {
 template <class A = arch>
 inline xsimd::batch<float, A> expm1_batch(const xsimd::batch<float, A>& x_in) {
     using B = xsimd::batch<float, A>;
-    const B x = xsimd::min(xsimd::max(x_in, B(-20.0f)), B(88.5f));
+    constexpr float k_overflow = 88.7228394f;   // largest x with e^x < FLT_MAX
+    const B x = xsimd::min(xsimd::max(x_in, B(-20.0f)), B(k_overflow));
     B r;
-    const B n = detail::reduce_ln2(x, r);
-    const B q = xsimd::fma(r * r, detail::expm1_tail(r), r);   // e^r - 1
-    const B s = detail::pow2i<A>(xsimd::to_int(n));            // n in [-29, 128) here
+    B n = detail::reduce_ln2(x, r);                            // n in [-29, 128]
+    B q = xsimd::fma(r * r, detail::expm1_tail(r), r);         // e^r - 1
+    // 2^128 is not a float: write 2^128 (q + 1) - 1 as 2^127 (2q + 1) + (2^127 - 1).
+    const auto top = n > B(127.5f);
+    q = xsimd::select(top, xsimd::fma(B(2.0f), q, B(1.0f)), q);
+    n = xsimd::select(top, B(127.0f), n);
+    const B s = detail::pow2i<A>(xsimd::to_int(n));
     // e^x - 1 = 2^n (e^r - 1) + (2^n - 1); for n == 0 this is q itself, so no cancellation.
     B y = xsimd::fma(s, q, s - B(1.0f));
-    y = xsimd::select(x_in > B(88.7228394f), B(std::numeric_limits<float>::infinity()), y);
-    return xsimd::select(x_in != x_in, x_in, y);
+    y = xsimd::select(x_in > B(k_overflow), B(std::numeric_limits<float>::infinity()), y);
+    return xsimd::select(xsimd::isnan(x_in), x_in, y);
 }
 
 // tanh(x) = -expm1(-2|x|) / (expm1(-2|x|) + 2), with the sign of x. Computing through
