@@ -29,16 +29,15 @@
 #include <string_view>
 #include <vector>
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "minigpt/core/dtype.hpp"
 #include "minigpt/core/error.hpp"
 #include "minigpt/core/half.hpp"
 #include "minigpt/core/tensor.hpp"
+#include "minigpt/io/mapped_file.hpp"
 #include "minigpt/knn/progress.hpp"
+#include "minigpt/simd/convert.hpp"
 
 namespace minigpt::knn {
 
@@ -64,45 +63,6 @@ template <class T> T get(const unsigned char* p) {
     return v;
 }
 
-// A read-only mapping of a whole file, unmapped when the last holder lets go.
-class mapping {
-public:
-    explicit mapping(const std::string& path) : path_(path) {
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) throw io_error(path + ": cannot open: " + std::strerror(errno));
-        struct stat st {};
-        if (::fstat(fd, &st) != 0) {
-            const int e = errno;
-            ::close(fd);
-            throw io_error(path + ": cannot stat: " + std::strerror(e));
-        }
-        size_ = static_cast<std::size_t>(st.st_size);
-        if (size_ > 0) {
-            void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd, 0);
-            if (p == MAP_FAILED) {
-                const int e = errno;
-                ::close(fd);
-                throw io_error(path + ": cannot mmap " + std::to_string(size_) + " bytes: " + std::strerror(e));
-            }
-            data_ = static_cast<const unsigned char*>(p);
-        }
-        ::close(fd);
-    }
-    mapping(const mapping&) = delete;
-    mapping& operator=(const mapping&) = delete;
-    ~mapping() {
-        if (data_) ::munmap(const_cast<unsigned char*>(data_), size_);
-    }
-    const unsigned char* data() const noexcept { return data_; }
-    std::size_t size() const noexcept { return size_; }
-    const std::string& path() const noexcept { return path_; }
-
-private:
-    std::string path_;
-    const unsigned char* data_ = nullptr;
-    std::size_t size_ = 0;
-};
-
 }  // namespace detail
 
 // A read-only set of (key, value) pairs, backed by a mapped store file or by memory.
@@ -112,8 +72,8 @@ public:
     // the store was written with; otherwise the store belongs to another model (or tap) and
     // its keys would be meaningless for this one.
     static std::shared_ptr<const datastore> open(const std::string& path, std::string_view expected_fingerprint = {}) {
-        auto map = std::make_shared<const detail::mapping>(path);
-        const unsigned char* p = map->data();
+        auto map = io::mapped_file::open(path);
+        const auto* p = reinterpret_cast<const unsigned char*>(map->data());
         const std::uint64_t size = map->size();
         auto fail = [&](std::uint64_t offset, const std::string& what) -> format_error {
             return format_error(path, offset, "kNN datastore: " + what);
@@ -161,8 +121,6 @@ public:
             if (values[i] < 0)
                 throw fail(values_offset + 4 * i, "value " + std::to_string(i) + " is a negative token id " + std::to_string(values[i]));
         if (n_keys > 0) {
-            // Search streams the keys front to back; tell the kernel so it reads ahead aggressively.
-            ::madvise(const_cast<unsigned char*>(p + keys_offset), static_cast<std::size_t>(key_bytes), MADV_SEQUENTIAL);
             const std::int64_t shape[2] = {static_cast<std::int64_t>(n_keys), static_cast<std::int64_t>(dim)};
             s->keys_ = tensor::view(type, shape, p + keys_offset, map);
             s->values_ = std::span<const std::int32_t>(values, static_cast<std::size_t>(n_keys));
@@ -270,7 +228,7 @@ public:
             write(keys, n_elem * 4);
         } else {
             half_.resize(n_elem);
-            for (std::size_t i = 0; i < n_elem; ++i) half_[i] = fp32_to_fp16(keys[i]);
+            simd::f32_to_f16_row(keys, half_.data(), static_cast<std::int64_t>(n_elem));  // rounds like fp32_to_fp16
             write(half_.data(), n_elem * 2);
         }
         values_.insert(values_.end(), values, values + n);

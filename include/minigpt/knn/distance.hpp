@@ -1,14 +1,12 @@
-// Squared-L2 distance kernels for the kNN datastore: float32 and float16 keys.
+// Squared-L2 distance and dot-product kernels for the kNN datastore: float32 and
+// float16 keys.
 //
 // The hot loop of exact search is one query against millions of keys, so it is
 // memory-bound: keys are read once, in order, and the kernel only has to keep up
-// with the memory bus. float16 keys halve the bytes read; they are widened to
-// float32 a short run at a time (F16C / AVX-512 when the compiler targets them) and
-// then go through the same xsimd float32 kernel. The scalar references beside the
-// fast paths are what the tests hold them to.
-//
-// Note: the project keeps raw intrinsics in simd/; the one fp16 widening intrinsic
-// used here is wrapped in widen_f16() until simd/ offers an equivalent.
+// with the memory bus. float16 keys halve the bytes read; they are widened to float32
+// in registers by simd::load_f16 (the project's wrapper of the F16C / AVX-512
+// conversion) and go through the same fused multiply-adds. The scalar references
+// beside the fast paths are what the tests hold them to.
 #pragma once
 
 #include <cstddef>
@@ -17,10 +15,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "minigpt/core/half.hpp"
-
-#if defined(__AVX512F__) || defined(__F16C__)
-#include <immintrin.h>
-#endif
+#include "minigpt/simd/convert.hpp"
 
 namespace minigpt::knn {
 
@@ -43,22 +38,11 @@ inline double l2_sq_reference_f16(const float* q, const std::uint16_t* k, std::i
 }
 
 // dst[i] = float(src[i]) for n halves; exact (every fp16 value is a float32 value).
-inline void widen_f16(const std::uint16_t* src, float* dst, std::int64_t n) {
-    std::int64_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= n; i += 16)
-        // The all-ones mask form: the unmasked one trips a false GCC 12 -Wmaybe-uninitialized.
-        _mm512_storeu_ps(dst + i, _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
-#elif defined(__F16C__)
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
-#endif
-    for (; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
-}
+inline void widen_f16(const std::uint16_t* src, float* dst, std::int64_t n) { simd::f16_to_f32_row(src, dst, n); }
 
 // sum_i (a[i] - b[i])^2 in float32 with four independent accumulators (latency hiding).
 inline float l2_sq(const float* a, const float* b, std::int64_t dim) {
-    using batch = xsimd::batch<float>;
+    using batch = simd::f32_batch;
     constexpr std::int64_t w = static_cast<std::int64_t>(batch::size);
     batch acc0(0.0f), acc1(0.0f), acc2(0.0f), acc3(0.0f);
     std::int64_t i = 0;
@@ -84,22 +68,36 @@ inline float l2_sq(const float* a, const float* b, std::int64_t dim) {
     return s;
 }
 
-// Query in float32, key in float16: widen the key a run at a time into a stack buffer
-// (stays in L1) and reuse the float32 kernel, accumulating the runs' partial sums.
+// Query in float32, key in float16 widened on the fly.
 inline float l2_sq_f16(const float* q, const std::uint16_t* k, std::int64_t dim) {
-    constexpr std::int64_t run = 256;
-    alignas(64) float buf[run];
-    float s = 0.0f;
-    for (std::int64_t i = 0; i < dim; i += run) {
-        const std::int64_t n = dim - i < run ? dim - i : run;
-        widen_f16(k + i, buf, n);
-        s += l2_sq(q + i, buf, n);
+    using batch = simd::f32_batch;
+    constexpr std::int64_t w = static_cast<std::int64_t>(batch::size);
+    batch acc0(0.0f), acc1(0.0f), acc2(0.0f), acc3(0.0f);
+    std::int64_t i = 0;
+    for (; i + 4 * w <= dim; i += 4 * w) {
+        const batch d0 = batch::load_unaligned(q + i) - simd::load_f16(k + i);
+        const batch d1 = batch::load_unaligned(q + i + w) - simd::load_f16(k + i + w);
+        const batch d2 = batch::load_unaligned(q + i + 2 * w) - simd::load_f16(k + i + 2 * w);
+        const batch d3 = batch::load_unaligned(q + i + 3 * w) - simd::load_f16(k + i + 3 * w);
+        acc0 = xsimd::fma(d0, d0, acc0);
+        acc1 = xsimd::fma(d1, d1, acc1);
+        acc2 = xsimd::fma(d2, d2, acc2);
+        acc3 = xsimd::fma(d3, d3, acc3);
+    }
+    for (; i + w <= dim; i += w) {
+        const batch d = batch::load_unaligned(q + i) - simd::load_f16(k + i);
+        acc0 = xsimd::fma(d, d, acc0);
+    }
+    float s = xsimd::hadd((acc0 + acc1) + (acc2 + acc3));
+    for (; i < dim; ++i) {
+        const float d = q[i] - fp16_to_fp32(k[i]);
+        s += d * d;
     }
     return s;
 }
 
 inline float dot(const float* a, const float* b, std::int64_t n) {
-    using batch = xsimd::batch<float>;
+    using batch = simd::f32_batch;
     constexpr std::int64_t w = static_cast<std::int64_t>(batch::size);
     batch acc0(0.0f), acc1(0.0f);
     std::int64_t i = 0;
@@ -114,7 +112,7 @@ inline float dot(const float* a, const float* b, std::int64_t n) {
 }
 
 inline float sq_norm(const float* a, std::int64_t dim) {
-    using batch = xsimd::batch<float>;
+    using batch = simd::f32_batch;
     constexpr std::int64_t w = static_cast<std::int64_t>(batch::size);
     batch acc0(0.0f), acc1(0.0f);
     std::int64_t i = 0;
@@ -138,7 +136,7 @@ namespace detail {
 // so each step loads MA + NB vectors for MA * NB fused multiply-adds.
 template <int MA, int NB>
 inline void dot_tile(const float* a, const float* b, std::int64_t d, float* c, std::int64_t ldc) {
-    using batch = xsimd::batch<float>;
+    using batch = simd::f32_batch;
     constexpr std::int64_t w = static_cast<std::int64_t>(batch::size);
     batch acc[MA][NB];
     for (int i = 0; i < MA; ++i)

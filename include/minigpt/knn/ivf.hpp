@@ -218,9 +218,14 @@ public:
         }
         std::vector<neighbour> probe;
         cells.sorted(probe);
+        // Threads pay off only for long scans: waking a team costs tens of microseconds, more
+        // than scanning a few thousand keys.
+        std::uint64_t to_scan = 0;
+        for (const auto& c : probe) to_scan += offsets_[static_cast<std::size_t>(c.key_index) + 1] - offsets_[static_cast<std::size_t>(c.key_index)];
+        const int nt = to_scan * static_cast<std::uint64_t>(d) >= (std::uint64_t{1} << 24) ? n_threads_ : 1;
         topk best(k);
         std::mutex lock;
-        parallel_ranges(static_cast<std::int64_t>(probe.size()), n_threads_, [&](std::int64_t b, std::int64_t e) {
+        parallel_ranges(static_cast<std::int64_t>(probe.size()), nt, [&](std::int64_t b, std::int64_t e) {
             topk mine(k);
             for (std::int64_t p = b; p < e; ++p) {
                 const auto c = static_cast<std::size_t>(probe[static_cast<std::size_t>(p)].key_index);
