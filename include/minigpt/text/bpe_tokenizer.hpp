@@ -77,10 +77,10 @@ public:
         // chains of merges through them still apply; a final symbol with such an id is written
         // out byte by byte.
         std::unordered_map<std::string, std::int32_t> extra;
-        auto id_of = [&](const std::string& s) {
+        auto id_of = [&](std::string_view s) {
             const std::int32_t id = index.find(s);
             if (id >= 0 && usable[static_cast<std::size_t>(id)]) return id;
-            auto [it, inserted] = extra.emplace(s, n_vocab_ + static_cast<std::int32_t>(extra.size()));
+            auto [it, inserted] = extra.emplace(std::string(s), n_vocab_ + static_cast<std::int32_t>(extra.size()));
             return it->second;
         };
         const auto& b2c = gpt2_byte_to_cp();
@@ -90,13 +90,15 @@ public:
             byte_token_[static_cast<std::size_t>(b)] = id < n_vocab_ ? id : -1;
         }
         merges_ = pair_index<merge>(v.merges.size());
+        std::string joined;
         for (std::size_t rank = 0; rank < v.merges.size(); ++rank) {
-            const std::string& m = v.merges[rank];
+            const std::string_view m = v.merges[rank];
             const std::size_t space = m.find(' ', 1);  // from 1: a part may itself start with a space
             if (space == std::string::npos || space + 1 >= m.size())
-                throw error("BPE merge " + std::to_string(rank) + " '" + m + "' is not two parts separated by a space");
-            const std::string left = m.substr(0, space), right = m.substr(space + 1);
-            const std::int32_t l = id_of(left), r = id_of(right), result = id_of(left + right);
+                throw error("BPE merge " + std::to_string(rank) + " '" + std::string(m) + "' is not two parts separated by a space");
+            const std::string_view left = m.substr(0, space), right = m.substr(space + 1);
+            joined.assign(left).append(right);
+            const std::int32_t l = id_of(left), r = id_of(right), result = id_of(joined);
             merges_.insert(l, r, merge{static_cast<std::int32_t>(rank), result});  // the first listing wins
         }
     }
