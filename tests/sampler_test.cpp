@@ -64,6 +64,16 @@ TEST(SamplerStages, TopKKeepsTheKBestSorted) {
     EXPECT_EQ(ids(c), (ids_t{3, 2}));
     EXPECT_TRUE(c.sorted());
 
+    // Through the sampler (fused selection), k beyond the vocabulary keeps everything.
+    mg::sampling_params sp;
+    sp.top_k = 2000000000;
+    sp.top_p = 1.0f;
+    sp.min_p = 0.0f;
+    sp.seed = 1;
+    mg::sampler s(sp, 4);
+    s.choose(k_1234);
+    EXPECT_EQ(ids(s.last_candidates()), (ids_t{3, 2, 1, 0}));
+
     auto off = make(k_1234);
     mg::top_k_stage{0}.apply(off);
     EXPECT_EQ(off.size(), 4u);

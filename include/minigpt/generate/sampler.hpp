@@ -85,7 +85,7 @@ public:
             next = chain_.size();
         } else if (const auto* k = n_sparse < chain_.size() ? std::get_if<top_k_stage>(&chain_[n_sparse]) : nullptr;
                    k && k->k > 0) {
-            select_top(logits, n_sparse, static_cast<std::size_t>(k->k));
+            select_top(logits, n_sparse, std::min(static_cast<std::size_t>(k->k), logits.size()));
             next = n_sparse + 1;
         } else {
             cands_.assign(logits);
