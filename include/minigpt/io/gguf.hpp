@@ -217,9 +217,9 @@ private:
             const auto& t = tensors_[i];
             const std::uint64_t end = c.add(t.offset, t.n_bytes, "tensor data end");
             if (end > data_size)
-                c.fail_at(info_at[i], "tensor '" + t.name + "': data [" + std::to_string(data_offset_ + t.offset) + ", " +
-                                          std::to_string(data_offset_ + end) + ") extends beyond the end of the file (" +
-                                          std::to_string(size_) + " bytes)");
+                c.fail_at(info_at[i], "tensor '" + t.name + "': " + std::to_string(t.n_bytes) + " bytes at data offset " +
+                                          std::to_string(t.offset) + " extend beyond the end of the file (the data section has " +
+                                          std::to_string(data_size) + " bytes from byte " + std::to_string(data_offset_) + ")");
         }
         check_overlaps(c, info_at);
     }
