@@ -90,7 +90,30 @@ inline float dot_q8_0_scalar(const block_q8_0* w, const act_q8_32* a, std::int64
 
 template <int R>
 inline void dot_q8_0_rows(const std::byte* w, std::int64_t stride, const act_q8_32* a, std::int64_t n_blocks, float* out) {
-#if defined(MINIGPT_SIMD_INT8)
+#if defined(MINIGPT_SIMD_INT8_512)
+    // Two blocks per step. Weights go on vpdpbusd's unsigned side as w + 128 (sign bit
+    // flipped), so the seed subtracts 128 * sum(x) per block.
+    simd::f32x16 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = simd::f32x16(0.0f);
+    const std::int64_t n_pairs = n_blocks / 2;
+    for (std::int64_t p = 0; p < n_pairs; ++p) {
+        const act_q8_32& a0 = a[2 * p];
+        const act_q8_32& a1 = a[2 * p + 1];
+        const simd::i8x64 xq = simd::load_2x32(a0.qs, a1.qs);
+        const simd::i32x16 seed = simd::lane0_lane8(-128 * a0.sum, -128 * a1.sum);
+        const simd::f32x16 dx = simd::halves(a0.d, a1.d);
+        for (int r = 0; r < R; ++r) {
+            const auto* wb = reinterpret_cast<const block_q8_0*>(w + r * stride) + 2 * p;
+            const simd::i32x16 dot = simd::dot_u8i8(seed, simd::flip_sign_bits(simd::load_2x32(wb[0].qs, wb[1].qs)), xq);
+            acc[r] = simd::fma_i32(acc[r], dot, simd::halves_f16(wb[0].d, wb[1].d) * dx);
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        out[r] = xsimd::hadd(acc[r]);
+        if (n_blocks % 2)
+            out[r] += dot_q8_0_scalar(reinterpret_cast<const block_q8_0*>(w + r * stride) + n_blocks - 1, a + n_blocks - 1, 1);
+    }
+#elif defined(MINIGPT_SIMD_INT8)
     simd::f32x8 acc[R];
     for (int r = 0; r < R; ++r) acc[r] = simd::f32x8(0.0f);
     for (std::int64_t b = 0; b < n_blocks; ++b) {
@@ -125,7 +148,28 @@ inline float dot_q4_0_scalar(const block_q4_0* w, const act_q8_32* a, std::int64
 
 template <int R>
 inline void dot_q4_0_rows(const std::byte* w, std::int64_t stride, const act_q8_32* a, std::int64_t n_blocks, float* out) {
-#if defined(MINIGPT_SIMD_INT8)
+#if defined(MINIGPT_SIMD_INT8_512)
+    simd::f32x16 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = simd::f32x16(0.0f);
+    const std::int64_t n_pairs = n_blocks / 2;
+    for (std::int64_t p = 0; p < n_pairs; ++p) {
+        const act_q8_32& a0 = a[2 * p];
+        const act_q8_32& a1 = a[2 * p + 1];
+        const simd::i8x64 xq = simd::load_2x32(a0.qs, a1.qs);
+        const simd::i32x16 seed = simd::lane0_lane8(-8 * a0.sum, -8 * a1.sum);
+        const simd::f32x16 dx = simd::halves(a0.d, a1.d);
+        for (int r = 0; r < R; ++r) {
+            const auto* wb = reinterpret_cast<const block_q4_0*>(w + r * stride) + 2 * p;
+            const simd::i32x16 dot = simd::dot_u8i8(seed, simd::unpack_nibbles_2x16(wb[0].qs, wb[1].qs), xq);
+            acc[r] = simd::fma_i32(acc[r], dot, simd::halves_f16(wb[0].d, wb[1].d) * dx);
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        out[r] = xsimd::hadd(acc[r]);
+        if (n_blocks % 2)
+            out[r] += dot_q4_0_scalar(reinterpret_cast<const block_q4_0*>(w + r * stride) + n_blocks - 1, a + n_blocks - 1, 1);
+    }
+#elif defined(MINIGPT_SIMD_INT8)
     simd::f32x8 acc[R];
     for (int r = 0; r < R; ++r) acc[r] = simd::f32x8(0.0f);
     for (std::int64_t b = 0; b < n_blocks; ++b) {

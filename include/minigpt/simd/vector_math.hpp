@@ -145,6 +145,40 @@ inline float hmax(const xsimd::batch<float, A>& v) {
     return m;
 }
 
+namespace detail {
+template <unsigned H>
+struct xor_lane {
+    static constexpr unsigned get(unsigned i, unsigned) { return i ^ H; }
+};
+template <unsigned H>
+struct lane_bit_clear {
+    static constexpr bool get(unsigned i, unsigned) { return (i & H) == 0; }
+};
+// Folds rows[j] with rows[j+H] (j < H): lanes whose bit H is clear keep summing row j's
+// halves, the others row j+H's, so after the H = 1 step lane i holds the sum of rows[i].
+template <class A, unsigned H>
+inline void fold_rows(xsimd::batch<float, A>* rows) {
+    using B = xsimd::batch<float, A>;
+    constexpr auto keep = xsimd::make_batch_bool_constant<B, lane_bit_clear<H>>();
+    constexpr auto swap = xsimd::make_batch_constant<xsimd::batch<std::uint32_t, A>, xor_lane<H>>();
+    for (unsigned j = 0; j < H; ++j) {
+        const B a = rows[j], b = rows[j + H];
+        rows[j] = xsimd::select(keep, a, b) + xsimd::swizzle(xsimd::select(keep, b, a), swap);
+    }
+    if constexpr (H > 1) fold_rows<A, H / 2>(rows);
+}
+}  // namespace detail
+
+// A batch whose lane i is the horizontal sum of rows[i] (a transpose-and-add over a full
+// batch of rows, which are overwritten). Written here because xsimd 8.1's AVX-512 haddp
+// returns the lane sums in the wrong order.
+template <class A = arch>
+inline xsimd::batch<float, A> hsum_rows(xsimd::batch<float, A>* rows) {
+    constexpr unsigned lanes = static_cast<unsigned>(xsimd::batch<float, A>::size);
+    if constexpr (lanes > 1) detail::fold_rows<A, lanes / 2>(rows);
+    return rows[0];
+}
+
 // Elementwise max that never picks a NaN from `x` (a NaN in `x` leaves `m` unchanged).
 template <class A = arch>
 inline xsimd::batch<float, A> max_ignore_nan(const xsimd::batch<float, A>& m, const xsimd::batch<float, A>& x) {
