@@ -22,10 +22,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "minigpt/core/error.hpp"
@@ -37,6 +39,10 @@ struct scripted_reply {
     std::string text;                        // what the "model" generates
     std::string when_contains;               // "": any transcript
     std::optional<std::uint64_t> when_seed;  // only for a generate() whose sampling.seed is this
+
+    scripted_reply(std::string text_, std::string when_contains_ = {}, std::optional<std::uint64_t> when_seed_ = {})
+        : text(std::move(text_)), when_contains(std::move(when_contains_)), when_seed(when_seed_) {}
+    scripted_reply(const char* text_) : scripted_reply(std::string(text_)) {}
 };
 
 struct scripted_log {
@@ -61,9 +67,12 @@ public:
 
     explicit scripted_session(std::vector<scripted_reply> replies = {}, std::size_t n_ctx = 4096)
         : replies_(replies.begin(), replies.end()), n_ctx_(n_ctx), log_(std::make_shared<scripted_log>()) {}
+    // So that `scripted_session s{{"first reply"}, {"second", "when this is in the transcript"}}` reads naturally.
+    scripted_session(std::initializer_list<scripted_reply> replies, std::size_t n_ctx = 4096)
+        : scripted_session(std::vector<scripted_reply>(replies), n_ctx) {}
+    scripted_session(scripted_session&&) = default;
 
     void add_reply(scripted_reply reply) { replies_.push_back(std::move(reply)); }
-    void add_reply(std::string text) { replies_.push_back({std::move(text), {}, {}}); }
     std::size_t n_pending_replies() const noexcept { return replies_.size(); }
 
     const scripted_log& log() const noexcept { return *log_; }

@@ -4,7 +4,7 @@
 // extract_number: the LAST number in the text. A number is digits with optional thousands commas
 //   (a first group of 1-3 digits, then groups of exactly 3: "1,234,567"; "1,23" is two numbers),
 //   an optional decimal part ".5" (a '.' not followed by a digit ends the number, so "is 18." is
-//   18), or a fraction "3/4" (integers only). A '-' or '+' right before the digits is its sign unless
+//   18; a '.' with no digit before it starts one: ".5" is 0.5), or a fraction "3/4" (integers only). A '-' or '+' right before the digits is its sign unless
 //   a letter, digit or '.' precedes it ("3-4" is 3 and 4; "x-1" is 1). Normalised: commas and '+'
 //   removed, leading zeros of integers removed, trailing decimal zeros removed ("2.50" -> "2.5",
 //   "3.0" -> "3"), "-0" -> "0"; fractions are not reduced.
@@ -23,6 +23,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <utility>
 
 namespace minigpt {
 
@@ -89,12 +91,24 @@ inline std::optional<std::string> extract_number(std::string_view text) {
             ++i;
             continue;
         }
+        // ".5": a '.' with no digit before it starts the number.
+        const bool leading_point = i > 0 && text[i - 1] == '.' && (i < 2 || !detail::is_digit(text[i - 2]));
+        const std::size_t start = leading_point ? i - 1 : i;
         bool negative = false;
-        if (i > 0 && (text[i - 1] == '-' || text[i - 1] == '+')) {
-            const bool sign_ok = i < 2 || !(detail::is_alnum(text[i - 2]) || text[i - 2] == '.');
-            negative = sign_ok && text[i - 1] == '-';
+        if (start > 0 && (text[start - 1] == '-' || text[start - 1] == '+')) {
+            const bool sign_ok = start < 2 || !(detail::is_alnum(text[start - 2]) || text[start - 2] == '.');
+            negative = sign_ok && text[start - 1] == '-';
         }
-        auto [value, end] = detail::read_number(text, i);
+        std::string value;
+        std::size_t end = i;
+        if (leading_point) {
+            while (end < text.size() && detail::is_digit(text[end])) ++end;
+            std::string frac(text.substr(i, end - i));
+            while (!frac.empty() && frac.back() == '0') frac.pop_back();
+            value = frac.empty() ? "0" : "0." + frac;
+        } else {
+            std::tie(value, end) = detail::read_number(text, i);
+        }
         last = (negative && value != "0") ? "-" + value : value;
         i = end;
     }
