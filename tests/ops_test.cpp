@@ -142,6 +142,20 @@ TEST(VectorMath, PartialLoadStoreAndReductions) {
     EXPECT_EQ(dst[2], 9.0f);
 }
 
+TEST(VectorMath, HsumRowsPutsRowSumsInLaneOrder) {
+    constexpr std::size_t L = simd::f32_lanes;
+    simd::f32_batch rows[L];
+    double expect[L];
+    for (std::size_t r = 0; r < L; ++r) {
+        alignas(64) float t[L];
+        expect[r] = 0.0;
+        for (std::size_t j = 0; j < L; ++j) expect[r] += (t[j] = static_cast<float>(r * 100 + j * j));
+        rows[r] = simd::f32_batch::load_aligned(t);
+    }
+    const auto s = simd::hsum_rows(rows);
+    for (std::size_t r = 0; r < L; ++r) EXPECT_EQ(s.get(r), expect[r]) << "lane " << r;
+}
+
 // ---- the references, against values computed by hand ----------------------------------
 
 TEST(OpsReference, HandComputedValues) {

@@ -1,0 +1,302 @@
+// Causal multi-head attention with grouped-query heads over a KV cache (f32 or f16).
+//
+// Layouts (row-major, outermost first):
+//   q, out: (n_tokens, n_heads*head_dim) f32; query token t sits at absolute position pos0+t
+//   k, v:   (n_ctx, n_kv_heads*head_dim) f32, or f16 stored as uint16 bit patterns;
+//           rows [0, pos0+n_tokens) must be filled
+// Query head h reads kv head h / (n_heads/n_kv_heads); token t attends to positions
+// [0, pos0+t], so out[t,h] = sum_j softmax_j(scale * q[t,h].k[j]) v[j].
+//
+// The work is split over (token, head) pairs with parallel_for. Each pair walks its keys
+// in blocks of k_attn_block with an online ("flash") softmax: the running maximum m, the
+// running denominator l and the output accumulator are rescaled by exp(m_old - m_new)
+// whenever a block raises the maximum, so no score matrix is ever materialised and the
+// only scratch is a fixed stack block of scores. Scores are computed k_lanes keys at a
+// time (one accumulator batch per key, folded with one transpose-and-add), the value rows are
+// accumulated with several independent FMA chains; f16 rows are widened exactly with
+// F16C through simd/convert.hpp. Tokens are dealt to threads in zig-zag order (first,
+// last, second, second-to-last, ...) because causal rows grow in cost with t: contiguous
+// chunks of that order carry nearly equal numbers of keys.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
+#include "minigpt/core/dtype.hpp"
+#include "minigpt/core/error.hpp"
+#include "minigpt/core/half.hpp"
+#include "minigpt/core/threads.hpp"
+#include "minigpt/kernels/ops.hpp"
+#include "minigpt/simd/convert.hpp"
+#include "minigpt/simd/vector_math.hpp"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"   // GCC 12 false positive in AVX-512 intrinsics,
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // see simd/vector_math.hpp
+#endif
+
+namespace minigpt::kernels {
+
+namespace detail {
+
+// Keys per online-softmax step: big enough to amortise the rescaling, small enough that
+// the scores stay in L1 beside the value rows they weight.
+inline constexpr std::int64_t k_attn_block = 128;
+static_assert(k_attn_block % static_cast<std::int64_t>(simd::f32_lanes) == 0);
+
+inline simd::f32_batch load_kv(const float* p) { return simd::f32_batch::load_unaligned(p); }
+inline simd::f32_batch load_kv(const std::uint16_t* p) { return simd::load_f16<>(p); }
+inline float load_kv_one(const float* p) { return *p; }
+inline float load_kv_one(const std::uint16_t* p) { return simd::half_to_float(*p); }
+
+inline bool ranges_overlap(const void* a, std::uint64_t a_bytes, const void* b, std::uint64_t b_bytes) {
+    const auto a0 = reinterpret_cast<std::uintptr_t>(a), b0 = reinterpret_cast<std::uintptr_t>(b);
+    return a_bytes > 0 && b_bytes > 0 && a0 < b0 + b_bytes && b0 < a0 + a_bytes;
+}
+
+inline void check_attention(const float* q, const void* k, const void* v, dtype kv_type, const float* out,
+                            std::int64_t n_tokens, std::int64_t pos0, std::int64_t n_heads, std::int64_t n_kv_heads,
+                            std::int64_t head_dim, float scale, const char* fn) {
+    const std::string f(fn);
+    if (n_tokens < 0) throw shape_error(f + ": negative n_tokens " + std::to_string(n_tokens));
+    if (pos0 < 0) throw shape_error(f + ": negative pos0 " + std::to_string(pos0));
+    if (n_heads <= 0 || n_kv_heads <= 0)
+        throw shape_error(f + ": n_heads and n_kv_heads must be > 0, got " + std::to_string(n_heads) + " and " +
+                          std::to_string(n_kv_heads));
+    if (n_heads % n_kv_heads != 0)
+        throw shape_error(f + ": n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " +
+                          std::to_string(n_kv_heads));
+    if (head_dim <= 0) throw shape_error(f + ": head_dim must be > 0, got " + std::to_string(head_dim));
+    if (kv_type != dtype::f32 && kv_type != dtype::f16)
+        throw shape_error(f + ": KV cache type must be f32 or f16, got " + std::string(dtype_name(kv_type)));
+    if (!std::isfinite(scale)) throw error(f + ": scale must be finite");
+    const auto q_elems = checked_mul(checked_mul(static_cast<std::uint64_t>(n_tokens), static_cast<std::uint64_t>(n_heads),
+                                                 "attention q size"),
+                                     static_cast<std::uint64_t>(head_dim), "attention q size");
+    const auto n_keys = checked_add(static_cast<std::uint64_t>(pos0), static_cast<std::uint64_t>(n_tokens), "attention positions");
+    const auto kv_elems = checked_mul(checked_mul(n_keys, static_cast<std::uint64_t>(n_kv_heads), "attention KV size"),
+                                      static_cast<std::uint64_t>(head_dim), "attention KV size");
+    const std::uint64_t kv_bytes = checked_mul(kv_elems, kv_type == dtype::f32 ? 4 : 2, "attention KV bytes");
+    if (q_elems > (std::uint64_t(1) << 48) || kv_elems > (std::uint64_t(1) << 48)) throw shape_error(f + ": sizes too large");
+    if (n_tokens == 0) return;
+    if (!q || !k || !v || !out) throw error(f + ": null pointer for q, k, v or out");
+    const std::uint64_t q_bytes = q_elems * 4;
+    if (ranges_overlap(out, q_bytes, q, q_bytes) || ranges_overlap(out, q_bytes, k, kv_bytes) ||
+        ranges_overlap(out, q_bytes, v, kv_bytes))
+        throw error(f + ": out must not overlap q, k or v");
+}
+
+// s[j] = scale * (q . k_j) for the nb (<= k_attn_block) key rows k0 + j*stride.
+template <class KV>
+inline void attn_scores(const float* q, const KV* k0, std::int64_t stride, std::int64_t nb, std::int64_t head_dim,
+                        float scale, float* s) {
+    using B = simd::f32_batch;
+    constexpr std::int64_t L = static_cast<std::int64_t>(simd::f32_lanes);
+    const std::int64_t dv = head_dim / L * L;
+    for (std::int64_t j0 = 0; j0 < nb; j0 += L) {
+        const KV* rows[L];
+        for (std::int64_t r = 0; r < L; ++r) rows[r] = k0 + std::min(j0 + r, nb - 1) * stride;  // repeat the last row past nb
+        B acc[L];
+        for (std::int64_t r = 0; r < L; ++r) acc[r] = B(0.0f);
+        for (std::int64_t d = 0; d < dv; d += L) {
+            const B qv = B::load_unaligned(q + d);
+            for (std::int64_t r = 0; r < L; ++r) acc[r] = xsimd::fma(qv, load_kv(rows[r] + d), acc[r]);
+        }
+        B sums = simd::hsum_rows(acc);
+        if (dv < head_dim) {
+            alignas(64) float tail[L];
+            for (std::int64_t r = 0; r < L; ++r) {
+                float t = 0.0f;
+                for (std::int64_t d = dv; d < head_dim; ++d) t += q[d] * load_kv_one(rows[r] + d);
+                tail[r] = t;
+            }
+            sums += B::load_aligned(tail);
+        }
+        (sums * B(scale)).store_unaligned(s + j0);  // s has room for whole batches
+    }
+}
+
+// o = c*o + sum_j p[j] v_j over the nb value rows v0 + j*stride.
+template <class KV>
+inline void attn_accumulate(float* o, const float* p, const KV* v0, std::int64_t stride, std::int64_t nb,
+                            std::int64_t head_dim, float c) {
+    using B = simd::f32_batch;
+    constexpr std::int64_t L = static_cast<std::int64_t>(simd::f32_lanes);
+    const std::int64_t dv = head_dim / L * L;
+    const B cv(c);
+    std::int64_t d = 0;
+    // Four column batches at a time, even and odd keys in separate accumulators: eight
+    // independent FMA chains.
+    for (; d + 4 * L <= dv; d += 4 * L) {
+        B a0 = B::load_unaligned(o + d) * cv, a1 = B::load_unaligned(o + d + L) * cv;
+        B a2 = B::load_unaligned(o + d + 2 * L) * cv, a3 = B::load_unaligned(o + d + 3 * L) * cv;
+        B b0(0.0f), b1(0.0f), b2(0.0f), b3(0.0f);
+        std::int64_t j = 0;
+        for (; j + 2 <= nb; j += 2) {
+            const KV* r0 = v0 + j * stride + d;
+            const KV* r1 = r0 + stride;
+            const B p0(p[j]), p1(p[j + 1]);
+            a0 = xsimd::fma(p0, load_kv(r0), a0);
+            a1 = xsimd::fma(p0, load_kv(r0 + L), a1);
+            a2 = xsimd::fma(p0, load_kv(r0 + 2 * L), a2);
+            a3 = xsimd::fma(p0, load_kv(r0 + 3 * L), a3);
+            b0 = xsimd::fma(p1, load_kv(r1), b0);
+            b1 = xsimd::fma(p1, load_kv(r1 + L), b1);
+            b2 = xsimd::fma(p1, load_kv(r1 + 2 * L), b2);
+            b3 = xsimd::fma(p1, load_kv(r1 + 3 * L), b3);
+        }
+        if (j < nb) {
+            const KV* r0 = v0 + j * stride + d;
+            const B p0(p[j]);
+            a0 = xsimd::fma(p0, load_kv(r0), a0);
+            a1 = xsimd::fma(p0, load_kv(r0 + L), a1);
+            a2 = xsimd::fma(p0, load_kv(r0 + 2 * L), a2);
+            a3 = xsimd::fma(p0, load_kv(r0 + 3 * L), a3);
+        }
+        (a0 + b0).store_unaligned(o + d);
+        (a1 + b1).store_unaligned(o + d + L);
+        (a2 + b2).store_unaligned(o + d + 2 * L);
+        (a3 + b3).store_unaligned(o + d + 3 * L);
+    }
+    for (; d < dv; d += L) {
+        B a = B::load_unaligned(o + d) * cv, b(0.0f);
+        std::int64_t j = 0;
+        for (; j + 2 <= nb; j += 2) {
+            a = xsimd::fma(B(p[j]), load_kv(v0 + j * stride + d), a);
+            b = xsimd::fma(B(p[j + 1]), load_kv(v0 + (j + 1) * stride + d), b);
+        }
+        if (j < nb) a = xsimd::fma(B(p[j]), load_kv(v0 + j * stride + d), a);
+        (a + b).store_unaligned(o + d);
+    }
+    for (; d < head_dim; ++d) {
+        float a = o[d] * c;
+        for (std::int64_t j = 0; j < nb; ++j) a += p[j] * load_kv_one(v0 + j * stride + d);
+        o[d] = a;
+    }
+}
+
+// One (token, head) pair: o = softmax(scale * K q) V over n_keys rows, online over blocks.
+template <class KV>
+inline void attn_row(const float* q, const KV* k0, const KV* v0, std::int64_t stride, std::int64_t n_keys,
+                     std::int64_t head_dim, float scale, float* o) {
+    using B = simd::f32_batch;
+    constexpr std::int64_t L = static_cast<std::int64_t>(simd::f32_lanes);
+    alignas(64) float s[k_attn_block];  // (k_attn_block) scores, then weights, of one block
+    const float ninf = -std::numeric_limits<float>::infinity();
+    std::fill(o, o + head_dim, 0.0f);
+    float m = ninf, l = 0.0f;
+    for (std::int64_t j0 = 0; j0 < n_keys; j0 += k_attn_block) {
+        const std::int64_t nb = std::min(k_attn_block, n_keys - j0);
+        attn_scores(q, k0 + j0 * stride, stride, nb, head_dim, scale, s);
+        const float bm = max_ignore_nan(s, nb);
+        if (bm == ninf) continue;  // every weight in this block is exp(-inf) = 0
+        const float m_new = std::max(m, bm);
+        const float c = simd::exp_scalar(m - m_new);  // 0 on the first block (m = -inf), 1 if m is unchanged
+        const B mv(m_new);
+        B sum(0.0f);
+        std::int64_t j = 0;
+        for (; j + L <= nb; j += L) {
+            const B e = simd::exp_batch(B::load_aligned(s + j) - mv);
+            e.store_aligned(s + j);
+            sum += e;
+        }
+        if (j < nb) {
+            const auto rest = static_cast<std::size_t>(nb - j);
+            const B e = simd::exp_batch(simd::load_partial(s + j, rest, ninf) - mv);
+            e.store_aligned(s + j);
+            sum += e;
+        }
+        l = l * c + simd::hsum(sum);
+        attn_accumulate(o, s, v0 + j0 * stride, stride, nb, head_dim, c);
+        m = m_new;
+    }
+    const float inv = 1.0f / l;
+    for (std::int64_t d = 0; d < head_dim; ++d) o[d] *= inv;
+}
+
+template <class KV>
+inline void attention_impl(const float* q, const KV* k, const KV* v, float* out, std::int64_t n_tokens, std::int64_t pos0,
+                           std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float scale, int n_threads) {
+    const std::int64_t q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim;
+    const std::int64_t group = n_heads / n_kv_heads;
+    parallel_for(n_tokens * n_heads, n_threads, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) {
+            const std::int64_t slot = i / n_heads, h = i % n_heads;
+            const std::int64_t t = slot % 2 == 0 ? slot / 2 : n_tokens - 1 - slot / 2;  // zig-zag over tokens
+            const std::int64_t kv_off = (h / group) * head_dim;
+            attn_row(q + t * q_dim + h * head_dim, k + kv_off, v + kv_off, kv_dim, pos0 + t + 1, head_dim, scale,
+                     out + t * q_dim + h * head_dim);
+        }
+    });
+}
+
+}  // namespace detail
+
+// Causal grouped-query attention over a KV cache; see the top of this file for layouts.
+// n_threads <= 0 uses every physical core. out must not overlap q, k or v.
+inline void attention(const float* q, const void* k, const void* v, dtype kv_type, float* out, std::int64_t n_tokens,
+                      std::int64_t pos0, std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float scale,
+                      int n_threads = 0) {
+    detail::check_attention(q, k, v, kv_type, out, n_tokens, pos0, n_heads, n_kv_heads, head_dim, scale, "attention");
+    if (n_tokens == 0) return;
+    if (kv_type == dtype::f32)
+        detail::attention_impl(q, static_cast<const float*>(k), static_cast<const float*>(v), out, n_tokens, pos0, n_heads,
+                               n_kv_heads, head_dim, scale, n_threads);
+    else
+        detail::attention_impl(q, static_cast<const std::uint16_t*>(k), static_cast<const std::uint16_t*>(v), out, n_tokens,
+                               pos0, n_heads, n_kv_heads, head_dim, scale, n_threads);
+}
+
+namespace ref {
+
+// The same attention in double, one (token, head) at a time with the whole score row.
+inline void attention(const float* q, const void* k, const void* v, dtype kv_type, float* out, std::int64_t n_tokens,
+                      std::int64_t pos0, std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float scale) {
+    detail::check_attention(q, k, v, kv_type, out, n_tokens, pos0, n_heads, n_kv_heads, head_dim, scale, "ref::attention");
+    const std::int64_t q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim, group = n_heads / n_kv_heads;
+    auto kv_at = [&](const void* base, std::int64_t idx) -> double {
+        return kv_type == dtype::f32 ? static_cast<double>(static_cast<const float*>(base)[idx])
+                                     : static_cast<double>(fp16_to_fp32(static_cast<const std::uint16_t*>(base)[idx]));
+    };
+    std::vector<double> w;  // (n_keys) scores, then softmax weights
+    std::vector<double> acc(static_cast<std::size_t>(head_dim));
+    for (std::int64_t t = 0; t < n_tokens; ++t) {
+        const std::int64_t n_keys = pos0 + t + 1;
+        w.assign(static_cast<std::size_t>(n_keys), 0.0);
+        for (std::int64_t h = 0; h < n_heads; ++h) {
+            const float* qr = q + t * q_dim + h * head_dim;
+            const std::int64_t kv_off = (h / group) * head_dim;
+            double m = -std::numeric_limits<double>::infinity();
+            for (std::int64_t j = 0; j < n_keys; ++j) {
+                double s = 0.0;
+                for (std::int64_t d = 0; d < head_dim; ++d) s += static_cast<double>(qr[d]) * kv_at(k, j * kv_dim + kv_off + d);
+                w[static_cast<std::size_t>(j)] = s * scale;
+                m = std::max(m, s * scale);
+            }
+            double sum = 0.0;
+            for (auto& x : w) sum += (x = std::exp(x - m));
+            std::fill(acc.begin(), acc.end(), 0.0);
+            for (std::int64_t j = 0; j < n_keys; ++j)
+                for (std::int64_t d = 0; d < head_dim; ++d)
+                    acc[static_cast<std::size_t>(d)] += w[static_cast<std::size_t>(j)] * kv_at(v, j * kv_dim + kv_off + d);
+            for (std::int64_t d = 0; d < head_dim; ++d)
+                out[t * q_dim + h * head_dim + d] = static_cast<float>(acc[static_cast<std::size_t>(d)] / sum);
+        }
+    }
+}
+
+}  // namespace ref
+}  // namespace minigpt::kernels
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
