@@ -81,10 +81,9 @@ public:
             cache.insert(word, first, out.size() - first);
         };
         std::size_t begin = 0;
-        for (std::size_t p = 1; p + k_spm_space.size() <= escaped.size(); ++p) {
-            if (escaped.compare(p, k_spm_space.size(), k_spm_space) != 0) continue;
-            const bool after_space = p >= k_spm_space.size() &&
-                                     escaped.compare(p - k_spm_space.size(), k_spm_space.size(), k_spm_space) == 0;
+        const std::string_view e = escaped;
+        for (std::size_t p = e.find(k_spm_space, 1); p != std::string_view::npos; p = e.find(k_spm_space, p + 1)) {
+            const bool after_space = p >= k_spm_space.size() && e.compare(p - k_spm_space.size(), k_spm_space.size(), k_spm_space) == 0;
             if (!after_space) {
                 encode_word(begin, p);
                 begin = p;

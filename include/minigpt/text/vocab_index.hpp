@@ -116,29 +116,27 @@ public:
     pair_index() = default;
     explicit pair_index(std::size_t n_expected) {
         mask_ = table_capacity(n_expected) - 1;
-        keys_.assign(mask_ + 1, k_empty);
-        values_.resize(mask_ + 1);
+        slots_.assign(mask_ + 1, slot{k_empty, Value{}});
     }
 
     // Inserts unless the pair is present; returns false (and keeps the old value) if it was.
     bool insert(std::int32_t left, std::int32_t right, const Value& v) {
         const std::uint64_t key = pack(left, right);
         for (std::size_t i = hash_u64(key) & mask_;; i = (i + 1) & mask_) {
-            if (keys_[i] == k_empty) {
-                keys_[i] = key;
-                values_[i] = v;
+            if (slots_[i].key == k_empty) {
+                slots_[i] = {key, v};
                 return true;
             }
-            if (keys_[i] == key) return false;
+            if (slots_[i].key == key) return false;
         }
     }
 
     const Value* find(std::int32_t left, std::int32_t right) const noexcept {
-        if (keys_.empty()) return nullptr;
+        if (slots_.empty()) return nullptr;
         const std::uint64_t key = pack(left, right);
         for (std::size_t i = hash_u64(key) & mask_;; i = (i + 1) & mask_) {
-            if (keys_[i] == key) return &values_[i];
-            if (keys_[i] == k_empty) return nullptr;
+            if (slots_[i].key == key) return &slots_[i].value;
+            if (slots_[i].key == k_empty) return nullptr;
         }
     }
 
@@ -147,8 +145,11 @@ private:
     static std::uint64_t pack(std::int32_t l, std::int32_t r) noexcept {
         return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(l)) << 32) | static_cast<std::uint32_t>(r);
     }
-    std::vector<std::uint64_t> keys_;  // (capacity)
-    std::vector<Value> values_;        // (capacity)
+    struct slot {
+        std::uint64_t key;  // key and value side by side: a probe touches one cache line
+        Value value;
+    };
+    std::vector<slot> slots_;  // (capacity)
     std::size_t mask_ = 0;
 };
 
