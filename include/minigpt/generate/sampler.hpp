@@ -69,7 +69,8 @@ public:
         return token;
     }
 
-    // Same as sample() but leaves the history alone (for look-ahead or scoring).
+    // Same as sample() but leaves the history alone (for look-ahead or scoring); a draw still
+    // advances the random stream.
     std::int32_t choose(std::span<const float> logits) {
         if (logits.size() != static_cast<std::size_t>(n_vocab_))
             throw shape_error("sampler: got " + std::to_string(logits.size()) + " logits for a vocabulary of " +
