@@ -17,6 +17,10 @@ namespace minigpt {
 
 enum class architecture { llama, gpt2 };
 
+// How GPT-2's GELU is evaluated: llama.cpp's fp16 lookup table (the default, so logits match
+// llama.cpp on the same file to ~1e-4 instead of ~1e-3) or the exact tanh formula.
+enum class gelu_mode { fp16_table, exact };
+
 struct model_config {
     std::string arch_name = "llama";   // general.architecture as written in the file ("llama", "qwen2", "gpt2", ...)
     architecture arch = architecture::llama;
@@ -34,6 +38,7 @@ struct model_config {
     float rope_freq_base = 10000.0f;
     kernels::rope_layout rope = kernels::rope_layout::adjacent_pairs;
     bool tied_output = false;          // logits use token_embd when there is no output.weight
+    gelu_mode gelu = gelu_mode::fp16_table;
 
     std::int64_t q_dim() const { return n_head * head_dim; }      // width of all query heads
     std::int64_t kv_dim() const { return n_head_kv * head_dim; }  // width of all key (or value) heads

@@ -37,9 +37,9 @@ inline void llama_layer(const model_config& c, const layer_weights& L, std::int6
     matmul(L.attn_q, xb, q, n_tokens, n_threads);
     matmul(L.attn_k, xb, k, n_tokens, n_threads);
     matmul(L.attn_v, xb, v, n_tokens, n_threads);
-    detail::add_bias(q, L.attn_q_b, n_tokens, q_dim);
-    detail::add_bias(k, L.attn_k_b, n_tokens, kv_dim);
-    detail::add_bias(v, L.attn_v_b, n_tokens, kv_dim);
+    minigpt::detail::add_bias(q, L.attn_q_b, n_tokens, q_dim);
+    minigpt::detail::add_bias(k, L.attn_k_b, n_tokens, kv_dim);
+    minigpt::detail::add_bias(v, L.attn_v_b, n_tokens, kv_dim);
     for (std::int64_t t = 0; t < n_tokens; ++t) {
         rope(q + t * q_dim, c.n_head, c.head_dim, c.n_rot, pos0 + t, c.rope_freq_base, c.rope);
         rope(k + t * kv_dim, c.n_head_kv, c.head_dim, c.n_rot, pos0 + t, c.rope_freq_base, c.rope);
@@ -48,7 +48,7 @@ inline void llama_layer(const model_config& c, const layer_weights& L, std::int6
     attention(q, kv.k(layer), kv.v(layer), kv.type(), s.att.data<float>(), n_tokens, pos0, c.n_head, c.n_head_kv,
               c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), n_threads);
     matmul(L.attn_output, s.att.data<float>(), xb, n_tokens, n_threads);
-    detail::add_rows(x, xb, n_tokens, n_embd);
+    minigpt::detail::add_rows(x, xb, n_tokens, n_embd);
 
     // Feed-forward: x += W2 · (silu(W1·norm(x)) * W3·norm(x))
     for (std::int64_t t = 0; t < n_tokens; ++t)
@@ -58,7 +58,7 @@ inline void llama_layer(const model_config& c, const layer_weights& L, std::int6
     matmul(L.ffn_up, xb, s.hb2.data<float>(), n_tokens, n_threads);
     swiglu(s.hb.data<float>(), s.hb.data<float>(), s.hb2.data<float>(), n_tokens * c.n_ff);
     matmul(L.ffn_down, s.hb.data<float>(), xb, n_tokens, n_threads);
-    detail::add_rows(x, xb, n_tokens, n_embd);
+    minigpt::detail::add_rows(x, xb, n_tokens, n_embd);
 }
 
 }  // namespace minigpt

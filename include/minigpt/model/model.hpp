@@ -80,19 +80,25 @@ inline model_config config_from_llama2c(const io::llama2c_checkpoint& ck) {
     return c;
 }
 
+// Numerics choices made at load time.
+struct model_options {
+    gelu_mode gelu = gelu_mode::fp16_table;  // GPT-2 only: llama.cpp's table (default) or exact tanh GELU
+};
+
 class model {
 public:
     // Opens a GGUF file or a llama2.c checkpoint (told apart by the GGUF magic).
-    static std::shared_ptr<const model> load(const std::string& path) {
+    static std::shared_ptr<const model> load(const std::string& path, const model_options& options = {}) {
         auto file = io::mapped_file::open(path);
         if (file->size() >= 4 && std::memcmp(file->data(), "GGUF", 4) == 0)
-            return from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::open(path)));
+            return from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::open(path)), options);
         return from_llama2c(std::make_shared<const io::llama2c_checkpoint>(io::llama2c_checkpoint::open(path)));
     }
 
-    static std::shared_ptr<const model> from_gguf(std::shared_ptr<const io::gguf_file> f) {
+    static std::shared_ptr<const model> from_gguf(std::shared_ptr<const io::gguf_file> f, const model_options& options = {}) {
         auto m = std::shared_ptr<model>(new model());
         m->config_ = config_from_gguf(*f);
+        m->config_.gelu = options.gelu;
         const io::gguf_file* fp = f.get();
         m->weights_ = load_weights(m->config_, [fp](const std::string& name) -> std::optional<tensor> {
             if (!fp->find_tensor(name)) return std::nullopt;

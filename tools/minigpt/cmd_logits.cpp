@@ -1,0 +1,60 @@
+// `minigpt logits`: teacher-forced logits of a token sequence, for comparison with
+// reference implementations. Writes n_ids x n_vocab little-endian float32.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <vector>
+
+#include "command.hpp"
+#include "minigpt/model/context.hpp"
+
+namespace minigpt::tool {
+namespace {
+
+std::vector<std::int32_t> read_id_file(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw error("cannot open ids file " + path);
+    std::vector<std::int32_t> ids;
+    std::string word;
+    while (in >> word) {
+        try {
+            std::size_t used = 0;
+            const long long v = std::stoll(word, &used);
+            if (used != word.size() || v < INT32_MIN || v > INT32_MAX) throw std::invalid_argument(word);
+            ids.push_back(static_cast<std::int32_t>(v));
+        } catch (const std::logic_error&) {
+            throw error(path + ": '" + word + "' is not a token id");
+        }
+    }
+    return ids;
+}
+
+int run_logits(const std::vector<std::string>& args) {
+    flags f("usage: minigpt logits -m MODEL --ids FILE -o OUT.f32 [-t THREADS]");
+    f.value({"-m", "--model"}, "model file (GGUF or llama2.c .bin)")
+        .value({"--ids"}, "whitespace-separated token ids")
+        .value({"-o", "--output"}, "output file: n_ids x n_vocab float32")
+        .value({"-t", "--threads"}, "threads (0: physical cores)", "0")
+        .value({"-b", "--batch-size"}, "tokens per forward chunk", "512");
+    f.parse(args);
+    if (f.help()) { std::cout << f.usage(); return 0; }
+    const auto ids = read_id_file(f.require("--ids"));
+    if (ids.empty()) throw error("no token ids in " + f.str("--ids"));
+    auto m = model::load(f.require("--model"));
+    context ctx(m, {.n_ctx = std::max<std::int64_t>(static_cast<std::int64_t>(ids.size()), m->config().n_ctx_train),
+                    .n_batch = f.integer("--batch-size"),
+                    .n_threads = static_cast<int>(f.integer("--threads"))});
+    ctx.decode(ids, logits_for::all);
+    const std::string out = f.require("--output");
+    std::ofstream os(out, std::ios::binary);
+    if (!os) throw error("cannot write " + out);
+    os.write(reinterpret_cast<const char*>(ctx.logits().data()), static_cast<std::streamsize>(ctx.logits().size() * sizeof(float)));
+    if (!os) throw error("error writing " + out);
+    std::fprintf(stderr, "wrote %zu x %lld logits to %s\n", ids.size(), static_cast<long long>(m->config().n_vocab), out.c_str());
+    return 0;
+}
+
+const register_command reg("logits", "teacher-forced logits of token ids, written as float32", run_logits);
+
+}  // namespace
+}  // namespace minigpt::tool
