@@ -356,6 +356,38 @@ TEST(GgufHostile, TruncatedAtEveryByte) {
     }
 }
 
+// Random byte corruptions of a valid file: each must parse or throw minigpt::error (not bad_alloc,
+// length_error or a crash); whatever parses must still hand out tensors inside the buffer.
+TEST(GgufHostile, RandomCorruptionsParseOrThrow) {
+    const auto t = build_tiny(3, false);
+    std::mt19937_64 rng(12345);
+    int parsed = 0, rejected = 0;
+    for (int trial = 0; trial < 3000; ++trial) {
+        auto bytes = std::make_shared<std::vector<std::byte>>(t.img.b);
+        const int n_flips = 1 + static_cast<int>(rng() % 4);
+        for (int k = 0; k < n_flips; ++k) {
+            const auto at = rng() % bytes->size();
+            // Mostly small values and high bytes: they hit lengths, counts and type ids hardest.
+            const std::uint64_t r = rng();
+            (*bytes)[at] = static_cast<std::byte>(r % 3 == 0 ? 0xff : r % 3 == 1 ? (r >> 8) % 16 : (r >> 8));
+        }
+        try {
+            auto f = gguf_file::from_memory(bytes, "mutant");
+            for (const auto& info : f.tensors()) {
+                const auto v = f.get_tensor(info.name);
+                EXPECT_GE(v.raw(), bytes->data());
+                EXPECT_LE(v.raw() + v.n_bytes(), bytes->data() + bytes->size());
+            }
+            for (const auto& k : f.keys()) (void)f.value_string(k);
+            ++parsed;
+        } catch (const error&) {
+            ++rejected;
+        }
+    }
+    EXPECT_GT(rejected, 0);
+    EXPECT_GT(parsed, 0);  // flips inside tensor data or string bytes leave a valid file
+}
+
 TEST(GgufHostile, HeaderProblems) {
     image bad_magic;
     bad_magic.b = {std::byte{'G'}, std::byte{'G'}, std::byte{'M'}, std::byte{'L'}};

@@ -224,7 +224,7 @@ public:
                 if constexpr (!std::is_same_v<E, bool>) {
                     if (sizeof(E) == n && exact_match<E>(element_type_)) {  // the common case: one memcpy
                         out.resize(static_cast<std::size_t>(count_));
-                        std::memcpy(static_cast<void*>(out.data()), data_, static_cast<std::size_t>(count_ * n));
+                        if (count_ > 0) std::memcpy(static_cast<void*>(out.data()), data_, static_cast<std::size_t>(count_ * n));
                         return out;
                     }
                 }
