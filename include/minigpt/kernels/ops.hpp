@@ -207,8 +207,8 @@ inline void rmsnorm(float* out, const float* x, const float* weight, std::int64_
 }
 
 // out = (x - mean) / sqrt(var + eps) * weight + bias, var the biased (1/n) variance computed
-// from the centred values (two passes: no cancellation when |mean| >> std); bias may be
-// null; out may alias x.
+// from centred values (two passes: no cancellation when |mean| >> std); bias may be null;
+// out may alias x.
 inline void layernorm(float* out, const float* x, const float* weight, const float* bias, std::int64_t n, float eps) {
     detail::check_len(n, "layernorm");
     if (n == 0) throw shape_error("layernorm: empty row");
@@ -217,18 +217,34 @@ inline void layernorm(float* out, const float* x, const float* weight, const flo
     detail::check_ptr(weight, n, "layernorm", "weight");
     detail::check_eps(eps, "layernorm");
     using detail::batch;
-    const float mean = detail::map_sum(x, n, [](const auto& v) { return v; }) / static_cast<float>(n);
-    const batch mv(mean);
-    const float sum_sq = detail::map_sum(x, n, [&](const auto& v) { const auto d = v - mv; return d * d; }, mean);
-    const float var = sum_sq / static_cast<float>(n);
+    constexpr std::int64_t L = detail::k_lanes;
+    const float inv_n = 1.0f / static_cast<float>(n);
+    // The first mean m0 carries the rounding of a float sum; the second pass sums the
+    // deviations d = x - m0 too, and m0 + mean(d) is the mean to nearly full precision
+    // (a constant row gives exactly its value, so x - mean is exactly 0).
+    const float m0 = detail::map_sum(x, n, [](const auto& v) { return v; }) * inv_n;
+    const batch m0v(m0);
+    batch sd(0.0f), sdd(0.0f);
+    std::int64_t i = 0;
+    for (; i + L <= n; i += L) {
+        const batch d = batch::load_unaligned(x + i) - m0v;
+        sd += d;
+        sdd = xsimd::fma(d, d, sdd);
+    }
+    if (i < n) {  // padded with m0: zero deviation
+        const batch d = simd::load_partial(x + i, static_cast<std::size_t>(n - i), m0) - m0v;
+        sd += d;
+        sdd = xsimd::fma(d, d, sdd);
+    }
+    const float c = simd::hsum(sd) * inv_n;
+    const float var = std::max(0.0f, simd::hsum(sdd) * inv_n - c * c);
+    const batch mv(m0 + c);
     const batch inv(1.0f / std::sqrt(var + eps));
     if (bias == nullptr) {
         detail::map2(out, x, weight, n, [&](const auto& xv, const auto& wv) { return ((xv - mv) * inv) * wv; });
         return;
     }
-    std::int64_t i = 0;
-    constexpr std::int64_t L = detail::k_lanes;
-    for (; i + L <= n; i += L)
+    for (i = 0; i + L <= n; i += L)
         xsimd::fma((batch::load_unaligned(x + i) - mv) * inv, batch::load_unaligned(weight + i), batch::load_unaligned(bias + i))
             .store_unaligned(out + i);
     if (i < n) {
