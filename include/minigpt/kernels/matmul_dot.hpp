@@ -59,7 +59,9 @@ inline void dot_float_rows(const std::byte* w, std::int64_t stride, const float*
     std::int64_t i = 0;
     // Two accumulators per row: 2R independent FMA chains per iteration.
     for (; i + 2 * L <= n; i += 2 * L) {
-        const B x0 = B::load_unaligned(x + i), x1 = B::load_unaligned(x + i + L);
+        B x0 = B::load_unaligned(x + i), x1 = B::load_unaligned(x + i + L);
+        simd::keep_in_register(x0);
+        simd::keep_in_register(x1);
         for (int r = 0; r < R; ++r) {
             acc0[r] = xsimd::fma(load_weights<K>(w + r * stride, i), x0, acc0[r]);
             acc1[r] = xsimd::fma(load_weights<K>(w + r * stride, i + L), x1, acc1[r]);
@@ -99,7 +101,8 @@ inline void dot_q8_0_rows(const std::byte* w, std::int64_t stride, const act_q8_
     for (std::int64_t p = 0; p < n_pairs; ++p) {
         const act_q8_32& a0 = a[2 * p];
         const act_q8_32& a1 = a[2 * p + 1];
-        const simd::i8x64 xq = simd::load_2x32(a0.qs, a1.qs);
+        simd::i8x64 xq = simd::load_2x32(a0.qs, a1.qs);
+        simd::keep_in_register(xq);
         const simd::i32x16 seed = simd::lane0_lane8(-128 * a0.sum, -128 * a1.sum);
         const simd::f32x16 dx = simd::halves(a0.d, a1.d);
         for (int r = 0; r < R; ++r) {
@@ -117,7 +120,8 @@ inline void dot_q8_0_rows(const std::byte* w, std::int64_t stride, const act_q8_
     simd::f32x8 acc[R];
     for (int r = 0; r < R; ++r) acc[r] = simd::f32x8(0.0f);
     for (std::int64_t b = 0; b < n_blocks; ++b) {
-        const simd::i8x32 xq = simd::load_i8x32(a[b].qs);
+        simd::i8x32 xq = simd::load_i8x32(a[b].qs);
+        simd::keep_in_register(xq);
         for (int r = 0; r < R; ++r) {
             const auto* wb = reinterpret_cast<const block_q8_0*>(w + r * stride) + b;
             const simd::i32x8 p = simd::dot_i8i8(simd::i32x8(0), simd::load_i8x32(wb->qs), xq);
@@ -155,7 +159,8 @@ inline void dot_q4_0_rows(const std::byte* w, std::int64_t stride, const act_q8_
     for (std::int64_t p = 0; p < n_pairs; ++p) {
         const act_q8_32& a0 = a[2 * p];
         const act_q8_32& a1 = a[2 * p + 1];
-        const simd::i8x64 xq = simd::load_2x32(a0.qs, a1.qs);
+        simd::i8x64 xq = simd::load_2x32(a0.qs, a1.qs);
+        simd::keep_in_register(xq);
         const simd::i32x16 seed = simd::lane0_lane8(-8 * a0.sum, -8 * a1.sum);
         const simd::f32x16 dx = simd::halves(a0.d, a1.d);
         for (int r = 0; r < R; ++r) {
@@ -173,7 +178,8 @@ inline void dot_q4_0_rows(const std::byte* w, std::int64_t stride, const act_q8_
     simd::f32x8 acc[R];
     for (int r = 0; r < R; ++r) acc[r] = simd::f32x8(0.0f);
     for (std::int64_t b = 0; b < n_blocks; ++b) {
-        const simd::i8x32 xq = simd::load_i8x32(a[b].qs);
+        simd::i8x32 xq = simd::load_i8x32(a[b].qs);
+        simd::keep_in_register(xq);
         const simd::i32x8 offset = simd::lane0(-8 * a[b].sum);
         for (int r = 0; r < R; ++r) {
             const auto* wb = reinterpret_cast<const block_q4_0*>(w + r * stride) + b;

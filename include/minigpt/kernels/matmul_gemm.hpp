@@ -40,9 +40,13 @@ inline void gemm_micro(const float* x, std::int64_t ldx, const float* w, std::in
     std::int64_t i = 0;
     for (; i + L <= k; i += L) {
         B wv[NR];
-        for (int r = 0; r < NR; ++r) wv[r] = B::load_unaligned(w + r * ldw + i);
+        for (int r = 0; r < NR; ++r) {
+            wv[r] = B::load_unaligned(w + r * ldw + i);
+            simd::keep_in_register(wv[r]);
+        }
         for (int t = 0; t < MT; ++t) {
-            const B xv = B::load_unaligned(x + t * ldx + i);
+            B xv = B::load_unaligned(x + t * ldx + i);
+            simd::keep_in_register(xv);
             for (int r = 0; r < NR; ++r) acc[t * NR + r] = xsimd::fma(xv, wv[r], acc[t * NR + r]);
         }
     }

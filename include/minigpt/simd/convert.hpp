@@ -24,6 +24,20 @@ using arch = xsimd::default_arch;
 using f32_batch = xsimd::batch<float, arch>;
 inline constexpr std::size_t f32_lanes = f32_batch::size;
 
+// Pins a loaded vector in a register. GCC otherwise re-reads a value that several FMAs
+// share straight from memory in each of them (load folding), which makes register-blocked
+// kernels load-bound; an empty asm that "modifies" the register forbids that rematerialisation.
+template <class T, class A>
+inline void keep_in_register(xsimd::batch<T, A>& v) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    typename xsimd::batch<T, A>::register_type r = v;
+    asm("" : "+v"(r));
+    v = r;
+#else
+    (void)v;
+#endif
+}
+
 // One fp16 value to f32; a single instruction with F16C, used per block for scales.
 inline float half_to_float(std::uint16_t h) {
 #if defined(__F16C__)
