@@ -7,7 +7,8 @@
 // the lowest merge rank is merged until no listed merge applies (ties: leftmost first, as in
 // llama.cpp and Hugging Face). Symbols are token ids and merges a (left id, right id) table, so the
 // loop never builds or hashes strings; a heap with lazy deletion over a linked list of symbols keeps
-// long words (a paragraph of Chinese is one word) at O(n log n).
+// long words (a paragraph of Chinese is one word) at O(n log n). Within one encode call, a word
+// seen before is copied from its first encoding.
 #pragma once
 
 #include <algorithm>

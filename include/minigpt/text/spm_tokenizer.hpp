@@ -36,9 +36,8 @@ public:
         : index_(&index), usable_(&usable), unk_id_(v.unk_id) {
         scores_.assign(v.tokens.size(), 0.0f);
         if (!v.scores.empty()) scores_ = v.scores;
-        static constexpr char hex[] = "0123456789ABCDEF";
         for (int b = 0; b < 256; ++b) {
-            const std::int32_t id = index.find(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
+            const std::int32_t id = index.find(detail::byte_token_text(b));
             byte_token_[static_cast<std::size_t>(b)] = id >= 0 ? id : unk_id_;
         }
         split_at_words_ = true;

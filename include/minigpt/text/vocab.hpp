@@ -63,6 +63,12 @@ inline void apply_model_defaults(vocab_data& v) {
 
 namespace detail {
 
+// "<0xXX>": the text of SentencePiece's byte-fallback token for byte b.
+inline std::string byte_token_text(int b) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    return std::string("<0x") + hex[(b >> 4) & 15] + hex[b & 15] + ">";
+}
+
 inline bool is_byte_token_text(const std::string& t) {
     auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); };
     return t.size() == 6 && t.compare(0, 3, "<0x") == 0 && hex(t[3]) && hex(t[4]) && t[5] == '>';
@@ -145,8 +151,7 @@ inline vocab_data synthetic_vocab(std::int32_t n_vocab) {
     v.model = "llama";
     v.tokens = {"<unk>", "<s>", "</s>"};
     v.tokens.reserve(static_cast<std::size_t>(n_vocab));
-    static constexpr char hex[] = "0123456789ABCDEF";
-    for (int b = 0; b < 256; ++b) v.tokens.push_back(std::string("<0x") + hex[b >> 4] + hex[b & 15] + ">");
+    for (int b = 0; b < 256; ++b) v.tokens.push_back(detail::byte_token_text(b));
     for (std::int32_t i = 259; i < n_vocab; ++i) v.tokens.push_back("\xE2\x96\x81tok" + std::to_string(i - 259));
     v.scores.resize(static_cast<std::size_t>(n_vocab));
     for (std::int32_t i = 0; i < n_vocab; ++i) v.scores[static_cast<std::size_t>(i)] = -static_cast<float>(i);
