@@ -84,6 +84,9 @@ inline std::string replace_all(std::string s, std::string_view from, std::string
     return s;
 }
 
+// Appends the parts in order: no temporaries (GCC 12 warns falsely about `"x" + std::string`).
+template <class... Parts> void cat(std::string& out, const Parts&... parts) { (out.append(parts), ...); }
+
 struct family_info {
     chat_family family;
     std::string_view name;
@@ -230,7 +233,7 @@ private:
     // Qwen2.5 and SmolLM2 templates insert their own default system message when there is none;
     // generic ChatML (and this renderer) do not, so pass a system message to reproduce them.
     static void render_chatml(std::span<const chat_message> ms, const chat_render_options& o, std::string& out) {
-        for (const auto& m : ms) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+        for (const auto& m : ms) detail::cat(out, "<|im_start|>", m.role, "\n", m.content, "<|im_end|>\n");
         if (o.add_generation_prompt) out += "<|im_start|>assistant\n";
     }
 
@@ -240,20 +243,25 @@ private:
     static void render_llama2(std::span<const chat_message> ms, std::string& out) {
         const auto t = detail::split_alternating(ms, "llama2");
         for (std::size_t i = 0; i < t.turns.size(); ++i) {
-            std::string content = t.turns[i].content;
-            if (i == 0 && t.system) content = "<<SYS>>\n" + *t.system + "\n<</SYS>>\n\n" + content;
+            std::string content;
+            if (i == 0 && t.system) {
+                content += "<<SYS>>\n";
+                content += *t.system;
+                content += "\n<</SYS>>\n\n";
+            }
+            content += t.turns[i].content;
             if (t.turns[i].role == "user") {
                 if (i > 0) out += "<s>";
-                out += "[INST] " + detail::trim_ascii(content) + " [/INST]";
+                detail::cat(out, "[INST] ", detail::trim_ascii(content), " [/INST]");
             } else {
-                out += " " + detail::trim_ascii(content) + " </s>";
+                detail::cat(out, " ", detail::trim_ascii(content), " </s>");
             }
         }
     }
 
     static void render_llama3(std::span<const chat_message> ms, const chat_render_options& o, std::string& out) {
         for (const auto& m : ms)
-            out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + detail::trim_ascii(m.content) + "<|eot_id|>";
+            detail::cat(out, "<|start_header_id|>", m.role, "<|end_header_id|>\n\n", detail::trim_ascii(m.content), "<|eot_id|>");
         if (o.add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
     }
 
@@ -265,10 +273,10 @@ private:
             const auto& m = t.turns[i];
             if (m.role == "user") {
                 out += " [INST] ";
-                if (i == 0 && t.system) out += *t.system + "\n\n";
-                out += m.content + " [/INST]";
+                if (i == 0 && t.system) detail::cat(out, *t.system, "\n\n");
+                detail::cat(out, m.content, " [/INST]");
             } else {
-                out += " " + m.content + "</s>";
+                detail::cat(out, " ", m.content, "</s>");
             }
         }
     }
@@ -278,9 +286,9 @@ private:
         const auto t = detail::split_alternating(ms, "gemma");
         for (std::size_t i = 0; i < t.turns.size(); ++i) {
             const auto& m = t.turns[i];
-            out += "<start_of_turn>" + std::string(m.role == "assistant" ? "model" : "user") + "\n";
-            if (i == 0 && t.system) out += *t.system + "\n\n";
-            out += detail::trim_ascii(m.content) + "<end_of_turn>\n";
+            detail::cat(out, "<start_of_turn>", m.role == "assistant" ? "model" : "user", "\n");
+            if (i == 0 && t.system) detail::cat(out, *t.system, "\n\n");
+            detail::cat(out, detail::trim_ascii(m.content), "<end_of_turn>\n");
         }
         if (o.add_generation_prompt) out += "<start_of_turn>model\n";
     }
@@ -291,7 +299,7 @@ private:
     static void render_phi3(std::span<const chat_message> ms, const chat_render_options& o, std::string& out) {
         for (const auto& m : ms) {
             if (m.role == "system" && m.content.empty()) continue;
-            out += "<|" + m.role + "|>\n" + m.content + "<|end|>\n";
+            detail::cat(out, "<|", m.role, "|>\n", m.content, "<|end|>\n");
         }
         out += o.add_generation_prompt ? "<|assistant|>\n" : "<|endoftext|>";
     }
@@ -299,7 +307,7 @@ private:
     // zephyr-7b-beta: every message ends with EOS and a newline; the generation prompt is written
     // inside the template's message loop, so an empty conversation gets none.
     static void render_zephyr(std::span<const chat_message> ms, const chat_render_options& o, std::string& out) {
-        for (const auto& m : ms) out += "<|" + m.role + "|>\n" + m.content + "</s>\n";
+        for (const auto& m : ms) detail::cat(out, "<|", m.role, "|>\n", m.content, "</s>\n");
         if (o.add_generation_prompt && !ms.empty()) out += "<|assistant|>\n";
     }
 
@@ -309,7 +317,7 @@ private:
                                         : m.role == "user" ? custom_.user
                                         : m.role == "assistant" ? custom_.assistant
                                                                 : custom_.tool;
-            out += detail::replace_all(f.prefix, "{role}", m.role) + m.content + detail::replace_all(f.suffix, "{role}", m.role);
+            detail::cat(out, detail::replace_all(f.prefix, "{role}", m.role), m.content, detail::replace_all(f.suffix, "{role}", m.role));
         }
         if (o.add_generation_prompt) out += custom_.generation_prompt;
     }
