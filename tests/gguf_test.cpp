@@ -660,3 +660,26 @@ TEST(GgufWriter, RejectsBadInput) {
     EXPECT_THROW(w2.finish_to_memory(), error);
     EXPECT_THROW(gguf_writer("/nonexistent/dir/x.gguf"), io_error);
 }
+
+// ---- `minigpt info` ----
+
+TEST(InfoCommand, PrintsGgufAndLlama2c) {
+    if (!std::filesystem::exists(MINIGPT_TOOL)) GTEST_SKIP() << "minigpt tool not built";
+    MINIGPT_REQUIRE_SHARED("models/stories260K.gguf");
+    MINIGPT_REQUIRE_SHARED("models/stories260K.bin");
+    std::string out;
+    ASSERT_EQ(test::run(std::string(MINIGPT_TOOL) + " info -m " + test::shared_path("models/stories260K.gguf") + " 2>&1", &out), 0) << out;
+    EXPECT_NE(out.find("GGUF V3, 19 key-value pairs, 48 tensors"), std::string::npos) << out;
+    EXPECT_NE(out.find("llama.block_count u32              = 5"), std::string::npos) << out;
+    EXPECT_NE(out.find("tokenizer.ggml.tokens arr[str,512]     = [\"<unk>\", \"<s>\""), std::string::npos) << out;
+    EXPECT_NE(out.find("blk.4.ffn_down.weight f32   (64, 172)"), std::string::npos) << out;
+    EXPECT_NE(out.find("type   f32:   48 tensors"), std::string::npos) << out;
+    // 260032 shared-model parameters + the separate (512, 64) output matrix.
+    EXPECT_NE(out.find("parameters  = 292800"), std::string::npos) << out;
+    ASSERT_EQ(test::run(std::string(MINIGPT_TOOL) + " info " + test::shared_path("models/stories260K.bin") + " 2>&1", &out), 0) << out;
+    EXPECT_NE(out.find("n_kv_heads = 4"), std::string::npos) << out;
+    EXPECT_NE(out.find("hidden_dim = 172"), std::string::npos) << out;
+    EXPECT_NE(out.find("parameters  = 260032"), std::string::npos) << out;
+    EXPECT_NE(test::run(std::string(MINIGPT_TOOL) + " info -m /nonexistent.gguf 2>&1", &out), 0);
+    EXPECT_NE(out.find("/nonexistent.gguf"), std::string::npos) << out;
+}

@@ -156,12 +156,12 @@ private:
         config.seq_len = h[6];
         const auto& c = config;
         if (c.dim % c.n_heads != 0)
-            throw format_error(path_, 12, "dim " + std::to_string(c.dim) + " is not divisible by n_heads " + std::to_string(c.n_heads));
+            throw format_error(path_, 12, "llama2.c header: dim " + std::to_string(c.dim) + " is not divisible by n_heads " + std::to_string(c.n_heads));
         if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0)
-            throw format_error(path_, 16, "n_heads " + std::to_string(c.n_heads) + " is not a multiple of n_kv_heads " +
+            throw format_error(path_, 16, "llama2.c header: n_heads " + std::to_string(c.n_heads) + " is not a multiple of n_kv_heads " +
                                               std::to_string(c.n_kv_heads));
         if (c.head_size() % 2 != 0)
-            throw format_error(path_, 12, "head size " + std::to_string(c.head_size()) + " is odd; RoPE needs pairs");
+            throw format_error(path_, 12, "llama2.c header: head size " + std::to_string(c.head_size()) + " is odd; RoPE needs pairs");
 
         std::uint64_t expected = 0;
         try {
@@ -170,7 +170,7 @@ private:
             throw format_error(path_, 0, std::string("llama2.c header gives an impossible size: ") + e.what());
         }
         if (expected != size) {
-            std::string why = "expected " + std::to_string(expected) + " bytes for this header (" + summary() + "), the file has " +
+            std::string why = "expected " + std::to_string(expected) + " bytes for this llama2.c header (" + summary() + "), the file has " +
                               std::to_string(size);
             llama2c_config other = c;
             other.shared_classifier = !c.shared_classifier;
