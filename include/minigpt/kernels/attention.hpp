@@ -228,6 +228,11 @@ inline void attention_impl(const float* q, const KV* k, const KV* v, float* out,
                            std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float scale, int n_threads) {
     const std::int64_t q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim;
     const std::int64_t group = n_heads / n_kv_heads;
+    // Below ~64K multiply-adds per pass a parallel region costs more than it saves (tiny
+    // models decode in microseconds), so such calls stay on the calling thread.
+    const double pairs = static_cast<double>(n_tokens) * static_cast<double>(pos0) +
+                         0.5 * static_cast<double>(n_tokens) * static_cast<double>(n_tokens + 1);
+    if (pairs * static_cast<double>(n_heads * head_dim) < 65536.0) n_threads = 1;
     parallel_for(n_tokens * n_heads, n_threads, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t i = begin; i < end; ++i) {
             const std::int64_t slot = i / n_heads, h = i % n_heads;
