@@ -248,6 +248,39 @@ TEST(Matmul, ScalarIntegerKernels) {
     }
 }
 
+// The vector activation quantisers used by matmul give the reference quantisers' bytes, on
+// random data, exact ties (x * 127/amax = k + 1/2) and an all-zero block.
+TEST(Matmul, ActivationQuantisersMatchReference) {
+    auto x = gaussian(1024, 31);
+    for (std::size_t i = 0; i < 32; ++i) x[i] = static_cast<float>(static_cast<int>(i) - 16) + 0.5f;  // ties, amax 15.5
+    x[40] = 127.0f;
+    for (std::size_t i = 64; i < 96; ++i) x[i] = 0.0f;
+    std::vector<quant::act_q8_32> fast32(32), ref32(32);
+    K::detail::quantize_act_32(x.data(), fast32.data(), 1024);
+    quant::ref::quantize_act_32(x.data(), ref32.data(), 1024);
+    EXPECT_EQ(std::memcmp(fast32.data(), ref32.data(), sizeof(quant::act_q8_32) * 32), 0);
+    // Near-ties under an inexact id = 127/100: x within a few ulps of (k + 1/2) / id, where rounding
+    // the product x * id separately or fused into the rounding step would give different integers.
+    std::vector<float> near(32 * 256);
+    for (std::size_t b = 0; b < 256; ++b) {
+        near[b * 32] = 100.0f;  // the block maximum
+        for (std::size_t j = 1; j < 32; ++j) {
+            float v = (static_cast<float>(static_cast<int>((b * 31 + j) % 200) - 100) + 0.5f) / 1.27f;
+            for (std::size_t step = 0; step < (b + j) % 5; ++step) v = std::nextafter(v, 1e9f);
+            near[b * 32 + j] = v;
+        }
+    }
+    std::vector<quant::act_q8_32> near_fast(256), near_ref(256);
+    K::detail::quantize_act_32(near.data(), near_fast.data(), 32 * 256);
+    quant::ref::quantize_act_32(near.data(), near_ref.data(), 32 * 256);
+    EXPECT_EQ(std::memcmp(near_fast.data(), near_ref.data(), sizeof(quant::act_q8_32) * 256), 0);
+
+    std::vector<quant::act_q8_256> fast256(4), ref256(4);
+    K::detail::quantize_act_256(x.data(), fast256.data(), 1024);
+    quant::ref::quantize_act_256(x.data(), ref256.data(), 1024);
+    EXPECT_EQ(std::memcmp(fast256.data(), ref256.data(), sizeof(quant::act_q8_256) * 4), 0);
+}
+
 // A view of rows [2, 9) of a larger matrix (non-zero offset into the storage).
 TEST(Matmul, RowViewOfLargerTensor) {
     const tensor full = random_weights(dtype::q6_k, 12, 512, 21);

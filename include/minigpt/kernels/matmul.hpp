@@ -53,9 +53,9 @@ inline const Act* quantize_activations(const float* x, std::int64_t n_tokens, st
     if (buffer.size() < need) buffer.resize(need);
     for (std::int64_t t = 0; t < n_tokens; ++t) {
         if constexpr (std::is_same_v<Act, quant::act_q8_32>)
-            quant::ref::quantize_act_32(x + t * n_in, buffer.data() + t * per_token, n_in);
+            quantize_act_32(x + t * n_in, buffer.data() + t * per_token, n_in);
         else
-            quant::ref::quantize_act_256(x + t * n_in, buffer.data() + t * per_token, n_in);
+            quantize_act_256(x + t * n_in, buffer.data() + t * per_token, n_in);
     }
     return buffer.data();
 }

@@ -11,6 +11,7 @@
 // tests run it against the double-precision reference too.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -30,6 +31,68 @@ using quant::block_q4_0;
 using quant::block_q4_k;
 using quant::block_q6_k;
 using quant::block_q8_0;
+
+// ---- activation quantisation ---------------------------------------------------------------
+// Vector forms of quant::ref::quantize_act_32 / _256 with the same float operations (x * 127/amax,
+// round to nearest even), hence the same bytes; the per-call cost matters for small matrices.
+
+// qs[0..n) = round(x * id) for n a multiple of 16; returns the sum of qs.
+inline std::int32_t round_block(const float* x, float id, std::int8_t* qs, int n) {
+    using B = simd::f32_batch;
+    constexpr int L = static_cast<int>(B::size);
+    alignas(64) std::int32_t q[256];
+    // Round to nearest even by adding 1.5 * 2^23: for |v| <= 2^22 the sum's low mantissa bits are
+    // round(v) + 2^22, so subtracting the bits of 1.5 * 2^23 leaves round(v) as an int32. (Plain
+    // float ops only: xsimd's AVX-512 conversion intrinsics trip GCC 12's false warnings.)
+    using I = xsimd::batch<std::int32_t, simd::arch>;
+    const B magic(12582912.0f);
+    const I magic_bits(0x4b400000);
+    for (int j = 0; j < n; j += L) {
+        B v = B::load_unaligned(x + j) * B(id);
+        simd::keep_in_register(v);  // the product must be rounded on its own, not fused into the add
+        (xsimd::bitwise_cast<I>(v + magic) - magic_bits).store_aligned(q + j);
+    }
+    std::int32_t sum = 0;
+    for (int j = 0; j < n; ++j) {
+        qs[j] = static_cast<std::int8_t>(q[j]);
+        sum += q[j];
+    }
+    return sum;
+}
+
+inline float abs_max(const float* x, int n) {
+    using B = simd::f32_batch;
+    constexpr int L = static_cast<int>(B::size);
+    B m(0.0f);
+    for (int j = 0; j < n; j += L) {
+        const B v = xsimd::abs(B::load_unaligned(x + j));
+        m = xsimd::select(v > m, v, m);
+    }
+    alignas(64) float lanes[L];
+    m.store_aligned(lanes);
+    float r = 0.0f;
+    for (int j = 0; j < L; ++j) r = std::max(r, lanes[j]);
+    return r;
+}
+
+inline void quantize_act_32(const float* x, act_q8_32* a, std::int64_t n) {
+    for (std::int64_t i = 0; i < n / quant::k_qk; ++i) {
+        const float* xb = x + i * quant::k_qk;
+        const float amax = abs_max(xb, quant::k_qk);
+        a[i].d = amax / 127.0f;
+        a[i].sum = round_block(xb, amax != 0.0f ? 127.0f / amax : 0.0f, a[i].qs, quant::k_qk);
+    }
+}
+
+inline void quantize_act_256(const float* x, act_q8_256* a, std::int64_t n) {
+    for (std::int64_t i = 0; i < n / quant::k_qk_k; ++i) {
+        const float* xb = x + i * quant::k_qk_k;
+        const float amax = abs_max(xb, quant::k_qk_k);
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        for (int g = 0; g < 16; ++g) a[i].bsums[g] = static_cast<std::int16_t>(round_block(xb + 16 * g, id, a[i].qs + 16 * g, 16));
+        a[i].d = amax / 127.0f;
+    }
+}
 
 // ---- float weights -----------------------------------------------------------------------
 

@@ -6,9 +6,9 @@
 // then folds the accumulators with a shared transposing horizontal add —
 // no packing of X is needed. The loops are blocked so that a tile of W (NR rows by
 // k_block floats) sits in L1 while it meets a block of k_token_block tokens held in L2.
-// Non-f32 weights are decoded one such tile at a time into a small buffer (the
-// dequantisation cost is shared by k_token_block tokens), so every dtype reuses this
-// kernel and W is read from memory only n_tokens / k_token_block times.
+// Weights are decoded (or for f32 copied) one such tile at a time into a small buffer
+// (the cost is shared by k_token_block tokens), so every dtype reuses this kernel and W
+// is read from memory only n_tokens / k_token_block times.
 #pragma once
 
 #include <algorithm>
@@ -96,17 +96,13 @@ inline void gemm_rows(const tensor& w, const float* x, float* y, std::int64_t n_
             for (std::int64_t r = r0; r < r1; r += k_gemm_nr) {
                 const int nr = static_cast<int>(std::min<std::int64_t>(k_gemm_nr, r1 - r));
                 const std::byte* row = w.raw() + r * stride;
-                const float* wt;
-                std::int64_t ldw;
-                if (type == dtype::f32) {
-                    wt = reinterpret_cast<const float*>(row) + k0;
-                    ldw = stride / static_cast<std::int64_t>(sizeof(float));
-                } else {
-                    for (int i = 0; i < nr; ++i)
-                        quant::dequantize_row_unchecked(type, row + i * stride + k0 / bs * bb, tile + i * k_block, kl);
-                    wt = tile;
-                    ldw = k_block;
-                }
+                // Every dtype, f32 included, is copied into the contiguous tile: rows of W (and X)
+                // n_in floats apart alias to the same L1 sets when n_in is a multiple of 1024, and
+                // the conflict misses cost more than the copy.
+                for (int i = 0; i < nr; ++i)
+                    quant::dequantize_row_unchecked(type, row + i * stride + k0 / bs * bb, tile + i * k_block, kl);
+                const float* wt = tile;
+                const std::int64_t ldw = k_block;
                 for (std::int64_t t = t0; t < t1; t += k_gemm_mt) {
                     const int mt = static_cast<int>(std::min<std::int64_t>(k_gemm_mt, t1 - t));
                     gemm_micro_any(mt, nr, x + t * n_in + k0, n_in, wt, ldw, kl, y + t * n_out + r, n_out);
