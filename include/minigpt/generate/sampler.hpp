@@ -13,9 +13,11 @@
 // as running the stages one by one (the tests check this). Buffers are reused between tokens.
 #pragma once
 
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <span>
 #include <string>
@@ -192,18 +194,20 @@ private:
         sparse_.assign(touched_items_);  // validates the touched raw logits
         for (std::size_t s = 0; s < n_sparse; ++s) apply_stage(chain_[s], sparse_, history_);
 
-        auto& buf = cands_.raw_items();
-        const std::size_t cap = std::max<std::size_t>(2 * k + 64, k);
-        buf.clear();
-        buf.reserve(cap + 1);
-        for (const auto& c : sparse_) buf.push_back(c);
+        // The buffer holds 64-bit rank keys instead of candidates: one integer comparison per
+        // step makes nth_element several times faster than comparing (logit, id) pairs.
+        auto& keys = keys_;  // (at most cap) rank keys of the tokens still in the running
+        const std::size_t cap = 2 * k + 64;
+        keys.clear();
+        keys.reserve(cap + 1);
+        for (const auto& c : sparse_) keys.push_back(rank_key(c.logit, c.id));
         float threshold = -std::numeric_limits<float>::infinity();
         auto shrink = [&] {
-            std::nth_element(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(k - 1), buf.end(), ranks_before);
-            buf.resize(k);
-            threshold = buf[k - 1].logit;
+            std::nth_element(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(k - 1), keys.end(), std::greater<>());
+            keys.resize(k);
+            threshold = from_key(keys[k - 1]).logit;
         };
-        if (buf.size() >= cap) shrink();
+        if (keys.size() >= cap) shrink();
         const float* l = logits.data();
         const std::size_t n = logits.size();
         auto consider = [&](std::size_t i) {
@@ -211,8 +215,8 @@ private:
             if (v < threshold) return;
             if (!(v < std::numeric_limits<float>::infinity())) candidates::throw_bad_logit(static_cast<std::int32_t>(i), v);
             if (touched_[i]) return;
-            buf.push_back({static_cast<std::int32_t>(i), v, 0.0f});
-            if (buf.size() >= cap) shrink();
+            keys.push_back(rank_key(v, static_cast<std::int32_t>(i)));
+            if (keys.size() >= cap) shrink();
         };
         constexpr std::size_t block = 32;
         std::size_t i = 0;
@@ -226,9 +230,26 @@ private:
             for (std::size_t j = 0; j < block; ++j) consider(i + j);
         }
         for (; i < n; ++i) consider(i);
-        if (buf.size() > k) shrink();
-        std::sort(buf.begin(), buf.end(), ranks_before);
+        if (keys.size() > k) shrink();
+        std::sort(keys.begin(), keys.end(), std::greater<>());
+        auto& buf = cands_.raw_items();
+        buf.resize(keys.size());
+        for (std::size_t j = 0; j < keys.size(); ++j) buf[j] = from_key(keys[j]);
         cands_.reordered(true);
+    }
+
+    // A 64-bit key whose unsigned order is ranks_before: the high half is the logit's bit pattern
+    // mapped so that unsigned order is numeric order (-0 counted as +0, which compares equal), the
+    // low half is ~id so that the lower id wins a tie.
+    static std::uint64_t rank_key(float logit, std::int32_t id) noexcept {
+        std::uint32_t b = std::bit_cast<std::uint32_t>(logit + 0.0f);  // -0 + 0 = +0
+        b = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+        return (static_cast<std::uint64_t>(b) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(id));
+    }
+    static candidate from_key(std::uint64_t key) noexcept {
+        std::uint32_t b = static_cast<std::uint32_t>(key >> 32);
+        b = (b & 0x80000000u) ? (b & 0x7FFFFFFFu) : ~b;
+        return {static_cast<std::int32_t>(0xFFFFFFFFu - static_cast<std::uint32_t>(key)), std::bit_cast<float>(b), 0.0f};
     }
 
     std::int32_t n_vocab_;
@@ -240,6 +261,7 @@ private:
     candidates sparse_;                   // (tokens touched by bias/penalties)
     std::vector<candidate> touched_items_;
     std::vector<std::uint8_t> touched_;   // (n_vocab) 1 while a token is in touched_items_
+    std::vector<std::uint64_t> keys_;     // (up to 2k + 64) the streaming selection's buffer
 };
 
 }  // namespace minigpt
