@@ -3,7 +3,7 @@
 //
 // The model is a scripted_session that plays planned replies (no weights needed), so the output
 // shows exactly what is appended, what is generated and what the answer extractor takes from it.
-// (A run on a real model needs the model-backed text_session, not available in this build.)
+// The same calls run unchanged on a model-backed session (minigpt::model_session).
 #include <cstdio>
 #include <string>
 #include <vector>

@@ -4,7 +4,7 @@
 //
 // The model is a scripted_session whose replies depend on the sampling seed, standing in for a
 // sampled model (no weights needed). The log shows the prompt was fed once and forked n times.
-// (A run on a real model needs the model-backed text_session, not available in this build.)
+// The same calls run unchanged on a model-backed session (minigpt::model_session).
 #include <cstdio>
 #include <string>
 

@@ -4,7 +4,7 @@
 // dialogue).
 //
 // Both models are scripted_sessions playing planned replies (no weights needed).
-// (A run on a real model needs the model-backed text_session, not available in this build.)
+// The same calls run unchanged on a model-backed session (minigpt::model_session).
 #include <cstdio>
 #include <string>
 

@@ -5,9 +5,9 @@
 // searches twice, makes one bad calculator call (the error is fed back as a result, not thrown),
 // corrects it and answers. The tools are real: the search reads the files, the calculator parses
 // and evaluates the expression with a small recursive-descent parser written below.
-// (A run on a real model needs the model-backed text_session, not available in this build.)
+// With -m MODEL.gguf the same loop runs on that model instead (model_session), with the same tools.
 //
-// usage: example_tool_use [--docs DIR]
+// usage: example_tool_use [--docs DIR] [-m MODEL.gguf]
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -23,6 +23,10 @@
 #include "minigpt/generate/scripted_session.hpp"
 #include "minigpt/generate/tool_use.hpp"
 #include "minigpt/text/few_shot.hpp"
+#if __has_include("minigpt/generate/model_session.hpp")
+#include "minigpt/generate/model_session.hpp"
+#define MINIGPT_EXAMPLE_HAS_MODEL_SESSION 1
+#endif
 
 namespace {
 
@@ -153,8 +157,11 @@ private:
 
 int main(int argc, char** argv) {
     std::filesystem::path docs = std::filesystem::path(__FILE__).parent_path() / "data" / "tool_docs";
-    for (int i = 1; i + 1 < argc; ++i)
+    std::string model_path;
+    for (int i = 1; i + 1 < argc; ++i) {
         if (std::string(argv[i]) == "--docs") docs = argv[i + 1];
+        if (std::string(argv[i]) == "-m") model_path = argv[i + 1];
+    }
     try {
         const doc_search search(docs);
         minigpt::tool_registry tools;
@@ -170,6 +177,20 @@ int main(int argc, char** argv) {
         const std::string prompt =
             "You can use tools: [SEARCH] words [END] searches notes, [CALC] expression [END] computes.\n"
             "Question: How many times taller than the Eiffel Tower is Mount Everest?\nAnswer:";
+        if (!model_path.empty()) {
+#ifdef MINIGPT_EXAMPLE_HAS_MODEL_SESSION
+            minigpt::model_session model(minigpt::llm::load(model_path));
+            model.append(prompt);
+            const auto result = minigpt::run_tool_loop(model, tools, options);
+            std::printf("== %s\n%s\n\n%zu tool call(s), %zu generation(s)\n", model_path.c_str(), model.transcript().c_str(),
+                        result.calls.size(), result.n_generations);
+            for (const auto& c : result.calls) std::printf("  %s(%s) -> %s\n", c.tool.c_str(), c.arguments.c_str(), c.result.c_str());
+            return 0;
+#else
+            std::fprintf(stderr, "example_tool_use: -m needs minigpt/generate/model_session.hpp, which this build lacks\n");
+            return 1;
+#endif
+        }
         // The planned model: each step is conditioned on the result it needs having arrived.
         minigpt::scripted_session model{
             {" [SEARCH] how tall is Mount Everest [END]"},

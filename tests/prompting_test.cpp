@@ -662,3 +662,55 @@ TEST(ToolUse, RegistryValidation) {
     o.markers = {{"", "[END]", "a"}};
     EXPECT_THROW(run_tool_loop(s, reg, o), error);
 }
+
+// ---------------------------------------------------------------------------------------------
+// smoke run on a real model (GPT-2 architecture, random weights, real GPT-2 vocabulary): the loops
+// run on a model-backed session, forks share the prefilled prompt, and a fork continues exactly as
+// a session that was fed the same text from scratch.
+
+#if __has_include("minigpt/generate/model_session.hpp")
+#include "minigpt/generate/model_session.hpp"
+#include "test_data.hpp"
+
+TEST(PromptingOnModel, SelfConsistencyForksAndToolLoop) {
+    MINIGPT_REQUIRE_SHARED("models/gpt2-tiny.gguf");
+    const auto lm = llm::load(test::shared_path("models/gpt2-tiny.gguf"));
+    model_session session(lm);
+    const std::string prompt = "Q: What is 2+2?\nA: Let's think step by step.";
+    self_consistency_options o;
+    o.n_paths = 3;
+    o.generation.max_tokens = 8;
+    const auto r = self_consistency(session, prompt, o);
+    const std::size_t prompt_tokens = session.n_tokens();
+    EXPECT_GE(prompt_tokens, session.count_tokens(prompt));   // plus BOS if the vocabulary adds one
+    EXPECT_EQ(session.transcript(), prompt);                  // the paths went to the forks
+    ASSERT_EQ(r.paths.size(), 3u);
+    for (std::size_t i = 0; i < 3; ++i) {
+        EXPECT_EQ(r.paths[i].seed, i + 1);
+        if (r.paths[i].reason == stop_reason::max_tokens) EXPECT_EQ(r.paths[i].n_tokens, 8);
+        else EXPECT_LE(r.paths[i].n_tokens, 8);
+    }
+
+    // A fork continues greedily exactly like a session prefilled from scratch with the same text.
+    generation_options greedy;
+    greedy.max_tokens = 6;
+    greedy.sampling = sampling_params::greedy();
+    auto fork = session.fork();
+    const auto from_fork = fork->generate(greedy);
+    model_session fresh(lm);
+    fresh.append(prompt);
+    const auto from_fresh = fresh.generate(greedy);
+    EXPECT_EQ(from_fork.text, from_fresh.text);
+    EXPECT_EQ(session.n_tokens(), prompt_tokens);             // the fork's generation left the parent alone
+
+    // The tool loop terminates on a model that never calls a tool (or calls one: either is fine).
+    tool_registry tools;
+    tools.add("search", [](const std::string&) { return std::string("nothing found"); });
+    tool_use_options t;
+    t.generation = greedy;
+    t.max_calls = 1;
+    const auto loop = run_tool_loop(*session.fork(), tools, t);
+    EXPECT_GE(loop.n_generations, 1u);
+    EXPECT_LE(loop.n_generations, 3u);
+}
+#endif
