@@ -222,6 +222,19 @@ TEST(Sampler, GreedyIsArgmaxWithTiesToLowestId) {
     big[700] = big[300] = 1.0f;
     mg::sampler g(mg::sampling_params::greedy(), 50257);
     EXPECT_EQ(g.sample(big), 300);
+    // -0 and +0 are equal logits: the lower id wins whichever sign it has.
+    std::vector<float> zeros(50257, -1.0f);
+    zeros[9] = 0.0f;
+    zeros[2] = -0.0f;
+    EXPECT_EQ(g.sample(zeros), 2);
+    zeros[2] = -1.0f;
+    zeros[20] = -0.0f;
+    EXPECT_EQ(g.sample(zeros), 9);
+    // All negative, the best is the least negative; -inf never wins over a finite logit.
+    std::vector<float> negative(50257, -std::numeric_limits<float>::infinity());
+    negative[40000] = -50.0f;
+    negative[123] = -50.5f;
+    EXPECT_EQ(g.sample(negative), 40000);
 }
 
 TEST(Sampler, BiasBansTheArgmax) {
