@@ -1,6 +1,7 @@
 // Google Benchmarks of the element-wise kernels (n = 4096, fast path and double reference)
 // and of attention: decode (1 query token, 12 heads x 64, 512 and 2048 cached positions)
-// and prefill (512 tokens from an empty cache), with f32 and f16 caches, 1 and 2 threads.
+// and prefill (512 tokens from an empty cache), with f32 and f16 caches, 1 and 2 threads;
+// and a grouped-query decode shaped like Llama 3 8B (32/8 heads of 128, 4096 positions, f16).
 // Numbers are recorded in docs/kernels.md and docs/benchmarks.md.
 #include <benchmark/benchmark.h>
 
@@ -177,6 +178,30 @@ void BM_attention_prefill(benchmark::State& st) {
         static_cast<double>(st.iterations() * n_tokens * (n_tokens + 1) / 2 * attn_data::n_heads), benchmark::Counter::kIsRate);
 }
 
+// Grouped-query decode shaped like Llama 3 8B: 32 query heads over 8 KV heads of 128, f16
+// cache. args: cached positions, threads
+void BM_attention_decode_gqa(benchmark::State& st) {
+    constexpr std::int64_t n_heads = 32, n_kv = 8, hd = 128;
+    const std::int64_t n_keys = st.range(0);
+    const int threads = static_cast<int>(st.range(1));
+    const auto q = random_vector(n_heads * hd, 14);
+    const auto kf = random_vector(static_cast<std::size_t>(n_keys * n_kv * hd), 15);
+    const auto vf = random_vector(kf.size(), 16);
+    std::vector<std::uint16_t> k(kf.size()), v(vf.size());
+    for (std::size_t i = 0; i < k.size(); ++i) k[i] = fp32_to_fp16(kf[i]), v[i] = fp32_to_fp16(vf[i]);
+    std::vector<float> out(n_heads * hd);
+    for (auto _ : st) {
+        K::attention(q.data(), k.data(), v.data(), dtype::f16, out.data(), 1, n_keys - 1, n_heads, n_kv, hd,
+                     1.0f / std::sqrt(128.0f), threads);
+        benchmark::DoNotOptimize(out.data());
+    }
+    st.counters["keys/s"] = benchmark::Counter(static_cast<double>(st.iterations() * n_keys * n_heads), benchmark::Counter::kIsRate);
+}
+
+BENCHMARK(BM_attention_decode_gqa)
+    ->ArgNames({"keys", "threads"})
+    ->Args({4096, 1})->Args({4096, 2})
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_attention_decode)
     ->ArgNames({"keys", "f16", "threads"})
     ->Args({512, 0, 1})->Args({512, 0, 2})->Args({512, 1, 2})

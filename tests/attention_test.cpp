@@ -2,11 +2,11 @@
 //
 // The naive reference builds the full (n_tokens, n_keys) score matrix per head with the
 // causal mask as -inf, takes a row softmax and multiplies by V, all in double, decoding
-// f16 caches with core/half.hpp. It covers GQA ratios 1, 2 and 4, head_dim 7, 64 and 128,
-// prompts of 1..65 tokens at pos0 = 0 and pos0 > 0 (across the online-softmax block
-// boundary), f32 and f16 caches, and 1 and 2 threads; kernels::ref::attention is checked
-// against it too. Tolerance: 1e-5 of the largest |v| (the output is a convex combination
-// of value rows).
+// f16 caches with core/half.hpp. It covers GQA ratios 1, 2 and 4 (and groups of up to 16
+// query heads per KV head), head_dim 7, 64 and 128 (and others), prompts of 1..65 tokens at
+// pos0 = 0 and pos0 > 0 (across the online-softmax block boundary), f32 and f16 caches,
+// and 1 and 2 threads; kernels::ref::attention is checked against it too. Tolerance: 1e-5
+// of the largest |v| (the output is a convex combination of value rows).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -135,6 +135,19 @@ TEST(Attention, OtherHeadDims) {
             check_problem(make_problem(9, 20, 4, 2, hd, kv, seed++), 2);
             if (HasFatalFailure()) return;
         }
+}
+
+TEST(Attention, LargeAndUnevenHeadGroups) {
+    // Groups wider than one work item (12 heads per KV head is split 8 + 4) and groups split
+    // further to keep two threads busy on a single token.
+    struct shape { std::int64_t n_heads, n_kv_heads; };
+    unsigned seed = 200;
+    for (auto s : {shape{12, 1}, shape{24, 2}, shape{6, 1}, shape{16, 1}})
+        for (std::int64_t n_tokens : {1, 5})
+            for (int threads : {1, 2}) {
+                check_problem(make_problem(n_tokens, 150, s.n_heads, s.n_kv_heads, 32, dtype::f16, seed++), threads);
+                if (HasFatalFailure()) return;
+            }
 }
 
 TEST(Attention, LongContextAndSharpScores) {

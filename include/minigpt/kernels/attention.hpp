@@ -7,16 +7,18 @@
 // Query head h reads kv head h / (n_heads/n_kv_heads); token t attends to positions
 // [0, pos0+t], so out[t,h] = sum_j softmax_j(scale * q[t,h].k[j]) v[j].
 //
-// The work is split over (token, head) pairs with parallel_for. Each pair walks its keys
-// in blocks of k_attn_block with an online ("flash") softmax: the running maximum m, the
-// running denominator l and the output accumulator are rescaled by exp(m_old - m_new)
-// whenever a block raises the maximum, so no score matrix is ever materialised and the
-// only scratch is a fixed stack block of scores. Scores are computed k_lanes keys at a
-// time (one accumulator batch per key, folded with one transpose-and-add), the value rows are
-// accumulated with several independent FMA chains; f16 rows are widened exactly with
-// F16C through simd/convert.hpp. Tokens are dealt to threads in zig-zag order (first,
-// last, second, second-to-last, ...) because causal rows grow in cost with t: contiguous
-// chunks of that order carry nearly equal numbers of keys.
+// The work is split with parallel_for over items of one token and up to eight query heads
+// of one KV group. Each item walks its keys in blocks of k_attn_block with an online
+// ("flash") softmax: per head, the running maximum m, the running denominator l and the
+// output accumulator are rescaled by exp(m_old - m_new) whenever a block raises the
+// maximum, so no score matrix is ever materialised and the only scratch is a fixed stack
+// block of scores. The heads of an item move through the keys in lockstep, so in decode
+// each K/V block is fetched from memory once per group instead of once per query head.
+// Scores are computed k_lanes keys at a time (one accumulator batch per key, folded with a
+// transpose-and-add), the value rows are accumulated with several independent FMA chains;
+// f16 rows are widened exactly with F16C through simd/convert.hpp. Tokens are dealt to
+// threads in zig-zag order (first, last, second, second-to-last, ...) because causal rows
+// grow in cost with t: contiguous chunks of that order carry nearly equal numbers of keys.
 #pragma once
 
 #include <algorithm>
@@ -184,43 +186,59 @@ inline void attn_accumulate(float* o, const float* p, const KV* v0, std::int64_t
     }
 }
 
-// One (token, head) pair: o = softmax(scale * K q) V over n_keys rows, online over blocks.
+// Query heads of one KV group handled together by one work item (at most).
+inline constexpr std::int64_t k_attn_max_heads = 8;
+
+// One token and n_q (<= k_attn_max_heads) query heads that share a KV head, stored back to
+// back from q (and o) with stride head_dim: o_g = softmax(scale * K q_g) V over n_keys rows,
+// online over blocks. The heads advance through the keys in lockstep, so each block of K and
+// V rows comes from far memory once and is reused from L1/L2 by the other heads.
 template <class KV>
-inline void attn_row(const float* q, const KV* k0, const KV* v0, std::int64_t stride, std::int64_t n_keys,
-                     std::int64_t head_dim, float scale, float* o) {
+inline void attn_rows(const float* q, std::int64_t n_q, const KV* k0, const KV* v0, std::int64_t stride, std::int64_t n_keys,
+                      std::int64_t head_dim, float scale, float* o) {
     using B = simd::f32_batch;
     constexpr std::int64_t L = static_cast<std::int64_t>(simd::f32_lanes);
-    alignas(64) float s[k_attn_block];  // (k_attn_block) scores, then weights, of one block
+    alignas(64) float s[k_attn_max_heads][k_attn_block];  // (n_q, k_attn_block) scores, then weights, of one block
+    float m[k_attn_max_heads], l[k_attn_max_heads], c[k_attn_max_heads];
+    bool live[k_attn_max_heads];
     const float ninf = -std::numeric_limits<float>::infinity();
-    std::fill(o, o + head_dim, 0.0f);
-    float m = ninf, l = 0.0f;
+    std::fill(o, o + n_q * head_dim, 0.0f);
+    std::fill(m, m + n_q, ninf);
+    std::fill(l, l + n_q, 0.0f);
     for (std::int64_t j0 = 0; j0 < n_keys; j0 += k_attn_block) {
         const std::int64_t nb = std::min(k_attn_block, n_keys - j0);
-        attn_scores(q, k0 + j0 * stride, stride, nb, head_dim, scale, s);
-        const float bm = max_ignore_nan(s, nb);
-        if (bm == ninf) continue;  // every weight in this block is exp(-inf) = 0
-        const float m_new = std::max(m, bm);
-        const float c = simd::exp_scalar(m - m_new);  // 0 on the first block (m = -inf), 1 if m is unchanged
-        const B mv(m_new);
-        B sum(0.0f);
-        std::int64_t j = 0;
-        for (; j + L <= nb; j += L) {
-            const B e = simd::exp_batch(B::load_aligned(s + j) - mv);
-            e.store_aligned(s + j);
-            sum += e;
+        for (std::int64_t g = 0; g < n_q; ++g) attn_scores(q + g * head_dim, k0 + j0 * stride, stride, nb, head_dim, scale, s[g]);
+        for (std::int64_t g = 0; g < n_q; ++g) {
+            float* sg = s[g];
+            const float bm = max_ignore_nan(sg, nb);
+            live[g] = bm != ninf;  // else every weight in this block is exp(-inf) = 0
+            if (!live[g]) continue;
+            const float m_new = std::max(m[g], bm);
+            c[g] = simd::exp_scalar(m[g] - m_new);  // 0 on the first block (m = -inf), 1 if m is unchanged
+            const B mv(m_new);
+            B sum(0.0f);
+            std::int64_t j = 0;
+            for (; j + L <= nb; j += L) {
+                const B e = simd::exp_batch(B::load_aligned(sg + j) - mv);
+                e.store_aligned(sg + j);
+                sum += e;
+            }
+            if (j < nb) {
+                const auto rest = static_cast<std::size_t>(nb - j);
+                const B e = simd::exp_batch(simd::load_partial(sg + j, rest, ninf) - mv);
+                e.store_aligned(sg + j);
+                sum += e;
+            }
+            l[g] = l[g] * c[g] + simd::hsum(sum);
+            m[g] = m_new;
         }
-        if (j < nb) {
-            const auto rest = static_cast<std::size_t>(nb - j);
-            const B e = simd::exp_batch(simd::load_partial(s + j, rest, ninf) - mv);
-            e.store_aligned(s + j);
-            sum += e;
-        }
-        l = l * c + simd::hsum(sum);
-        attn_accumulate(o, s, v0 + j0 * stride, stride, nb, head_dim, c);
-        m = m_new;
+        for (std::int64_t g = 0; g < n_q; ++g)
+            if (live[g]) attn_accumulate(o + g * head_dim, s[g], v0 + j0 * stride, stride, nb, head_dim, c[g]);
     }
-    const float inv = 1.0f / l;
-    for (std::int64_t d = 0; d < head_dim; ++d) o[d] *= inv;
+    for (std::int64_t g = 0; g < n_q; ++g) {
+        const float inv = 1.0f / l[g];
+        for (std::int64_t d = 0; d < head_dim; ++d) o[g * head_dim + d] *= inv;
+    }
 }
 
 template <class KV>
@@ -232,14 +250,23 @@ inline void attention_impl(const float* q, const KV* k, const KV* v, float* out,
     // models decode in microseconds), so such calls stay on the calling thread.
     const double pairs = static_cast<double>(n_tokens) * static_cast<double>(pos0) +
                          0.5 * static_cast<double>(n_tokens) * static_cast<double>(n_tokens + 1);
-    if (pairs * static_cast<double>(n_heads * head_dim) < 65536.0) n_threads = 1;
-    parallel_for(n_tokens * n_heads, n_threads, [&](std::int64_t begin, std::int64_t end) {
+    const int nt = pairs * static_cast<double>(n_heads * head_dim) < 65536.0 ? 1 : resolve_threads(n_threads);
+    // A work item is one token and `per_item` query heads of one KV group. Whole groups share
+    // the most K/V traffic, but they are split when that would leave threads idle
+    // (e.g. a single decode token over few KV heads).
+    std::int64_t per_item = std::min(group, k_attn_max_heads);
+    while (per_item > 1 && n_tokens * n_kv_heads * ((group + per_item - 1) / per_item) < 2 * nt) per_item = (per_item + 1) / 2;
+    const std::int64_t chunks = (group + per_item - 1) / per_item;  // work items per (token, KV head)
+    const std::int64_t per_token = n_kv_heads * chunks;
+    parallel_for(n_tokens * per_token, nt, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t i = begin; i < end; ++i) {
-            const std::int64_t slot = i / n_heads, h = i % n_heads;
+            const std::int64_t slot = i / per_token, r = i % per_token;
             const std::int64_t t = slot % 2 == 0 ? slot / 2 : n_tokens - 1 - slot / 2;  // zig-zag over tokens
-            const std::int64_t kv_off = (h / group) * head_dim;
-            attn_row(q + t * q_dim + h * head_dim, k + kv_off, v + kv_off, kv_dim, pos0 + t + 1, head_dim, scale,
-                     out + t * q_dim + h * head_dim);
+            const std::int64_t kvh = r / chunks, h0 = kvh * group + (r % chunks) * per_item;
+            const std::int64_t n_q = std::min(per_item, (kvh + 1) * group - h0);
+            const std::int64_t kv_off = kvh * head_dim;
+            attn_rows(q + t * q_dim + h0 * head_dim, n_q, k + kv_off, v + kv_off, kv_dim, pos0 + t + 1, head_dim, scale,
+                      out + t * q_dim + h0 * head_dim);
         }
     });
 }
