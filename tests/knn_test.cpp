@@ -521,6 +521,26 @@ TEST(KnnKmeans, RecoversWellSeparatedClusters) {
     EXPECT_THROW(kmeans(pts.data(), 3, 2, p), minigpt::error);  // fewer points than centroids
 }
 
+TEST(KnnKmeans, RebalanceMovesStarvedCentroidsIntoTheLargestCluster) {
+    // 100 one-dimensional points: 90 in cluster 0 (values 0..89), 5 in cluster 1 (1000..), 5 in
+    // cluster 2 (2000..). Mean size 33.3; clusters 1 and 2 are starved (< 8.3). Cluster 0 can give
+    // one centroid (90 >= 2 * 33.3), after which its remaining 56.7 is below 66.7: cluster 2 keeps its own.
+    std::vector<float> pts;
+    std::vector<std::int32_t> assign;
+    for (int i = 0; i < 90; ++i) { pts.push_back(static_cast<float>(i)); assign.push_back(0); }
+    for (int i = 0; i < 5; ++i) { pts.push_back(1000.0f + i); assign.push_back(1); }
+    for (int i = 0; i < 5; ++i) { pts.push_back(2000.0f + i); assign.push_back(2); }
+    const std::vector<std::int64_t> counts = {90, 5, 5};
+    std::vector<float> centroids = {44.5f, 1002.0f, 2002.0f};
+    splitmix64 rng{42};
+    rebalance(pts.data(), 1, assign, counts, centroids, rng);
+    EXPECT_EQ(centroids[0], 44.5f);
+    EXPECT_GE(centroids[1], 0.0f);
+    EXPECT_LE(centroids[1], 89.0f);
+    EXPECT_EQ(centroids[1], std::floor(centroids[1]));  // one of the points, not a blend
+    EXPECT_EQ(centroids[2], 2002.0f);
+}
+
 #if defined(MINIGPT_HAVE_FAISS)
 TEST(KnnFaiss, IvfFlatAndHnswRecall) {
     const std::int64_t n = 20000, dim = 32;

@@ -37,7 +37,7 @@ namespace minigpt::knn {
 
 struct ivf_params {
     std::int64_t n_lists = 0;      // cells; 0: about sqrt(n_keys)
-    std::int64_t train_size = 0;   // keys k-means trains on; 0: min(n_keys, 48 * n_lists)
+    std::int64_t train_size = 0;   // keys k-means trains on; 0: min(n_keys, 32 * n_lists)
     int n_iterations = 10;         // Lloyd iterations
     std::int32_t nprobe = 16;      // cells scanned per query
     std::uint64_t seed = 0x1f5eedull;
@@ -72,7 +72,7 @@ public:
         if (n == 0) throw error("ivf_index: the datastore " + store->path() + " has no keys");
         std::int64_t n_lists = p.n_lists > 0 ? p.n_lists : std::max<std::int64_t>(1, std::llround(std::sqrt(static_cast<double>(n))));
         n_lists = std::min(n_lists, n);
-        const std::int64_t train = std::clamp<std::int64_t>(p.train_size > 0 ? p.train_size : 48 * n_lists, n_lists, n);
+        const std::int64_t train = std::clamp<std::int64_t>(p.train_size > 0 ? p.train_size : 32 * n_lists, n_lists, n);
 
         auto idx = std::shared_ptr<ivf_index>(new ivf_index(store, p));
         const auto rows = sample_indices(n, train, p.seed);

@@ -1,13 +1,16 @@
-// k-means for the coarse quantiser of the IVF index: random initialisation from the
-// training sample, then Lloyd iterations whose assignment step is a GEMM.
+// k-means for the coarse quantiser of the IVF index: k-means++ seeding, then Lloyd
+// iterations whose assignment step is a matrix product.
 //
 // Assignment needs argmin_c ||x - c||^2 = argmin_c (||c||^2 - 2 x.c) (||x||^2 is the same
 // for every c), so a block of points against all centroids is one matrix product
-// (dot_products, the same register-tiled kernel as batched exact search).
-// Initialisation picks distinct random sample points rather than k-means++: k-means++
-// makes n_centroids sequential passes over the sample, which on two cores costs more
-// than the Lloyd iterations it would save, and IVF recall depends little on it.
-// Empty clusters are re-seeded by splitting the largest cluster in two.
+// (dot_products, the register-tiled kernel also behind batched exact search).
+// Seeding matters in high dimension: with random seeds, clusters that get no seed end up
+// shared by "hub" centroids near the middle of many clusters, whose IVF lists grow to tens
+// of times the mean size and make every query that probes them slow. k-means++ (each new
+// seed drawn with probability proportional to its squared distance from the seeds so far)
+// covers them; it runs on a subsample of 16 points per centroid, since it makes one pass
+// per centroid. Starved clusters (empty or tiny) are re-seeded inside the largest ones
+// (see rebalance()).
 #pragma once
 
 #include <algorithm>
@@ -98,6 +101,78 @@ inline void assign_nearest(const void* points, dtype type, std::int64_t n, std::
     }, block);
 }
 
+// Re-seeds every cluster holding under a quarter of the mean size (empty ones included) at
+// a random member of the currently largest cluster. In high dimension, when there are more
+// natural clusters than centroids, Lloyd's algorithm settles with "hub" centroids near the
+// middle of many clusters that soak up tens of times the mean size; an IVF list built on
+// one of those makes every query that probes it slow. Moving the starved centroids into the
+// hubs breaks them up over the next iterations.
+inline void rebalance(const float* data, std::int64_t dim, const std::vector<std::int32_t>& assign,
+                      const std::vector<std::int64_t>& counts, std::vector<float>& centroids, splitmix64& rng) {
+    const auto nc = static_cast<std::int64_t>(counts.size());
+    const auto n = static_cast<std::int64_t>(assign.size());
+    const double mean = static_cast<double>(n) / static_cast<double>(nc);
+    std::vector<std::int64_t> starved;
+    for (std::int64_t c = 0; c < nc; ++c)
+        if (static_cast<double>(counts[static_cast<std::size_t>(c)]) < mean / 4) starved.push_back(c);
+    if (starved.empty()) return;
+    // Members of every cluster, grouped (CSR), to draw a random member of a big one.
+    std::vector<std::int64_t> start(static_cast<std::size_t>(nc + 1), 0), members(static_cast<std::size_t>(n));
+    for (auto a : assign) ++start[static_cast<std::size_t>(a) + 1];
+    for (std::int64_t c = 0; c < nc; ++c) start[static_cast<std::size_t>(c + 1)] += start[static_cast<std::size_t>(c)];
+    std::vector<std::int64_t> fill(start.begin(), start.end() - 1);
+    for (std::int64_t i = 0; i < n; ++i) members[static_cast<std::size_t>(fill[static_cast<std::size_t>(assign[static_cast<std::size_t>(i)])]++)] = i;
+    // Largest first; a cluster's remaining size drops by the mean for each centroid moved into it.
+    std::vector<std::pair<double, std::int64_t>> big;
+    for (std::int64_t c = 0; c < nc; ++c) big.emplace_back(static_cast<double>(counts[static_cast<std::size_t>(c)]), c);
+    std::make_heap(big.begin(), big.end());
+    for (auto s : starved) {
+        std::pop_heap(big.begin(), big.end());
+        auto& [size, b] = big.back();
+        if (size < 2 * mean) break;  // nothing left worth splitting
+        const auto lo = start[static_cast<std::size_t>(b)], len = start[static_cast<std::size_t>(b) + 1] - lo;
+        const auto pick = members[static_cast<std::size_t>(lo + static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(len))))];
+        std::copy_n(data + pick * dim, dim, centroids.data() + s * dim);
+        size -= mean;
+        std::push_heap(big.begin(), big.end());
+    }
+}
+
+// k-means++ seeds: n_centroids rows of `data` (n, dim), drawn from a subsample of at most
+// 16 * n_centroids points. Returns (n_centroids, dim).
+inline std::vector<float> kmeanspp_seeds(const float* data, std::int64_t n, std::int64_t dim, std::int64_t n_centroids,
+                                         std::uint64_t seed, int n_threads) {
+    const auto rows = sample_indices(n, std::min(n, 16 * n_centroids), seed);
+    const auto m = static_cast<std::int64_t>(rows.size());
+    std::vector<float> seeds(static_cast<std::size_t>(n_centroids * dim));  // (n_centroids, dim)
+    std::vector<float> nearest(static_cast<std::size_t>(m), std::numeric_limits<float>::infinity());  // (m) squared distance to the closest seed
+    splitmix64 rng{seed ^ 0x2545f4914f6cdd1dull};
+    std::int64_t pick = static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(m)));
+    for (std::int64_t c = 0; c < n_centroids; ++c) {
+        if (c > 0) {
+            double total = 0.0;
+            for (float d : nearest) total += d;
+            // Draw proportionally to the distances; if every point sits on a seed, take any.
+            double r = static_cast<double>(rng.next() >> 11) * 0x1.0p-53 * total;
+            pick = m - 1;
+            for (std::int64_t i = 0; i < m; ++i) {
+                r -= nearest[static_cast<std::size_t>(i)];
+                if (r < 0.0) { pick = i; break; }
+            }
+        }
+        float* centre = seeds.data() + c * dim;
+        std::copy_n(data + rows[static_cast<std::size_t>(pick)] * dim, dim, centre);
+        parallel_for(m, n_threads, [&](std::int64_t b, std::int64_t e) {
+            for (std::int64_t i = b; i < e; ++i) {
+                const float d = l2_sq(data + rows[static_cast<std::size_t>(i)] * dim, centre, dim);
+                float& near = nearest[static_cast<std::size_t>(i)];
+                if (d < near) near = d;
+            }
+        }, 1024);
+    }
+    return seeds;
+}
+
 struct kmeans_params {
     std::int64_t n_centroids = 0;
     int n_iterations = 10;
@@ -114,15 +189,14 @@ inline std::vector<float> kmeans(const float* data, std::int64_t n, std::int64_t
     if (p.n_iterations < 0) throw error("kmeans: negative iteration count");
     const std::int64_t nc = p.n_centroids;
     const auto cdim = static_cast<std::size_t>(dim);
-    std::vector<float> centroids(static_cast<std::size_t>(checked_mul(static_cast<std::uint64_t>(nc), cdim, "centroids")));  // (nc, dim)
-    const auto init = sample_indices(n, nc, p.seed);
-    for (std::int64_t c = 0; c < nc; ++c)
-        std::copy_n(data + init[static_cast<std::size_t>(c)] * dim, dim, centroids.data() + c * dim);
+    checked_mul(static_cast<std::uint64_t>(nc), cdim, "centroids");
+    std::vector<float> centroids = kmeanspp_seeds(data, n, dim, nc, p.seed, p.n_threads);  // (nc, dim)
 
     std::vector<float> norms(static_cast<std::size_t>(nc));         // (nc)
     std::vector<std::int32_t> assign(static_cast<std::size_t>(n));  // (n)
     std::vector<double> sums(centroids.size());                      // (nc, dim)
     std::vector<std::int64_t> counts(static_cast<std::size_t>(nc)); // (nc)
+    splitmix64 rng{p.seed ^ 0x5bd1e995ull};
     progress bar(label, p.n_iterations, ::isatty(2) != 0 && n * nc * dim > (std::int64_t{1} << 32));
     for (int it = 0; it < p.n_iterations; ++it) {
         for (std::int64_t c = 0; c < nc; ++c) norms[static_cast<std::size_t>(c)] = sq_norm(centroids.data() + c * dim, dim);
@@ -142,23 +216,7 @@ inline std::vector<float> kmeans(const float* data, std::int64_t n, std::int64_t
             for (std::size_t j = 0; j < cdim; ++j)
                 centroids[cc * cdim + j] = static_cast<float>(sums[cc * cdim + j] / static_cast<double>(counts[cc]));
         }
-        // Split the largest cluster for each empty one: the two halves drift apart in the next
-        // iterations, as they are nudged in opposite directions.
-        for (std::int64_t c = 0; c < nc; ++c) {
-            const auto cc = static_cast<std::size_t>(c);
-            if (counts[cc] != 0) continue;
-            const auto big = static_cast<std::size_t>(std::max_element(counts.begin(), counts.end()) - counts.begin());
-            if (counts[big] < 2) break;
-            constexpr float eps = 1.0f / 1024.0f;
-            for (std::size_t j = 0; j < cdim; ++j) {
-                const float v = centroids[big * cdim + j];
-                const float sign = (j % 2 == 0) ? 1.0f : -1.0f;
-                centroids[cc * cdim + j] = v * (1.0f + sign * eps);
-                centroids[big * cdim + j] = v * (1.0f - sign * eps);
-            }
-            counts[cc] = counts[big] / 2;
-            counts[big] -= counts[cc];
-        }
+        if (it + 2 < p.n_iterations) rebalance(data, dim, assign, counts, centroids, rng);
         bar.update(it + 1);
     }
     return centroids;

@@ -1,0 +1,176 @@
+// `minigpt knn-build` and `minigpt perplexity`: build a kNN-LM datastore from a text with
+// a model's hidden states, and score a text with the model alone or mixed with a store.
+//
+// Both cut the token stream into the same windows (knn::make_windows), so a store built
+// from a text holds exactly one key per scored position of that text. The store records
+// the model's fingerprint and the tap; perplexity refuses a store built with another.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "command.hpp"
+#include "minigpt/knn.hpp"
+#include "minigpt/model/context.hpp"
+#include "minigpt/text/tokenizer.hpp"
+
+namespace minigpt::tool {
+namespace {
+
+std::string read_text(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw io_error("cannot open text file " + path);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+hidden_tap parse_tap(const std::string& name) {
+    if (name == "ffn_input") return hidden_tap::ffn_input;
+    if (name == "final_norm") return hidden_tap::final_norm;
+    throw usage_error("--tap must be ffn_input or final_norm, not '" + name + "'");
+}
+
+// The text's token ids, with BOS when the vocabulary asks for it.
+std::vector<std::int32_t> tokenize_file(const model& m, const std::string& path) {
+    if (!m.gguf()) throw error(m.path() + ": this model file carries no tokenizer; use a GGUF model");
+    const auto tok = tokenizer::from_gguf(*m.gguf());
+    auto ids = tok.encode(read_text(path), tok.add_bos_default());
+    if (ids.size() < 2) throw error(path + ": fewer than two tokens, nothing to predict");
+    return ids;
+}
+
+std::string store_fingerprint(const model& m, const std::string& tap) { return m.fingerprint() + " tap=" + tap; }
+
+std::int64_t window_ctx(const flags& f, const model& m) {
+    std::int64_t ctx = f.integer("--ctx");
+    if (ctx <= 0) throw usage_error("--ctx must be positive");
+    if (m.config().n_ctx_train > 0 && ctx > m.config().n_ctx_train)
+        throw usage_error("--ctx " + std::to_string(ctx) + " exceeds the model's context of " + std::to_string(m.config().n_ctx_train));
+    return ctx;
+}
+
+// Feeds each window to a fresh context (positions restart at 0) and copies out the tap
+// and, when asked, the logits of every position.
+struct model_provider {
+    std::shared_ptr<const model> m;
+    std::unique_ptr<context> ctx;
+
+    model_provider(std::shared_ptr<const model> model_, std::int64_t n_ctx, hidden_tap tap, int n_threads) : m(std::move(model_)) {
+        ctx = std::make_unique<context>(m, context_params{.n_ctx = n_ctx, .n_batch = n_ctx, .n_threads = n_threads, .tap = tap});
+    }
+    void run(std::span<const std::int32_t> tokens, float* keys_out, float* logits_out) {
+        ctx->truncate(0);
+        ctx->decode(tokens, logits_out ? logits_for::all : logits_for::none);
+        const auto tap = ctx->tap_output();
+        std::copy(tap.begin(), tap.end(), keys_out);
+        if (logits_out) std::copy(ctx->logits().begin(), ctx->logits().end(), logits_out);
+    }
+};
+
+int run_knn_build(const std::vector<std::string>& args) {
+    flags f("usage: minigpt knn-build -m MODEL -f CORPUS.txt -o STORE [--tap NAME] [--f16] [--ctx N] [--stride N] [--ivf]");
+    f.value({"-m", "--model"}, "model file (GGUF)")
+        .value({"-f", "--file"}, "text to take contexts from")
+        .value({"-o", "--output"}, "datastore file to write")
+        .value({"--tap"}, "hidden state used as key: ffn_input (Khandelwal et al.) or final_norm", "ffn_input")
+        .boolean({"--f16"}, "store keys as float16 (half the size)")
+        .value({"--ctx"}, "tokens per window", "256")
+        .value({"--stride"}, "tokens between window starts (0: --ctx, no overlap)", "0")
+        .boolean({"--ivf"}, "also train the IVF index (saved as STORE.ivf)")
+        .value({"-t", "--threads"}, "threads (0: physical cores)", "0");
+    f.parse(args);
+    if (f.help()) { std::cout << f.usage(); return 0; }
+    auto m = model::load(f.require("--model"));
+    const std::string tap_name = f.str("--tap");
+    const hidden_tap tap = parse_tap(tap_name);
+    const auto tokens = tokenize_file(*m, f.require("--file"));
+    const knn::window_params windows{window_ctx(f, *m), f.integer("--stride")};
+    const int n_threads = static_cast<int>(f.integer("--threads"));
+    model_provider provider(m, windows.ctx, tap, n_threads);
+    const std::string out = f.require("--output");
+    knn::datastore_writer writer(out, m->config().n_embd, f.on("--f16") ? dtype::f16 : dtype::f32, store_fingerprint(*m, tap_name),
+                                 static_cast<std::int64_t>(tokens.size()) - 1);
+    const auto n = knn::build_datastore(writer, tokens, windows,
+                                        [&](std::span<const std::int32_t> t, std::int64_t, float* keys) { provider.run(t, keys, nullptr); });
+    writer.finish();
+    std::printf("wrote %lld keys of dimension %lld (%s, tap %s) to %s\n", static_cast<long long>(n),
+                static_cast<long long>(m->config().n_embd), f.on("--f16") ? "f16" : "f32", tap_name.c_str(), out.c_str());
+    if (f.on("--ivf")) {
+        knn::ivf_params p;
+        p.n_threads = n_threads;
+        auto ivf = knn::ivf_index::build(knn::datastore::open(out), p);
+        ivf->save(knn::ivf_index::default_path(ivf->store()));
+        std::printf("wrote IVF index (%lld lists) to %s\n", static_cast<long long>(ivf->n_lists()),
+                    knn::ivf_index::default_path(ivf->store()).c_str());
+    }
+    return 0;
+}
+
+int run_perplexity(const std::vector<std::string>& args) {
+    flags f("usage: minigpt perplexity -m MODEL -f TEXT.txt [--knn STORE --lambda 0.25 --k 32 --temp 1] [--ctx 256]");
+    f.value({"-m", "--model"}, "model file (GGUF)")
+        .value({"-f", "--file"}, "text to score")
+        .value({"--ctx"}, "tokens per window", "256")
+        .value({"--stride"}, "tokens between window starts (0: --ctx, no overlap)", "0")
+        .value({"--knn"}, "datastore to mix in (kNN-LM)")
+        .value({"--lambda"}, "weight of the kNN distribution", "0.25")
+        .value({"--k"}, "neighbours per position", "32")
+        .value({"--temp"}, "temperature T of exp(-distance / T)", "1")
+        .value({"--tap"}, "hidden state used as query; must match the store", "ffn_input")
+        .value({"--index"}, "search: auto (exact up to 200k keys, else IVF), exact or ivf", "auto")
+        .value({"--nprobe"}, "IVF lists scanned per query", "16")
+        .value({"-t", "--threads"}, "threads (0: physical cores)", "0");
+    f.parse(args);
+    if (f.help()) { std::cout << f.usage(); return 0; }
+    auto m = model::load(f.require("--model"));
+    const std::string tap_name = f.str("--tap");
+    const hidden_tap tap = parse_tap(tap_name);
+    const auto tokens = tokenize_file(*m, f.require("--file"));
+    const knn::window_params windows{window_ctx(f, *m), f.integer("--stride")};
+    const int n_threads = static_cast<int>(f.integer("--threads"));
+
+    knn::knn_lm_params params;
+    params.lambda = static_cast<float>(f.real("--lambda"));
+    params.k = static_cast<std::int32_t>(f.integer("--k"));
+    params.temperature = static_cast<float>(f.real("--temp"));
+    params.validate();
+    std::shared_ptr<knn::knn_index> index;
+    if (f.has("--knn")) {
+        auto store = knn::datastore::open(f.str("--knn"), store_fingerprint(*m, tap_name));
+        if (store->n_keys() == 0) throw error(store->path() + ": the datastore has no keys");
+        const std::string kind = f.str("--index");
+        if (kind == "exact" || (kind == "auto" && store->n_keys() <= 200000)) {
+            index = std::make_shared<knn::exact_index>(store, n_threads);
+        } else if (kind == "ivf" || kind == "auto") {
+            knn::ivf_params p;
+            p.nprobe = static_cast<std::int32_t>(f.integer("--nprobe"));
+            p.n_threads = n_threads;
+            index = knn::ivf_index::open_or_build(store, p);
+        } else {
+            throw usage_error("--index must be auto, exact or ivf");
+        }
+    }
+    model_provider provider(m, windows.ctx, tap, n_threads);
+    const auto r = knn::evaluate_perplexity(
+        tokens, m->config().n_embd, m->config().n_vocab, windows,
+        [&](std::span<const std::int32_t> t, std::int64_t, float* keys, float* logits) { provider.run(t, keys, logits); },
+        index.get(), params, n_threads);
+    std::printf("tokens scored: %lld\n", static_cast<long long>(r.base.n_tokens));
+    if (index) {
+        std::printf("perplexity (LM only): %.6f\n", r.base.perplexity());
+        std::printf("kNN-LM: %lld keys, lambda %.3g, k %d, temperature %.3g\n", static_cast<long long>(index->n_keys()),
+                    static_cast<double>(params.lambda), params.k, static_cast<double>(params.temperature));
+    }
+    std::printf("perplexity: %.6f\n", r.mixed.perplexity());
+    return 0;
+}
+
+const register_command k_knn_build("knn-build", "build a kNN-LM datastore from a text", run_knn_build);
+const register_command k_perplexity("perplexity", "perplexity of a text, optionally with kNN-LM", run_perplexity);
+
+}  // namespace
+}  // namespace minigpt::tool
