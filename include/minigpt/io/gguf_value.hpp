@@ -79,6 +79,8 @@ public:
             fail("file truncated: " + what + " needs " + std::to_string(n) + " bytes, only " + std::to_string(left()) +
                  " left");
     }
+    // Only after an explicit check against left().
+    void advance(std::uint64_t n) noexcept { pos_ += n; }
     void skip(std::uint64_t n, const std::string& what) {
         need(n, what);
         pos_ += n;
@@ -384,12 +386,15 @@ struct gguf_value_parser {
             v.data_ = c.here();
             const std::uint64_t data_start = c.pos();
             if (v.element_type_ == gguf_type::string) {
+                // Hot loop (150k-token vocabularies): messages are only built on failure.
                 for (std::uint64_t i = 0; i < v.count_; ++i) {
-                    const auto n = c.read<std::uint64_t>("length of string " + std::to_string(i) + " of key '" + key + "'");
-                    if (n > c.left())
+                    if (c.left() < 8) c.fail("file truncated: length of string " + std::to_string(i) + " of key '" + key + "'");
+                    std::uint64_t n;
+                    std::memcpy(&n, c.here(), 8);
+                    if (n > c.left() - 8)
                         c.fail("key '" + key + "': string " + std::to_string(i) + " of " + std::to_string(n) +
                                " bytes runs past the end of the file");
-                    c.skip(n, "string");
+                    c.advance(8 + n);
                 }
             } else if (v.element_type_ == gguf_type::array) {
                 v.children_.reserve(static_cast<std::size_t>(v.count_));
