@@ -275,6 +275,39 @@ TEST(GgufShared, WriterReproducesLlamaCppFilesExactly) {
     }
 }
 
+// A 4 GiB tensor followed by another one past the 4 GiB mark, in a sparse file: 64-bit offsets
+// work and opening maps the file without reading (or allocating) the data.
+TEST(GgufShared, SparseMultiGigabyteFile) {
+    const auto dir = test::temp_dir("gguf-big");
+    const auto path = (dir / "big.gguf").string();
+    image m;
+    m.header(3, 2, 1).key("general.architecture", gguf_type::string).str("big");
+    m.tensor_info("huge", {1 << 20, 1 << 10}, 0, 0);             // (1024, 1048576) f32 = 4 GiB
+    m.tensor_info("after", {8}, 0, std::uint64_t(1) << 32);
+    m.pad_to(32);
+    const std::uint64_t data_offset = m.b.size();
+    {
+        std::ofstream out(path, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(m.b.data()), static_cast<std::streamsize>(m.b.size()));
+    }
+    const float marker = 42.0f;
+    std::filesystem::resize_file(path, data_offset + (std::uint64_t(1) << 32) + 32);
+    {
+        std::fstream io(path, std::ios::binary | std::ios::in | std::ios::out);
+        io.seekp(static_cast<std::streamoff>(data_offset + (std::uint64_t(1) << 32) + 4));
+        io.write(reinterpret_cast<const char*>(&marker), 4);
+    }
+    auto f = gguf_file::open(path);
+    EXPECT_EQ(f.file_size(), data_offset + (std::uint64_t(1) << 32) + 32);
+    const auto huge = f.get_tensor("huge");
+    EXPECT_EQ(huge.shape_string(), "(1024, 1048576)");
+    EXPECT_EQ(huge.row<float>(1023)[(1 << 20) - 1], 0.0f);
+    const auto after = f.get_tensor("after");
+    EXPECT_EQ(after.raw() - huge.raw(), std::int64_t(1) << 32);
+    EXPECT_EQ(after.data<float>()[1], 42.0f);
+    std::filesystem::remove_all(dir);
+}
+
 // ---- hand-built images ----
 
 TEST(GgufImage, HandBuiltFileParses) {
