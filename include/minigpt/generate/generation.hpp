@@ -1,0 +1,220 @@
+// The generation loop: prompt in, streamed text out, with the controls of llama.cpp.
+//
+// generate() tokenises the prompt, prefills it in one batch, then samples one token
+// at a time through the sampler chain until max_tokens, an end-of-generation token,
+// a stop string (matched across token boundaries, never emitted), the callback's
+// request, or a full context. Text reaches the callback only once it is complete
+// UTF-8 and cannot be the start of a stop string. Stats follow llama.cpp's timings:
+// prompt tokens/s, generation tokens/s and time to first token.
+//
+// Context full: with context_full_policy::stop (default) generation ends with
+// stop_reason::context_full. With ::shift, the first n_keep tokens are kept, the
+// oldest half of the rest is dropped, and the remainder is re-evaluated (one batched
+// prefill) so any architecture — learned positions included — stays exact.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "minigpt/core/error.hpp"
+#include "minigpt/generate/sampler.hpp"
+#include "minigpt/generate/sampling_params.hpp"
+#include "minigpt/generate/stop_matcher.hpp"
+#include "minigpt/generate/text_session.hpp"
+#include "minigpt/model/context.hpp"
+#include "minigpt/model/model.hpp"
+#include "minigpt/text/tokenizer.hpp"
+#include "minigpt/text/vocab.hpp"
+
+namespace minigpt {
+
+// A model with its tokenizer: what a program loads to generate text.
+struct llm {
+    std::shared_ptr<const model> weights;
+    std::shared_ptr<const tokenizer> vocab;
+
+    // GGUF: the file's own vocabulary. llama2.c .bin: `tokenizer_path` (a llama2.c tokenizer.bin), else a
+    // tokenizer.bin next to the model, else a synthetic byte-level vocabulary of the model's size.
+    static llm load(const std::string& path, const std::string& tokenizer_path = {}) {
+        llm r;
+        r.weights = model::load(path);
+        r.vocab = std::make_shared<const tokenizer>(load_tokenizer_for(*r.weights, tokenizer_path));
+        if (r.vocab->n_vocab() > r.weights->config().n_vocab)
+            throw error(path + ": tokenizer has " + std::to_string(r.vocab->n_vocab()) + " tokens but the model only " +
+                        std::to_string(r.weights->config().n_vocab));
+        return r;
+    }
+
+    static tokenizer load_tokenizer_for(const model& m, const std::string& tokenizer_path) {
+        if (!tokenizer_path.empty()) {
+            if (is_gguf(tokenizer_path)) return tokenizer::from_gguf(io::gguf_file::open(tokenizer_path));
+            return tokenizer(vocab_from_llama2c(tokenizer_path));
+        }
+        if (m.gguf()) return tokenizer::from_gguf(*m.gguf());
+        const auto dir = std::filesystem::path(m.path()).parent_path() / "tokenizer.bin";
+        if (std::filesystem::exists(dir)) return tokenizer(vocab_from_llama2c(dir.string()));
+        return tokenizer(synthetic_vocab(static_cast<std::int32_t>(m.config().n_vocab)));
+    }
+
+    static bool is_gguf(const std::string& path) {
+        std::ifstream in(path, std::ios::binary);
+        char magic[4] = {};
+        in.read(magic, 4);
+        return in && std::string_view(magic, 4) == "GGUF";
+    }
+};
+
+enum class context_full_policy { stop, shift };
+
+struct generation_params {
+    std::int32_t max_tokens = 128;          // < 0: until EOS / stop / full context
+    std::vector<std::string> stop;          // stop strings
+    sampling_params sampling;
+    bool add_bos = true;                    // add BOS when the context is empty and the vocabulary wants it
+    bool ignore_eos = false;                // keep going past end-of-generation tokens
+    context_full_policy on_full = context_full_policy::stop;
+    std::int32_t n_keep = -1;               // tokens kept at a shift; -1: the whole prompt
+};
+
+struct generation_stats {
+    std::int64_t n_prompt_tokens = 0;
+    std::int64_t n_generated = 0;
+    double prompt_seconds = 0;              // prefill time
+    double generation_seconds = 0;          // time spent producing the generated tokens after the first
+    double time_to_first_token = 0;         // from the call to the first sampled token
+    double prompt_tokens_per_second() const { return prompt_seconds > 0 ? n_prompt_tokens / prompt_seconds : 0; }
+    double generation_tokens_per_second() const {
+        return generation_seconds > 0 && n_generated > 1 ? (n_generated - 1) / generation_seconds : 0;
+    }
+};
+
+struct generation_output {
+    std::string text;                       // generated text (stop string excluded)
+    std::vector<std::int32_t> tokens;       // generated tokens (including those of a matched stop string)
+    stop_reason reason = stop_reason::max_tokens;
+    std::string stop_string;
+    generation_stats stats;
+};
+
+// Receives each token id with the text it completes (may be empty while a UTF-8 character or a
+// possible stop string is pending); return false to stop.
+using token_callback = std::function<bool(std::int32_t token, std::string_view text)>;
+
+namespace detail {
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Drops the oldest half of the tokens after n_keep and re-evaluates the rest.
+inline void shift_context(context& ctx, std::vector<std::int32_t>& history, std::int64_t n_keep) {
+    n_keep = std::clamp<std::int64_t>(n_keep, 0, static_cast<std::int64_t>(history.size()));
+    const std::int64_t n_discard = (static_cast<std::int64_t>(history.size()) - n_keep) / 2;
+    if (n_discard <= 0) throw error("context full and nothing can be discarded (n_keep covers the context)");
+    history.erase(history.begin() + n_keep, history.begin() + n_keep + n_discard);
+    ctx.truncate(0);
+    ctx.decode(history);
+}
+
+}  // namespace detail
+
+// Continues `ctx` (which may already hold a conversation) with `prompt_tokens`, then generates.
+// `history` holds every token in the context (used by the repetition penalties and shifts).
+inline generation_output generate_from_tokens(context& ctx, const tokenizer& tok, std::vector<std::int32_t>& history,
+                                              std::span<const std::int32_t> prompt_tokens, const generation_params& params,
+                                              sampler& smp, const token_callback& on_token = {}) {
+    generation_output out;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (static_cast<std::int64_t>(prompt_tokens.size()) + ctx.n_past() >= ctx.n_ctx()) {
+        if (params.on_full == context_full_policy::stop || static_cast<std::int64_t>(prompt_tokens.size()) >= ctx.n_ctx())
+            throw error("prompt of " + std::to_string(prompt_tokens.size()) + " tokens does not fit the context (" +
+                        std::to_string(ctx.n_past()) + " of " + std::to_string(ctx.n_ctx()) + " positions used)");
+    }
+    if (!prompt_tokens.empty()) {
+        if (ctx.n_past() + static_cast<std::int64_t>(prompt_tokens.size()) >= ctx.n_ctx()) {
+            history.insert(history.end(), prompt_tokens.begin(), prompt_tokens.end());
+            detail::shift_context(ctx, history, params.n_keep < 0 ? 0 : params.n_keep);
+        } else {
+            ctx.decode(prompt_tokens);
+            history.insert(history.end(), prompt_tokens.begin(), prompt_tokens.end());
+        }
+        for (auto id : prompt_tokens) smp.accept(id);
+    } else if (ctx.n_logits_rows() == 0) {
+        throw error("generate: empty prompt and no logits in the context");
+    }
+    out.stats.n_prompt_tokens = static_cast<std::int64_t>(prompt_tokens.size());
+    out.stats.prompt_seconds = detail::seconds_since(t0);
+    const std::int64_t n_keep = params.n_keep >= 0 ? params.n_keep : static_cast<std::int64_t>(history.size());
+
+    stop_matcher stops(params.stop);
+    // Text that follows visible prompt text keeps its leading space; text that starts the document
+    // (after BOS alone) drops the SentencePiece space, as decode() of the whole sequence would.
+    stream_decoder decoder(tok, tok.decode(history).empty());
+    std::chrono::steady_clock::time_point t_first;
+    for (std::int32_t i = 0; params.max_tokens < 0 || i < params.max_tokens; ++i) {
+        const std::int32_t id = smp.sample(ctx.logits(0));  // also records id for the penalties
+        out.tokens.push_back(id);
+        ++out.stats.n_generated;
+        if (i == 0) {
+            t_first = std::chrono::steady_clock::now();
+            out.stats.time_to_first_token = detail::seconds_since(t0);
+        }
+        if (!params.ignore_eos && tok.is_eog(id)) { out.reason = stop_reason::end_of_generation; break; }
+        const auto m = stops.push(decoder.push(id));
+        out.text += m.emit;
+        const bool keep_going = !on_token || on_token(id, m.emit);
+        history.push_back(id);
+        if (m.stopped) {
+            out.reason = stop_reason::stop_string;
+            out.stop_string = m.matched;
+            // The stop string's tokens stay in the context; feed the last one so the context is consistent.
+            if (ctx.n_past() < ctx.n_ctx()) ctx.decode(std::span(&id, 1));
+            break;
+        }
+        if (!keep_going) { out.reason = stop_reason::callback; ctx.decode(std::span(&id, 1)); break; }
+        if (params.max_tokens >= 0 && i + 1 >= params.max_tokens) { ctx.decode(std::span(&id, 1)); break; }
+        if (ctx.n_past() >= ctx.n_ctx()) {
+            if (params.on_full == context_full_policy::stop) { out.reason = stop_reason::context_full; break; }
+            detail::shift_context(ctx, history, n_keep);  // re-evaluates history, which already ends with id
+            continue;
+        }
+        ctx.decode(std::span(&id, 1));
+    }
+    if (out.reason != stop_reason::stop_string) {
+        // Bytes the decoder still holds (an unfinished UTF-8 character) may complete a stop string.
+        const auto tail = stops.push(decoder.flush());
+        std::string rest = tail.emit;
+        if (tail.stopped) {
+            out.reason = stop_reason::stop_string;
+            out.stop_string = tail.matched;
+        } else {
+            rest += stops.flush();
+        }
+        out.text += rest;
+        if (!rest.empty() && on_token) on_token(-1, rest);
+    }
+    if (out.stats.n_generated > 0)
+        out.stats.generation_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_first).count();
+    return out;
+}
+
+// Tokenises `prompt` (BOS added when the context is empty and the vocabulary asks for it) and generates.
+inline generation_output generate(const llm& lm, context& ctx, std::string_view prompt, const generation_params& params,
+                                  const token_callback& on_token = {}) {
+    std::vector<std::int32_t> history;
+    const bool bos = params.add_bos && ctx.n_past() == 0 && lm.vocab->add_bos_default();
+    const auto ids = lm.vocab->encode(prompt, bos);
+    sampler smp(params.sampling, static_cast<std::int32_t>(ctx.n_vocab()));
+    return generate_from_tokens(ctx, *lm.vocab, history, ids, params, smp, on_token);
+}
+
+}  // namespace minigpt
