@@ -121,9 +121,9 @@ void gemm_args(benchmark::internal::Benchmark* b) {
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
-// Few-token batches: where the dot-kernel path hands over to the GEMM (k_gemm_min_tokens).
+// Few-token batches around the hand-over from the dot kernels to the GEMM (gemm_min_tokens).
 void small_batch_args(benchmark::internal::Benchmark* b) {
-    for (int n_tokens : {2, 4, 7, 8, 16, 32}) b->Args({4096, 4096, n_tokens, 2});
+    for (int n_tokens : {2, 4, 8, 12, 16, 24, 32}) b->Args({4096, 4096, n_tokens, 2});
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 

@@ -184,8 +184,8 @@ TEST(Matmul, KQuantTypesAllShapes) {
 }
 
 // Many rows: the threaded split, the 4-row groups with a remainder (4097 = 4*1024 + 1) and, at
-// n_in = 4352, weights much larger than the caches (there one token for the dot kernels and 9,
-// just past k_gemm_min_tokens, for the GEMM, to keep the double reference affordable).
+// n_in = 4352, weights much larger than the caches (there only 1 and 9 tokens, to keep the double
+// reference affordable; check_case runs both the dot-kernel and the GEMM path on each).
 TEST(Matmul, ManyRowsEveryType) {
     for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0, dtype::q4_k, dtype::q6_k}) {
         for (std::int64_t n_tokens : {1, 3, 17, 64}) check_case({t, 4097, 256, n_tokens});

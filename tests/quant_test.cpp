@@ -169,6 +169,36 @@ TEST(QuantDecode, VectorHalfMatchesScalarOnAllPatterns) {
     for (std::size_t i = 0; i < src.size(); ++i) ASSERT_EQ(enc[i], fp32_to_bf16(src[i]));
 }
 
+// The vector dequantisers behind dequantize_row against the scalar reference codecs, bit for
+// bit, on blocks of random bytes (scales restricted to finite fp16 values).
+TEST(QuantDecode, VectorDecodersMatchReference) {
+    std::mt19937 rng(17);
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_k, dtype::q6_k}) {
+        SCOPED_TRACE(std::string(dtype_name(t)));
+        const std::int64_t n = 256 * 64;
+        std::vector<std::uint8_t> raw(row_bytes(t, static_cast<std::uint64_t>(n)));
+        for (auto& b : raw) b = static_cast<std::uint8_t>(rng());
+        const std::size_t bb = block_bytes(t);
+        for (std::size_t off = 0; off < raw.size(); off += bb) {
+            // fp16 fields: d (and dmin) at the start, Q6_K's d at the end; exponent kept below 31.
+            auto finite = [&](std::size_t at) { raw[at + 1] = static_cast<std::uint8_t>(raw[at + 1] & 0x7b); };
+            if (t == dtype::q6_k) finite(off + 208);
+            else finite(off);
+            if (t == dtype::q4_k) finite(off + 2);
+        }
+        std::vector<float> fast(static_cast<std::size_t>(n)), ref(static_cast<std::size_t>(n));
+        dequantize_row(t, raw.data(), fast.data(), n);
+        switch (t) {
+            case dtype::q8_0: ref::dequantize_q8_0(reinterpret_cast<const block_q8_0*>(raw.data()), ref.data(), n); break;
+            case dtype::q4_0: ref::dequantize_q4_0(reinterpret_cast<const block_q4_0*>(raw.data()), ref.data(), n); break;
+            case dtype::q4_k: ref::dequantize_q4_k(reinterpret_cast<const block_q4_k*>(raw.data()), ref.data(), n); break;
+            default: ref::dequantize_q6_k(reinterpret_cast<const block_q6_k*>(raw.data()), ref.data(), n); break;
+        }
+        for (std::size_t i = 0; i < fast.size(); ++i)
+            ASSERT_EQ(std::bit_cast<std::uint32_t>(fast[i]), std::bit_cast<std::uint32_t>(ref[i])) << i;
+    }
+}
+
 TEST(QuantRoundTrip, ExactOnRepresentableValues) {
     // Q8_0: multiples of 0.5 with max |x| = 63.5 give d = 0.5 exactly.
     std::vector<float> x(64);

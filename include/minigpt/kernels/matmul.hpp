@@ -29,9 +29,17 @@ namespace minigpt::kernels {
 
 namespace detail {
 
-// From this many tokens on, the blocked GEMM beats re-running the dot kernels per token
-// (measured with bench_matmul_bench; see docs/benchmarks.md).
-inline constexpr std::int64_t k_gemm_min_tokens = 8;
+// From this many tokens on, the blocked GEMM beats running the dot kernels once per token:
+// crossovers measured on 4096 x 4096 weights, one thread (docs/benchmarks.md). The integer dot
+// kernels stay ahead longer for the 4-bit types, whose tiles cost more to decode to f32.
+inline std::int64_t gemm_min_tokens(dtype t) {
+    switch (t) {
+        case dtype::q8_0: return 8;
+        case dtype::q4_0: return 24;
+        case dtype::q6_k: return 16;
+        default: return 12;  // f32, f16, bf16, q4_k
+    }
+}
 // Below this many weight bytes a call is too small to be worth waking a second thread.
 inline constexpr std::int64_t k_parallel_min_bytes = 64 * 1024;
 inline constexpr int k_rows_per_group = 4;
@@ -144,7 +152,7 @@ inline void matmul(const tensor& w, const float* x, float* y, std::int64_t n_tok
         std::fill(y, y + n_tokens * w.dim(0), 0.0f);
         return;
     }
-    if (n_tokens >= detail::k_gemm_min_tokens) detail::matmul_gemm(w, x, y, n_tokens, n_threads);
+    if (n_tokens >= detail::gemm_min_tokens(w.type())) detail::matmul_gemm(w, x, y, n_tokens, n_threads);
     else detail::matmul_dots(w, x, y, n_tokens, n_threads);
 }
 

@@ -2,9 +2,10 @@
 //
 // dequantize_row / quantize_row are the one entry point the rest of the library (GGUF
 // reader and writer, embeddings, KV cache, tests) uses to turn a row of any dtype into
-// floats and back. Quantised types go through the ggml-exact codecs of
-// quant/reference.hpp; f16/bf16 use the vector converters of simd/convert.hpp, which
-// give the same bits as the scalar ones. Block layouts: docs/formats.md.
+// floats and back. Quantised types decode with the vector dequantisers of
+// quant/dequant_fast.hpp and encode with the reference quantisers of quant/reference.hpp;
+// f16/bf16 use the vector converters of simd/convert.hpp. Every fast path gives the same
+// bits as its scalar reference (tests/quant_test.cpp). Block layouts: docs/formats.md.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include "minigpt/core/error.hpp"
 #include "minigpt/core/half.hpp"
 #include "minigpt/quant/blocks.hpp"
+#include "minigpt/quant/dequant_fast.hpp"
 #include "minigpt/quant/reference.hpp"
 #include "minigpt/simd/convert.hpp"
 
@@ -42,10 +44,10 @@ inline void dequantize_row_unchecked(dtype type, const void* src, float* dst, st
         case dtype::f32: std::memmove(dst, src, static_cast<std::size_t>(n) * sizeof(float)); return;
         case dtype::f16: simd::f16_to_f32_row(static_cast<const std::uint16_t*>(src), dst, n); return;
         case dtype::bf16: simd::bf16_to_f32_row(static_cast<const std::uint16_t*>(src), dst, n); return;
-        case dtype::q8_0: ref::dequantize_q8_0(static_cast<const block_q8_0*>(src), dst, n); return;
-        case dtype::q4_0: ref::dequantize_q4_0(static_cast<const block_q4_0*>(src), dst, n); return;
-        case dtype::q4_k: ref::dequantize_q4_k(static_cast<const block_q4_k*>(src), dst, n); return;
-        case dtype::q6_k: ref::dequantize_q6_k(static_cast<const block_q6_k*>(src), dst, n); return;
+        case dtype::q8_0: fast::dequantize_q8_0(static_cast<const block_q8_0*>(src), dst, n); return;
+        case dtype::q4_0: fast::dequantize_q4_0(static_cast<const block_q4_0*>(src), dst, n); return;
+        case dtype::q4_k: fast::dequantize_q4_k(static_cast<const block_q4_k*>(src), dst, n); return;
+        case dtype::q6_k: fast::dequantize_q6_k(static_cast<const block_q6_k*>(src), dst, n); return;
     }
 }
 

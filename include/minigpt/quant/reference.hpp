@@ -117,8 +117,10 @@ inline void dequantize_q4_k(const block_q4_k* b, float* y, std::int64_t n) {
             const float d0 = d * static_cast<float>(sc0), min0 = dmin * static_cast<float>(m0);
             const float d1 = d * static_cast<float>(sc1), min1 = dmin * static_cast<float>(m1);
             const std::uint8_t* q = b[i].qs + 32 * c;
-            for (int l = 0; l < 32; ++l) yb[64 * c + l] = d0 * static_cast<float>(q[l] & 0x0f) - min0;
-            for (int l = 0; l < 32; ++l) yb[64 * c + 32 + l] = d1 * static_cast<float>(q[l] >> 4) - min1;
+            // Fused multiply-subtract, one rounding: what ggml's `d1 * q - m1` compiles to on FMA
+            // hardware, and stated explicitly so the result does not depend on -ffp-contract.
+            for (int l = 0; l < 32; ++l) yb[64 * c + l] = std::fma(d0, static_cast<float>(q[l] & 0x0f), -min0);
+            for (int l = 0; l < 32; ++l) yb[64 * c + 32 + l] = std::fma(d1, static_cast<float>(q[l] >> 4), -min1);
         }
     }
 }

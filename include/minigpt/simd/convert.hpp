@@ -7,6 +7,7 @@
 // fast and scalar paths give identical bits (tests/quant_test.cpp checks this).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -83,6 +84,23 @@ inline xsimd::batch<float, A> load_bf16(const std::uint16_t* p) {
 #endif
     alignas(64) float tmp[lanes];
     for (std::size_t i = 0; i < lanes; ++i) tmp[i] = bf16_to_fp32(p[i]);
+    return xsimd::batch<float, A>::load_aligned(tmp);
+}
+
+// Batch-size int8 / uint8 values at p widened to f32 (exact).
+template <class A = arch>
+inline xsimd::batch<float, A> load_i8_as_f32(const std::int8_t* p) {
+    constexpr std::size_t lanes = xsimd::batch<float, A>::size;
+#if defined(__AVX512F__)
+    if constexpr (lanes == 16)
+        return _mm512_maskz_cvtepi32_ps(0xffff, _mm512_maskz_cvtepi8_epi32(0xffff, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#endif
+#if defined(__AVX2__)
+    if constexpr (lanes == 8)
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+#endif
+    alignas(64) float tmp[lanes];
+    for (std::size_t i = 0; i < lanes; ++i) tmp[i] = static_cast<float>(p[i]);
     return xsimd::batch<float, A>::load_aligned(tmp);
 }
 

@@ -1,0 +1,95 @@
+// Vectorised dequantisation of the block types, giving the same bits as quant/reference.hpp.
+//
+// Used by quant::dequantize_row and by the GEMM, which decodes weight tiles on the fly, so
+// its speed sets the fixed cost of a prefill matmul. Each block is first unpacked into
+// signed bytes with plain integer loops (which the compiler vectorises), then widened to
+// f32 and scaled a batch at a time with exactly the float operations of the reference:
+// one product per element for Q8_0 / Q4_0, (d * scale) * q for Q6_K and a fused
+// d*sc*q - dmin*m for Q4_K (see docs/formats.md for why the fused form).
+#pragma once
+
+#include <cstdint>
+
+#include <xsimd/xsimd.hpp>
+
+#include "minigpt/quant/blocks.hpp"
+#include "minigpt/quant/reference.hpp"
+#include "minigpt/simd/convert.hpp"
+#include "minigpt/simd/int8.hpp"
+
+namespace minigpt::quant::fast {
+
+namespace detail {
+using B = simd::f32_batch;
+inline constexpr int L = static_cast<int>(B::size);
+
+// y[0..n) = q[0..n) * scale, n a multiple of the batch size.
+inline void scale_bytes(const std::int8_t* q, float scale, float* y, int n) {
+    const B s(scale);
+    for (int j = 0; j < n; j += L) (simd::load_i8_as_f32(q + j) * s).store_unaligned(y + j);
+}
+}  // namespace detail
+
+inline void dequantize_q8_0(const block_q8_0* b, float* y, std::int64_t n) {
+    for (std::int64_t i = 0; i < n / k_qk; ++i) detail::scale_bytes(b[i].qs, simd::half_to_float(b[i].d), y + i * k_qk, k_qk);
+}
+
+inline void dequantize_q4_0(const block_q4_0* b, float* y, std::int64_t n) {
+    for (std::int64_t i = 0; i < n / k_qk; ++i) {
+        alignas(32) std::int8_t q[k_qk];
+#if defined(MINIGPT_SIMD_INT8)
+        // One 32-byte store: the byte loop below compiles to stores the widening loads cannot
+        // forward from, which made this 5x slower than the scalar reference.
+        xsimd::bitwise_cast<simd::i8x32>(simd::unpack_nibbles_16(b[i].qs) - simd::u8x32(8)).store_aligned(q);
+#else
+        for (int j = 0; j < k_qk / 2; ++j) {
+            q[j] = static_cast<std::int8_t>((b[i].qs[j] & 0x0f) - 8);
+            q[j + 16] = static_cast<std::int8_t>((b[i].qs[j] >> 4) - 8);
+        }
+#endif
+        detail::scale_bytes(q, simd::half_to_float(b[i].d), y + i * k_qk, k_qk);
+    }
+}
+
+inline void dequantize_q4_k(const block_q4_k* b, float* y, std::int64_t n) {
+    using detail::B;
+    using detail::L;
+    for (std::int64_t i = 0; i < n / k_qk_k; ++i) {
+        const float d = simd::half_to_float(b[i].d), dmin = simd::half_to_float(b[i].dmin);
+        std::int8_t q[k_qk_k];
+        for (int c = 0; c < 4; ++c)
+            for (int l = 0; l < 32; ++l) {
+                q[64 * c + l] = static_cast<std::int8_t>(b[i].qs[32 * c + l] & 0x0f);
+                q[64 * c + 32 + l] = static_cast<std::int8_t>(b[i].qs[32 * c + l] >> 4);
+            }
+        for (int s = 0; s < 8; ++s) {
+            int sc, m;
+            ref::q4_k_scale_min(s, b[i].scales, sc, m);
+            const B ds(d * static_cast<float>(sc)), dm(dmin * static_cast<float>(m));
+            for (int j = 32 * s; j < 32 * s + 32; j += L)
+                xsimd::fms(ds, simd::load_i8_as_f32(q + j), dm).store_unaligned(y + i * k_qk_k + j);
+        }
+    }
+}
+
+inline void dequantize_q6_k(const block_q6_k* b, float* y, std::int64_t n) {
+    for (std::int64_t i = 0; i < n / k_qk_k; ++i) {
+        const float d = simd::half_to_float(b[i].d);
+        std::int8_t q[k_qk_k];
+        for (int h = 0; h < 2; ++h) {
+            const std::uint8_t* ql = b[i].ql + 64 * h;
+            const std::uint8_t* qh = b[i].qh + 32 * h;
+            std::int8_t* qo = q + 128 * h;
+            for (int l = 0; l < 32; ++l) {
+                qo[l] = static_cast<std::int8_t>(((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) - 32);
+                qo[l + 32] = static_cast<std::int8_t>(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                qo[l + 64] = static_cast<std::int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                qo[l + 96] = static_cast<std::int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+        }
+        for (int g = 0; g < 16; ++g)
+            detail::scale_bytes(q + 16 * g, d * static_cast<float>(b[i].scales[g]), y + i * k_qk_k + 16 * g, 16);
+    }
+}
+
+}  // namespace minigpt::quant::fast
