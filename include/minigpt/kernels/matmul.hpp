@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "minigpt/core/dtype.hpp"
@@ -143,8 +144,9 @@ inline void matmul_gemm(const tensor& w, const float* x, float* y, std::int64_t 
 }  // namespace detail
 
 // Y (n_tokens, n_out) = X (n_tokens, n_in) · Wᵀ; W (n_out, n_in) of any supported dtype, X and Y
-// row-major f32. n_threads <= 0: one per physical core. Throws shape_error on a W that is not
-// rank 2, null x / y, or negative n_tokens.
+// row-major f32 and not overlapping. n_threads <= 0: one per physical core. Throws shape_error on
+// a W that is not rank 2 or has no data, null x / y, or negative n_tokens. For quantised W and
+// fewer than gemm_min_tokens tokens, X is rounded to 8-bit blocks first (see docs/formats.md).
 inline void matmul(const tensor& w, const float* x, float* y, std::int64_t n_tokens, int n_threads = 0) {
     detail::check_matmul("matmul", w, x, y, n_tokens);
     if (n_tokens == 0 || w.dim(0) == 0) return;
