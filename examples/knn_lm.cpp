@@ -31,7 +31,8 @@ std::int32_t argmax(std::span<const float> v) {
 // Greedy continuation; with a stage, each step's logits become log p_mixed first.
 std::string continue_prompt(const std::shared_ptr<const model>& m, const tokenizer& tok, const std::string& prompt,
                             int n_tokens, knn::knn_lm* stage) {
-    context ctx(m, context_params{.n_ctx = 256, .tap = hidden_tap::ffn_input});
+    const std::int64_t n_ctx = std::min<std::int64_t>(256, m->config().n_ctx_train > 0 ? m->config().n_ctx_train : 256);
+    context ctx(m, context_params{.n_ctx = n_ctx, .tap = hidden_tap::ffn_input});
     std::vector<std::int32_t> ids = tok.encode(prompt, tok.add_bos_default());
     const std::size_t n_prompt = ids.size();
     ctx.decode(ids, logits_for::last);
@@ -70,7 +71,7 @@ int main(int argc, char** argv) {
 
         // Keys: the input of the last feed-forward block at each position of MEMORY.txt.
         const std::string store_path = (std::filesystem::temp_directory_path() / "example_knn_lm.store").string();
-        const std::int64_t window = std::min<std::int64_t>(256, m->config().n_ctx_train);
+        const std::int64_t window = std::min<std::int64_t>(256, m->config().n_ctx_train > 0 ? m->config().n_ctx_train : 256);
         context ctx(m, context_params{.n_ctx = window, .n_batch = window, .tap = hidden_tap::ffn_input});
         knn::datastore_writer writer(store_path, m->config().n_embd, dtype::f16, m->fingerprint() + " tap=ffn_input");
         knn::build_datastore(writer, memory, {window, 0}, [&](std::span<const std::int32_t> t, std::int64_t, float* keys) {

@@ -4,6 +4,7 @@
 // Both cut the token stream into the same windows (knn::make_windows), so a store built
 // from a text holds exactly one key per scored position of that text. The store records
 // the model's fingerprint and the tap; perplexity refuses a store built with another.
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -45,9 +46,11 @@ std::vector<std::int32_t> tokenize_file(const model& m, const std::string& path)
 
 std::string store_fingerprint(const model& m, const std::string& tap) { return m.fingerprint() + " tap=" + tap; }
 
+// --ctx, or when not given, 256 capped at the model's context.
 std::int64_t window_ctx(const flags& f, const model& m) {
     std::int64_t ctx = f.integer("--ctx");
     if (ctx <= 0) throw usage_error("--ctx must be positive");
+    if (!f.has("--ctx") && m.config().n_ctx_train > 0) ctx = std::min(ctx, m.config().n_ctx_train);
     if (m.config().n_ctx_train > 0 && ctx > m.config().n_ctx_train)
         throw usage_error("--ctx " + std::to_string(ctx) + " exceeds the model's context of " + std::to_string(m.config().n_ctx_train));
     return ctx;
@@ -78,7 +81,7 @@ int run_knn_build(const std::vector<std::string>& args) {
         .value({"-o", "--output"}, "datastore file to write")
         .value({"--tap"}, "hidden state used as key: ffn_input (Khandelwal et al.) or final_norm", "ffn_input")
         .boolean({"--f16"}, "store keys as float16 (half the size)")
-        .value({"--ctx"}, "tokens per window", "256")
+        .value({"--ctx"}, "tokens per window (default: 256, at most the model's context)", "256")
         .value({"--stride"}, "tokens between window starts (0: --ctx, no overlap)", "0")
         .boolean({"--ivf"}, "also train the IVF index (saved as STORE.ivf)")
         .value({"-t", "--threads"}, "threads (0: physical cores)", "0");
@@ -114,7 +117,7 @@ int run_perplexity(const std::vector<std::string>& args) {
     flags f("usage: minigpt perplexity -m MODEL -f TEXT.txt [--knn STORE --lambda 0.25 --k 32 --temp 1] [--ctx 256]");
     f.value({"-m", "--model"}, "model file (GGUF)")
         .value({"-f", "--file"}, "text to score")
-        .value({"--ctx"}, "tokens per window", "256")
+        .value({"--ctx"}, "tokens per window (default: 256, at most the model's context)", "256")
         .value({"--stride"}, "tokens between window starts (0: --ctx, no overlap)", "0")
         .value({"--knn"}, "datastore to mix in (kNN-LM)")
         .value({"--lambda"}, "weight of the kNN distribution", "0.25")

@@ -18,7 +18,9 @@
 // key itself) and written after the keys by finish(), which then patches the header.
 #pragma once
 
+#include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>

@@ -10,6 +10,7 @@
 #if defined(MINIGPT_HAVE_FAISS)
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -34,7 +35,7 @@ enum class faiss_kind { ivf_flat, hnsw_flat };
 struct faiss_params {
     faiss_kind kind = faiss_kind::ivf_flat;
     std::int64_t n_lists = 0;        // IVF cells; 0: about sqrt(n_keys)
-    std::int64_t train_size = 0;     // IVF training keys; 0: min(n_keys, 48 * n_lists)
+    std::int64_t train_size = 0;     // IVF training keys; 0: min(n_keys, 32 * n_lists)
     std::int32_t nprobe = 16;        // IVF cells scanned per query
     int hnsw_m = 32;                 // HNSW links per node
     int ef_construction = 80;
@@ -54,7 +55,7 @@ public:
             n_lists = std::min(n_lists, n);
             quantizer_ = std::make_unique<faiss::IndexFlatL2>(d);
             auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer_.get(), d, static_cast<std::size_t>(n_lists), faiss::METRIC_L2);
-            const std::int64_t train = std::clamp<std::int64_t>(p.train_size > 0 ? p.train_size : 48 * n_lists, n_lists, n);
+            const std::int64_t train = std::clamp<std::int64_t>(p.train_size > 0 ? p.train_size : 32 * n_lists, n_lists, n);
             const auto rows = sample_indices(n, train, p.seed);
             std::vector<float> sample(static_cast<std::size_t>(train * d));  // (train, dim)
             for (std::int64_t i = 0; i < train; ++i) row_f32(rows[static_cast<std::size_t>(i)], sample.data() + i * d);
