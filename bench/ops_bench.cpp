@@ -204,12 +204,12 @@ BENCHMARK(BM_attention_decode_gqa)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_attention_decode)
     ->ArgNames({"keys", "f16", "threads"})
-    ->Args({512, 0, 1})->Args({512, 0, 2})->Args({512, 1, 2})
-    ->Args({2048, 0, 1})->Args({2048, 0, 2})->Args({2048, 1, 2})
+    ->Args({512, 0, 1})->Args({512, 1, 1})->Args({512, 0, 2})->Args({512, 1, 2})
+    ->Args({2048, 0, 1})->Args({2048, 1, 1})->Args({2048, 0, 2})->Args({2048, 1, 2})
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_attention_prefill)
     ->ArgNames({"tokens", "f16", "threads"})
-    ->Args({512, 0, 1})->Args({512, 0, 2})->Args({512, 1, 2})
+    ->Args({512, 0, 1})->Args({512, 1, 1})->Args({512, 0, 2})->Args({512, 1, 2})
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -224,8 +224,17 @@ inline void layernorm(float* out, const float* x, const float* weight, const flo
     // (a constant row gives exactly its value, so x - mean is exactly 0).
     const float m0 = detail::map_sum(x, n, [](const auto& v) { return v; }) * inv_n;
     const batch m0v(m0);
-    batch sd(0.0f), sdd(0.0f);
+    batch sd(0.0f), sdd(0.0f), sd1(0.0f), sdd1(0.0f);  // two chains each, for FMA latency
     std::int64_t i = 0;
+    for (; i + 2 * L <= n; i += 2 * L) {
+        const batch d0 = batch::load_unaligned(x + i) - m0v, d1 = batch::load_unaligned(x + i + L) - m0v;
+        sd += d0;
+        sdd = xsimd::fma(d0, d0, sdd);
+        sd1 += d1;
+        sdd1 = xsimd::fma(d1, d1, sdd1);
+    }
+    sd += sd1;
+    sdd += sdd1;
     for (; i + L <= n; i += L) {
         const batch d = batch::load_unaligned(x + i) - m0v;
         sd += d;
