@@ -184,3 +184,107 @@ TEST(Forward, F16KvCacheIsClose) {
     EXPECT_LT(worst, 0.1f);
     std::printf("[ measured ] F16 KV cache: max |logit - reference| = %.3g\n", worst);
 }
+
+namespace {
+
+// Writes a synthesised model of `type` (same seed: the same underlying random values) into memory.
+std::shared_ptr<const model> synth_model(architecture arch, dtype type) {
+    io::gguf_writer w;
+    synthesize(w, find_synth_preset(arch, "tiny"), type, 7);
+    auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
+    return model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "synth")),
+                            {.gelu = gelu_mode::exact});
+}
+
+}  // namespace
+
+TEST(Forward, QuantisedCopiesAreCloseToF32) {
+    // Tolerances are what was measured on the tiny presets (64 wide, logits of magnitude ~0.1-0.5)
+    // with ~2x margin; the relative error follows each format's step: f16 2^-11, q8_0 ~1/254, q4_0 ~1/14.
+    struct tol { dtype type; float max_abs; };
+    for (auto arch : {architecture::llama, architecture::gpt2}) {
+        auto ref = synth_model(arch, dtype::f32);
+        std::vector<std::int32_t> ids;
+        for (int i = 0; i < 40; ++i) ids.push_back((i * 131 + 7) % 500);
+        context ref_ctx(ref, {.n_ctx = 64});
+        ref_ctx.decode(ids, logits_for::all);
+        float scale = 0;
+        for (float v : ref_ctx.logits()) scale = std::max(scale, std::fabs(v));
+        for (tol t : {tol{dtype::f16, 2e-3f}, tol{dtype::bf16, 2e-2f}, tol{dtype::q8_0, 2e-2f}, tol{dtype::q4_0, 0.2f}}) {
+            auto m = synth_model(arch, t.type);
+            EXPECT_EQ(m->weights().layers[0].ffn_up.type(), t.type);
+            context ctx(m, {.n_ctx = 64});
+            ctx.decode(ids, logits_for::all);
+            const float diff = max_abs_diff(ctx.logits(), ref_ctx.logits());
+            EXPECT_LT(diff, t.max_abs * scale) << dtype_name(t.type);
+            EXPECT_GT(diff, 0.0f) << dtype_name(t.type);  // it really is another encoding
+            std::printf("[ measured ] %s %s vs f32: max |diff| %.3g (max |logit| %.3g)\n",
+                        arch == architecture::gpt2 ? "gpt2" : "llama", std::string(dtype_name(t.type)).c_str(), diff, scale);
+        }
+    }
+}
+
+TEST(Forward, BadModelFilesNameWhatIsWrong) {
+    auto expect_error = [](io::gguf_writer& w, const std::string& needle) {
+        auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
+        try {
+            model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "bad.gguf")));
+            ADD_FAILURE() << "no error, expected one mentioning " << needle;
+        } catch (const error& e) {
+            EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+        }
+    };
+    {  // unknown architecture
+        io::gguf_writer w;
+        w.set("general.architecture", std::string("mamba"));
+        expect_error(w, "mamba");
+    }
+    {  // missing key
+        io::gguf_writer w;
+        synthesize(w, find_synth_preset(architecture::llama, "tiny"), dtype::f32);
+        w.remove("llama.block_count");
+        expect_error(w, "llama.block_count");
+    }
+    {  // absurd dimension
+        io::gguf_writer w;
+        synthesize(w, find_synth_preset(architecture::llama, "tiny"), dtype::f32);
+        w.set("llama.block_count", std::uint32_t{1000000});
+        expect_error(w, "n_layer");
+    }
+    {  // head count that does not divide
+        io::gguf_writer w;
+        synthesize(w, find_synth_preset(architecture::llama, "tiny"), dtype::f32);
+        w.set("llama.attention.head_count_kv", std::uint32_t{3});
+        expect_error(w, "n_head_kv");
+    }
+    {  // tensor with the wrong shape: config says 3 layers, blk.2 is missing
+        io::gguf_writer w;
+        synthesize(w, find_synth_preset(architecture::llama, "tiny"), dtype::f32);
+        w.set("llama.block_count", std::uint32_t{3});
+        expect_error(w, "blk.2.attn_norm.weight");
+    }
+    {  // wrong shape
+        io::gguf_writer w;
+        synthesize(w, find_synth_preset(architecture::llama, "tiny"), dtype::f32);
+        w.set("llama.feed_forward_length", std::uint32_t{100});
+        expect_error(w, "blk.0.ffn_up.weight");
+    }
+}
+
+TEST(Forward, TruncatedModelFileAtEveryOffsetThrows) {
+    io::gguf_writer w;
+    synth_preset tiny = find_synth_preset(architecture::llama, "tiny");
+    tiny.n_vocab = 300;
+    tiny.n_embd = 32;
+    tiny.n_ff = 64;
+    tiny.n_layer = 1;
+    synthesize(w, tiny, dtype::q8_0);
+    const auto full = w.finish_to_memory();
+    // Every prefix of the file must be rejected with minigpt::error (never a crash or a model).
+    for (std::size_t n = 0; n < full.size(); n += (n < 4096 ? 1 : 97)) {
+        auto bytes = std::make_shared<const std::vector<std::byte>>(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(n));
+        EXPECT_THROW(model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "cut.gguf"))), error) << n;
+    }
+    auto bytes = std::make_shared<const std::vector<std::byte>>(full);
+    EXPECT_NO_THROW(model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "whole.gguf"))));
+}
