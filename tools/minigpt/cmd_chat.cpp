@@ -1,0 +1,90 @@
+// `minigpt chat`: an interactive conversation using the model's chat template (detected
+// from the GGUF `tokenizer.chat_template`, or named with --chat-template), else a plain
+// "user: ... / assistant:" format. Each turn re-renders the whole conversation and
+// reuses the KV cache for the longest token prefix already evaluated, so only the new
+// turn is computed (prompt-prefix KV reuse).
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "command.hpp"
+#include "minigpt/generate/generation.hpp"
+#include "minigpt/text/chat_template.hpp"
+#include "sampling_flags.hpp"
+
+namespace minigpt::tool {
+namespace {
+
+chat_template pick_template(const llm& lm, const std::string& name) {
+    if (!name.empty()) return chat_template::from_name(name);
+    const std::string& jinja = lm.vocab->chat_template();
+    if (!jinja.empty()) {
+        if (auto family = chat_template::detect(jinja)) return chat_template(*family);
+        std::fprintf(stderr, "minigpt chat: the model's chat template is not a known family; using a plain format\n");
+    }
+    return chat_template::custom(custom_chat_format{});
+}
+
+int run_chat(const std::vector<std::string>& args) {
+    flags f("usage: minigpt chat -m MODEL [--chat-template NAME] [-sys TEXT] [-n N] [--temp T] ...\n"
+            "Type a message and press enter; an empty line or end of input quits.");
+    f.value({"-m", "--model"}, "model file (GGUF or llama2.c .bin)")
+        .value({"--chat-template"}, "template name: chatml, llama2, llama3, mistral, gemma, phi3, zephyr")
+        .value({"-sys", "--system-prompt"}, "system message")
+        .value({"-n", "--n-predict"}, "tokens per reply at most", "256")
+        .value({"-c", "--ctx-size"}, "context size (0: the model's)", "0")
+        .value({"-t", "--threads"}, "threads (0: physical cores)", "0")
+        .value({"--tokenizer"}, "tokenizer for a llama2.c model");
+    declare_sampling_flags(f);
+    f.parse(args);
+    if (f.help()) { std::cout << f.usage(); return 0; }
+
+    const llm lm = llm::load(f.require("--model"), f.str("--tokenizer"));
+    const chat_template tmpl = pick_template(lm, f.str("--chat-template"));
+    context ctx(lm.weights, {.n_ctx = f.integer("--ctx-size"), .n_threads = static_cast<int>(f.integer("--threads"))});
+    std::vector<chat_message> messages;
+    if (f.has("--system-prompt")) messages.push_back({"system", f.str("--system-prompt")});
+    generation_params gp;
+    gp.max_tokens = static_cast<std::int32_t>(f.integer("--n-predict"));
+    gp.sampling = read_sampling_flags(f);
+    gp.stop = {tmpl.end_of_turn()};
+    gp.add_bos = false;
+    const bool tty = ::isatty(0);
+    std::fprintf(stderr, "minigpt chat: template %s, context %lld tokens\n", tmpl.name().c_str(), static_cast<long long>(ctx.n_ctx()));
+
+    std::vector<std::int32_t> evaluated;  // tokens whose keys/values are in ctx, in order
+    sampler smp(gp.sampling, static_cast<std::int32_t>(ctx.n_vocab()));
+    std::string line;
+    while (true) {
+        if (tty) std::fprintf(stderr, "\n> ");
+        if (!std::getline(std::cin, line) || line.empty()) break;
+        messages.push_back({"user", line});
+        const auto ids = lm.vocab->encode(tmpl.apply(messages), lm.vocab->add_bos_default());
+        std::size_t common = 0;
+        while (common < ids.size() && common < evaluated.size() && ids[common] == evaluated[common]) ++common;
+        if (common == ids.size()) --common;  // at least one token must be fed to get fresh logits
+        ctx.truncate(static_cast<std::int64_t>(common));
+        evaluated.resize(common);
+        const auto out = generate_from_tokens(ctx, *lm.vocab, evaluated, std::span(ids).subspan(common), gp, smp,
+                                              [](std::int32_t, std::string_view text) {
+                                                  std::fwrite(text.data(), 1, text.size(), stdout);
+                                                  std::fflush(stdout);
+                                                  return true;
+                                              });
+        std::printf("\n");
+        // evaluated now holds prompt + generated tokens; an unfed final token is dropped.
+        if (static_cast<std::int64_t>(evaluated.size()) > ctx.n_past()) evaluated.resize(static_cast<std::size_t>(ctx.n_past()));
+        messages.push_back({"assistant", out.text});
+        if (out.reason == stop_reason::context_full) {
+            std::fprintf(stderr, "minigpt chat: the context is full\n");
+            break;
+        }
+    }
+    return 0;
+}
+
+const register_command reg("chat", "interactive chat with the model's chat template", run_chat);
+
+}  // namespace
+}  // namespace minigpt::tool
