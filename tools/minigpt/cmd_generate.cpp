@@ -7,34 +7,10 @@
 #include "command.hpp"
 #include "minigpt/generate/generation.hpp"
 #include "sampling_flags.hpp"
+#include "tool_io.hpp"
 
 namespace minigpt::tool {
 namespace {
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw error("cannot open " + path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-std::vector<std::int32_t> parse_ids(const std::string& text, const std::string& where) {
-    std::istringstream in(text);
-    std::vector<std::int32_t> ids;
-    std::string w;
-    while (in >> w) {
-        try {
-            std::size_t used = 0;
-            const long long v = std::stoll(w, &used);
-            if (used != w.size() || v < 0 || v > INT32_MAX) throw std::invalid_argument(w);
-            ids.push_back(static_cast<std::int32_t>(v));
-        } catch (const std::logic_error&) {
-            throw error(where + ": '" + w + "' is not a token id");
-        }
-    }
-    return ids;
-}
 
 int run_generate(const std::vector<std::string>& args) {
     flags f("usage: minigpt generate -m MODEL (-p TEXT | -f FILE | --ids FILE) [-n N] [--temp T] [--top-k K] [--top-p P]\n"

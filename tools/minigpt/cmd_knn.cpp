@@ -16,18 +16,11 @@
 #include "command.hpp"
 #include "minigpt/knn.hpp"
 #include "minigpt/model/context.hpp"
-#include "minigpt/text/tokenizer.hpp"
+#include "minigpt/text/tokenizer_loader.hpp"
+#include "tool_io.hpp"
 
 namespace minigpt::tool {
 namespace {
-
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io_error("cannot open text file " + path);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
 
 hidden_tap parse_tap(const std::string& name) {
     if (name == "ffn_input") return hidden_tap::ffn_input;
@@ -37,9 +30,8 @@ hidden_tap parse_tap(const std::string& name) {
 
 // The text's token ids, with BOS when the vocabulary asks for it.
 std::vector<std::int32_t> tokenize_file(const model& m, const std::string& path) {
-    if (!m.gguf()) throw error(m.path() + ": this model file carries no tokenizer; use a GGUF model");
-    const auto tok = tokenizer::from_gguf(*m.gguf());
-    auto ids = tok.encode(read_text(path), tok.add_bos_default());
+    const auto tok = load_tokenizer(m.path());
+    auto ids = tok.encode(read_file(path), tok.add_bos_default());
     if (ids.size() < 2) throw error(path + ": fewer than two tokens, nothing to predict");
     return ids;
 }

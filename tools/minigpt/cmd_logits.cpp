@@ -7,27 +7,10 @@
 
 #include "command.hpp"
 #include "minigpt/model/context.hpp"
+#include "tool_io.hpp"
 
 namespace minigpt::tool {
 namespace {
-
-std::vector<std::int32_t> read_id_file(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw error("cannot open ids file " + path);
-    std::vector<std::int32_t> ids;
-    std::string word;
-    while (in >> word) {
-        try {
-            std::size_t used = 0;
-            const long long v = std::stoll(word, &used);
-            if (used != word.size() || v < INT32_MIN || v > INT32_MAX) throw std::invalid_argument(word);
-            ids.push_back(static_cast<std::int32_t>(v));
-        } catch (const std::logic_error&) {
-            throw error(path + ": '" + word + "' is not a token id");
-        }
-    }
-    return ids;
-}
 
 int run_logits(const std::vector<std::string>& args) {
     flags f("usage: minigpt logits -m MODEL --ids FILE -o OUT.f32 [-t THREADS]");
@@ -38,7 +21,7 @@ int run_logits(const std::vector<std::string>& args) {
         .value({"-b", "--batch-size"}, "tokens per forward chunk", "512");
     f.parse(args);
     if (f.help()) { std::cout << f.usage(); return 0; }
-    const auto ids = read_id_file(f.require("--ids"));
+    const auto ids = parse_ids(read_file(f.require("--ids")), f.str("--ids"));
     if (ids.empty()) throw error("no token ids in " + f.str("--ids"));
     auto m = model::load(f.require("--model"));
     context ctx(m, {.n_ctx = std::max<std::int64_t>(static_cast<std::int64_t>(ids.size()), m->config().n_ctx_train),

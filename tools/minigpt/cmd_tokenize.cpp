@@ -16,88 +16,17 @@
 #include <vector>
 
 #include "command.hpp"
+#include "tool_io.hpp"
 #include "minigpt/text.hpp"
+#include "minigpt/text/tokenizer_loader.hpp"
 
 namespace {
 
 using namespace minigpt;
 using minigpt::tool::usage_error;
+using minigpt::tool::read_file;
+using minigpt::tool::parse_ids;
 
-bool is_gguf(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io_error("cannot open '" + path + "'");
-    char magic[4] = {};
-    in.read(magic, 4);
-    return in.gcount() == 4 && std::memcmp(magic, "GGUF", 4) == 0;
-}
-
-// llama2.c's checkpoint header is 7 int32: dim, hidden_dim, n_layers, n_heads, n_kv_heads,
-// vocab_size, seq_len; a negative vocab_size means the classifier is not shared with the embedding.
-std::int32_t llama2c_vocab_size(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io_error("cannot open '" + path + "'");
-    std::int32_t header[7] = {};
-    in.read(reinterpret_cast<char*>(header), sizeof header);
-    if (in.gcount() != sizeof header) throw format_error(path, static_cast<std::uint64_t>(in.gcount()), "file ends inside the 28-byte llama2.c header");
-    const std::int64_t n = header[5] < 0 ? -static_cast<std::int64_t>(header[5]) : header[5];
-    if (n < 1 || n > (1 << 24)) throw format_error(path, 20, "vocab_size " + std::to_string(header[5]) + " is not plausible");
-    return static_cast<std::int32_t>(n);
-}
-
-vocab_data load_vocab_file(const std::string& path) {
-    if (is_gguf(path)) return vocab_from_gguf(io::gguf_file::open(path));
-    return vocab_from_llama2c(path);
-}
-
-tokenizer load_tokenizer(const std::string& model, const std::string& tokenizer_path) {
-    if (is_gguf(model)) return tokenizer(tokenizer_path.empty() ? vocab_from_gguf(io::gguf_file::open(model)) : load_vocab_file(tokenizer_path));
-    const std::int32_t n_vocab = llama2c_vocab_size(model);
-    std::string path = tokenizer_path;
-    if (path.empty()) {
-        const auto beside = std::filesystem::path(model).parent_path() / "tokenizer.bin";
-        if (std::filesystem::exists(beside)) path = beside.string();
-    }
-    if (path.empty()) {
-        std::fprintf(stderr, "minigpt: %s has no vocabulary and no tokenizer.bin is beside it; using the synthetic "
-                             "%d-token byte-level vocabulary (give --tokenizer FILE for the real one)\n",
-                     model.c_str(), n_vocab);
-        return tokenizer(synthetic_vocab(n_vocab));
-    }
-    vocab_data v = load_vocab_file(path);
-    if (v.n_vocab() != n_vocab)
-        throw error(path + " has " + std::to_string(v.n_vocab()) + " tokens but " + model + " has a vocabulary of " +
-                    std::to_string(n_vocab));
-    return tokenizer(std::move(v));
-}
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw io_error("cannot open '" + path + "'");
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-std::vector<std::int32_t> parse_ids(const std::string& text, const std::string& origin) {
-    std::vector<std::int32_t> ids;
-    std::size_t i = 0;
-    while (i < text.size()) {
-        const char c = text[i];
-        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == '[' || c == ']') {
-            ++i;
-            continue;
-        }
-        std::size_t end = i;
-        if (text[end] == '-') ++end;
-        while (end < text.size() && text[end] >= '0' && text[end] <= '9') ++end;
-        const std::string number = text.substr(i, end - i);
-        if (number.empty() || number == "-")
-            throw error(origin + ": expected a token id at byte " + std::to_string(i) + ", found '" + text.substr(i, 1) + "'");
-        const long long v = std::stoll(number);
-        if (v < INT32_MIN || v > INT32_MAX) throw error(origin + ": token id " + number + " is out of range");
-        ids.push_back(static_cast<std::int32_t>(v));
-        i = end;
-    }
-    return ids;
-}
 
 int run_tokenize(const std::vector<std::string>& args) {
     tool::flags f("usage: minigpt tokenize -m MODEL (-f TEXTFILE | -p TEXT) [--no-bos] [--tokenizer FILE]\n"

@@ -15,8 +15,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -33,7 +31,7 @@
 #include "minigpt/model/context.hpp"
 #include "minigpt/model/model.hpp"
 #include "minigpt/text/tokenizer.hpp"
-#include "minigpt/text/vocab.hpp"
+#include "minigpt/text/tokenizer_loader.hpp"
 
 namespace minigpt {
 
@@ -42,34 +40,18 @@ struct llm {
     std::shared_ptr<const model> weights;
     std::shared_ptr<const tokenizer> vocab;
 
-    // GGUF: the file's own vocabulary. llama2.c .bin: `tokenizer_path` (a llama2.c tokenizer.bin), else a
-    // tokenizer.bin next to the model, else a synthetic byte-level vocabulary of the model's size.
+    // The tokenizer is found as text/tokenizer_loader.hpp describes: the GGUF's own vocabulary, or for a
+    // llama2.c .bin `tokenizer_path`, else tokenizer.bin beside it, else a synthetic byte-level vocabulary.
     static llm load(const std::string& path, const std::string& tokenizer_path = {}) {
         llm r;
         r.weights = model::load(path);
-        r.vocab = std::make_shared<const tokenizer>(load_tokenizer_for(*r.weights, tokenizer_path));
+        r.vocab = std::make_shared<const tokenizer>(r.weights->gguf() && tokenizer_path.empty()
+                                                        ? tokenizer::from_gguf(*r.weights->gguf())  // already mapped
+                                                        : load_tokenizer(path, tokenizer_path));
         if (r.vocab->n_vocab() > r.weights->config().n_vocab)
             throw error(path + ": tokenizer has " + std::to_string(r.vocab->n_vocab()) + " tokens but the model only " +
                         std::to_string(r.weights->config().n_vocab));
         return r;
-    }
-
-    static tokenizer load_tokenizer_for(const model& m, const std::string& tokenizer_path) {
-        if (!tokenizer_path.empty()) {
-            if (is_gguf(tokenizer_path)) return tokenizer::from_gguf(io::gguf_file::open(tokenizer_path));
-            return tokenizer(vocab_from_llama2c(tokenizer_path));
-        }
-        if (m.gguf()) return tokenizer::from_gguf(*m.gguf());
-        const auto dir = std::filesystem::path(m.path()).parent_path() / "tokenizer.bin";
-        if (std::filesystem::exists(dir)) return tokenizer(vocab_from_llama2c(dir.string()));
-        return tokenizer(synthetic_vocab(static_cast<std::int32_t>(m.config().n_vocab)));
-    }
-
-    static bool is_gguf(const std::string& path) {
-        std::ifstream in(path, std::ios::binary);
-        char magic[4] = {};
-        in.read(magic, 4);
-        return in && std::string_view(magic, 4) == "GGUF";
     }
 };
 
