@@ -4,7 +4,7 @@
 
 #include "minigpt/knn/builder.hpp"
 #include "minigpt/knn/datastore.hpp"
-#include "minigpt/knn/distance.hpp"
+#include "minigpt/kernels/distance.hpp"
 #include "minigpt/knn/exact.hpp"
 #include "minigpt/knn/faiss_index.hpp"
 #include "minigpt/knn/index.hpp"

@@ -7,6 +7,7 @@
 #include "minigpt/core/tensor.hpp"
 #include "minigpt/core/threads.hpp"
 #include "minigpt/io/gguf.hpp"
+#include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/io/llama2c.hpp"
 #include "minigpt/kernels/matmul.hpp"
 #include "minigpt/kernels/ops.hpp"

@@ -291,6 +291,3 @@ private:
 };
 
 }  // namespace minigpt::io
-
-// The writer comes with the reader: code that round-trips metadata (text/vocab_gguf.hpp) includes only this header.
-#include "minigpt/io/gguf_writer.hpp"

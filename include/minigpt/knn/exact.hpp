@@ -22,7 +22,7 @@
 #include "minigpt/core/error.hpp"
 #include "minigpt/core/threads.hpp"
 #include "minigpt/knn/datastore.hpp"
-#include "minigpt/knn/distance.hpp"
+#include "minigpt/kernels/distance.hpp"
 #include "minigpt/knn/index.hpp"
 
 namespace minigpt::knn {

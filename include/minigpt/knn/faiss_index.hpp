@@ -23,7 +23,7 @@
 
 #include "minigpt/core/error.hpp"
 #include "minigpt/knn/datastore.hpp"
-#include "minigpt/knn/distance.hpp"
+#include "minigpt/kernels/distance.hpp"
 #include "minigpt/knn/exact.hpp"
 #include "minigpt/knn/index.hpp"
 #include "minigpt/knn/kmeans.hpp"

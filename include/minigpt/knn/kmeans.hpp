@@ -25,7 +25,7 @@
 
 #include "minigpt/core/dtype.hpp"
 #include "minigpt/core/error.hpp"
-#include "minigpt/knn/distance.hpp"
+#include "minigpt/kernels/distance.hpp"
 #include "minigpt/knn/index.hpp"
 #include "minigpt/knn/progress.hpp"
 

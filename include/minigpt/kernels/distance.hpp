@@ -1,5 +1,5 @@
-// Squared-L2 distance and dot-product kernels for the kNN datastore: float32 and
-// float16 keys.
+// Squared-L2 distance and dot-product kernels for nearest-neighbour search over float32
+// and float16 keys (used by knn/; they know nothing of datastores).
 //
 // The hot loop of exact search is one query against millions of keys, so it is
 // memory-bound: keys are read once, in order, and the kernel only has to keep up
@@ -17,7 +17,7 @@
 #include "minigpt/core/half.hpp"
 #include "minigpt/simd/convert.hpp"
 
-namespace minigpt::knn {
+namespace minigpt::kernels::distance {
 
 // Scalar references, accumulating in double so the tests have an independent yardstick.
 inline double l2_sq_reference(const float* a, const float* b, std::int64_t dim) {
@@ -194,4 +194,9 @@ inline void dot_products(const float* a, std::int64_t na, const float* b, std::i
     }
 }
 
+}  // namespace minigpt::kernels::distance
+
+namespace minigpt::knn {
+// The kNN code calls these kernels unqualified.
+using namespace minigpt::kernels::distance;
 }  // namespace minigpt::knn
