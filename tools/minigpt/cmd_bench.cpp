@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.hpp"
+#include "minigpt/core/progress.hpp"
 #include "minigpt/model/context.hpp"
 
 namespace minigpt::tool {
@@ -103,7 +104,11 @@ int run_bench(const std::vector<std::string>& args) {
     for (auto g : gens) n_ctx = std::max(n_ctx, g + 1);
     if (c.arch == architecture::gpt2 && n_ctx > c.n_ctx_train)
         throw usage_error("this GPT-2 model has " + std::to_string(c.n_ctx_train) + " positions; lower -p/-n");
-    const bool tty = ::isatty(2);
+    std::int64_t n_runs = 0;
+    for (auto v : prompts) n_runs += v > 0 ? reps + 1 : 0;
+    for (auto v : gens) n_runs += v > 0 ? reps + 1 : 0;
+    progress bar("benchmarking", n_runs * static_cast<std::int64_t>(threads.size()), ::isatty(2) != 0, 0.0);
+    std::int64_t n_done = 0;
     std::mt19937 rng(1234);
     std::uniform_int_distribution<std::int32_t> any_token(0, static_cast<std::int32_t>(c.n_vocab - 1));
 
@@ -125,7 +130,7 @@ int run_bench(const std::vector<std::string>& args) {
                 ctx.truncate(0);
                 const double s = time_it([&] { ctx.decode(tokens); });
                 if (rep >= 0) r.ts.push_back(static_cast<double>(p) / s);
-                if (tty) std::fprintf(stderr, "\r%s t=%lld: %lld/%lld ", r.test.c_str(), static_cast<long long>(nt), static_cast<long long>(rep + 1), static_cast<long long>(reps));
+                bar.update(++n_done);
             }
             results.emplace_back(static_cast<int>(nt), r);
         }
@@ -141,12 +146,12 @@ int run_bench(const std::vector<std::string>& args) {
                     }
                 });
                 if (rep >= 0) r.ts.push_back(static_cast<double>(g) / s);
-                if (tty) std::fprintf(stderr, "\r%s t=%lld: %lld/%lld ", r.test.c_str(), static_cast<long long>(nt), static_cast<long long>(rep + 1), static_cast<long long>(reps));
+                bar.update(++n_done);
             }
             results.emplace_back(static_cast<int>(nt), r);
         }
     }
-    if (tty) std::fprintf(stderr, "\r%40s\r", "");
+    bar.done();
 
     const std::string label = model_label(*m);
     if (format == "json") {

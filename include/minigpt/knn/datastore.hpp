@@ -38,7 +38,7 @@
 #include "minigpt/core/half.hpp"
 #include "minigpt/core/tensor.hpp"
 #include "minigpt/io/mapped_file.hpp"
-#include "minigpt/knn/progress.hpp"
+#include "minigpt/core/progress.hpp"
 #include "minigpt/simd/convert.hpp"
 
 namespace minigpt::knn {

@@ -31,7 +31,7 @@
 #include "minigpt/knn/exact.hpp"
 #include "minigpt/knn/index.hpp"
 #include "minigpt/knn/kmeans.hpp"
-#include "minigpt/knn/progress.hpp"
+#include "minigpt/core/progress.hpp"
 
 namespace minigpt::knn {
 

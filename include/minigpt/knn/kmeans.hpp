@@ -27,7 +27,7 @@
 #include "minigpt/core/error.hpp"
 #include "minigpt/kernels/distance.hpp"
 #include "minigpt/knn/index.hpp"
-#include "minigpt/knn/progress.hpp"
+#include "minigpt/core/progress.hpp"
 
 namespace minigpt::knn {
 

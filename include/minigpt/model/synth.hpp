@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "minigpt/core/error.hpp"
+#include "minigpt/core/progress.hpp"
 #include "minigpt/core/tensor.hpp"
 #include "minigpt/core/threads.hpp"
 #include "minigpt/io/gguf_writer.hpp"
@@ -139,6 +140,8 @@ inline model_config synthesize(io::gguf_writer& w, const synth_preset& p, dtype 
     }
 
     std::uint64_t stream = seed * 1000003ull;
+    progress bar("synthesising " + c.name + " (" + std::string(dtype_name(type)) + ")", 3 + c.n_layer);
+    std::int64_t n_done = 0;
     const float std_amp = 0.02f * std::sqrt(3.0f);  // uniform with standard deviation 0.02
     auto matrix = [&](const std::string& name, std::int64_t rows, std::int64_t cols) {
         w.add_tensor(name, detail::random_tensor(type, rows, cols, 0.0f, std_amp, ++stream, n_threads));
@@ -153,7 +156,8 @@ inline model_config synthesize(io::gguf_writer& w, const synth_preset& p, dtype 
     if (c.arch == architecture::gpt2) vector("output_norm.bias", c.n_embd, 0.0f, 0.02f);
     if (!c.tied_output) matrix("output.weight", c.n_vocab, c.n_embd);
     const std::int64_t n_qkv = c.q_dim() + 2 * c.kv_dim();
-    for (std::int64_t i = 0; i < c.n_layer; ++i) {
+    bar.update(n_done += 3);
+    for (std::int64_t i = 0; i < c.n_layer; ++i, bar.update(++n_done)) {
         const std::string b = "blk." + std::to_string(i) + ".";
         vector(b + "attn_norm.weight", c.n_embd, 1.0f, 0.1f);
         vector(b + "ffn_norm.weight", c.n_embd, 1.0f, 0.1f);
