@@ -10,8 +10,9 @@
 //   terms) adds at most 4 (n_blocks + 16) u · Σ(|ŵ_i| + c_i)|x̂_i|, c_i = the block's largest
 //   |ŵ| (covers Q4_K's min term, summed apart from the scale term).
 // The tests check the public entry points against the plain reference with the first or
-// the sum of both budgets, and the integer kernels (fast and scalar twin) against a double
-// reference that uses the same quantised activations, with the tight float budget only.
+// the sum of both budgets, and the integer kernels (fast and scalar twin, per-row and packed)
+// against a double reference that uses the same quantised activations, with the tight float
+// budget only.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -127,6 +128,13 @@ void check_case(const matmul_case& c) {
     K::matmul(w, x.data(), y1.data(), c.n_tokens, 1);
     K::detail::matmul_dots(w, x.data(), y_dots.data(), c.n_tokens, 2);
     K::detail::matmul_gemm(w, x.data(), y_gemm.data(), c.n_tokens, 2);
+    // The packed (row-interleaved) integer kernels, forced on so that the scalar fallback is covered
+    // on machines without AVX-512 VNNI too; for other types packed_matrix passes the tensor through.
+    std::vector<float> y_packed(n_y, NAN), y_packed1(n_y, NAN);
+    const K::packed_matrix packed(w, K::pack_policy::always);
+    EXPECT_EQ(packed.is_packed(), quant::has_packed_layout(c.type));
+    K::matmul(packed, x.data(), y_packed.data(), c.n_tokens, 2);
+    K::matmul(packed, x.data(), y_packed1.data(), c.n_tokens, 1);
     // The reference on the quantised activations, for the tight check of the integer kernels.
     std::vector<float> ref_q(n_y);
     if (is_quantized(c.type)) {
@@ -148,6 +156,12 @@ void check_case(const matmul_case& c) {
             if (std::fabs(y[k] - ref[k]) > any_path) ++failures, ADD_FAILURE() << where << ": matmul " << y[k] << " vs " << ref[k];
             if (y1[k] != y[k]) ++failures, ADD_FAILURE() << where << ": 1 thread " << y1[k] << " vs 2 threads " << y[k];
             if (std::fabs(y_gemm[k] - ref[k]) > b.plain) ++failures, ADD_FAILURE() << where << ": gemm " << y_gemm[k] << " vs " << ref[k];
+            if (y_packed1[k] != y_packed[k])
+                ++failures, ADD_FAILURE() << where << ": packed 1 thread " << y_packed1[k] << " vs 2 threads " << y_packed[k];
+            if (!quant::has_packed_layout(c.type) && y_packed[k] != y[k])
+                ++failures, ADD_FAILURE() << where << ": unpacked packed_matrix " << y_packed[k] << " vs matmul " << y[k];
+            if (quant::has_packed_layout(c.type) && std::fabs(y_packed[k] - ref_q[k]) > b.dots)
+                ++failures, ADD_FAILURE() << where << ": packed " << y_packed[k] << " vs quantised-activation reference " << ref_q[k];
             if (is_quantized(c.type)) {
                 if (std::fabs(y_dots[k] - ref_q[k]) > b.dots)
                     ++failures, ADD_FAILURE() << where << ": dots " << y_dots[k] << " vs quantised-activation reference " << ref_q[k];
@@ -170,10 +184,11 @@ TEST(Matmul, FloatTypesAllShapes) {
 }
 
 TEST(Matmul, Block32TypesAllShapes) {
+    // 70 tokens: more than one cache block of the packed kernels (64) and a partial register tile.
     for (dtype t : {dtype::q8_0, dtype::q4_0})
         for (std::int64_t n_in : {32, 256, 4352})
-            for (std::int64_t n_out : {1, 7, 33})
-                for (std::int64_t n_tokens : {1, 3, 17, 64}) check_case({t, n_out, n_in, n_tokens});
+            for (std::int64_t n_out : {1, 7, 16, 33})
+                for (std::int64_t n_tokens : {1, 3, 17, 64, 70}) check_case({t, n_out, n_in, n_tokens});
 }
 
 TEST(Matmul, KQuantTypesAllShapes) {
@@ -246,6 +261,61 @@ TEST(Matmul, ScalarIntegerKernels) {
             EXPECT_LE(std::fabs(got - want), budget_for(t, wd, x.data(), n_in, r).dots) << "row " << r;
         }
     }
+}
+
+// The scalar twin of the packed kernels (the fallback without AVX-512 VNNI) on a partial group of
+// 7 rows, against the quantised-activation reference with the tight float budget.
+TEST(Matmul, ScalarPackedKernel) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0}) {
+        SCOPED_TRACE(std::string(dtype_name(t)));
+        const std::int64_t n_in = 4352, n_out = 7;
+        const tensor w = random_weights(t, n_out, n_in, 13);
+        const auto wd = decoded(w);
+        const auto x = gaussian(static_cast<std::size_t>(n_in), 14);
+        const auto xq = quantised_activations(t, x, n_in);
+        const K::packed_matrix p(w, K::pack_policy::always);
+        ASSERT_TRUE(p.is_packed());
+        std::vector<quant::act_q8_32_seeded> a(static_cast<std::size_t>(n_in / 32));
+        K::detail::quantize_act_seeded(x.data(), a.data(), n_in, K::detail::packed_zero_point(t));
+        float out[16];
+        K::detail::packed_dot_scalar(p.layout(), p.packed_data(), 0, a.data(), out);
+        for (std::int64_t r = 0; r < n_out; ++r) {
+            double want = 0;
+            for (std::int64_t i = 0; i < n_in; ++i) want += static_cast<double>(wd[static_cast<std::size_t>(r * n_in + i)]) * xq[static_cast<std::size_t>(i)];
+            EXPECT_LE(std::fabs(out[r] - want), budget_for(t, wd, x.data(), n_in, r).dots) << "row " << r;
+        }
+        for (std::int64_t r = n_out; r < 16; ++r) EXPECT_EQ(out[r], 0.0f) << "padding row " << r;
+    }
+}
+
+// Seeded activation blocks carry the reference bytes and -zero_point * sum(qs).
+TEST(Matmul, SeededActivationsMatchReference) {
+    const auto x = gaussian(256, 41);
+    std::vector<quant::act_q8_32> ref(8);
+    quant::ref::quantize_act_32(x.data(), ref.data(), 256);
+    for (dtype t : {dtype::q8_0, dtype::q4_0}) {
+        std::vector<quant::act_q8_32_seeded> a(8);
+        K::detail::quantize_act_seeded(x.data(), a.data(), 256, K::detail::packed_zero_point(t));
+        for (std::size_t b = 0; b < 8; ++b) {
+            EXPECT_EQ(a[b].d, ref[b].d);
+            EXPECT_EQ(a[b].seed, (t == dtype::q4_0 ? -8 : -128) * ref[b].sum);
+            EXPECT_EQ(std::memcmp(a[b].qs, ref[b].qs, 32), 0);
+        }
+    }
+}
+
+TEST(Matmul, PackPolicies) {
+    const tensor w = random_weights(dtype::q4_0, 20, 64, 3);
+    EXPECT_FALSE(K::packed_matrix(w, K::pack_policy::never).is_packed());
+    EXPECT_TRUE(K::packed_matrix(w, K::pack_policy::always).is_packed());
+    EXPECT_EQ(K::packed_matrix(w).is_packed(), K::detail::k_packed_kernels_vectorised);
+    EXPECT_FALSE(K::packed_matrix(random_weights(dtype::q6_k, 20, 256, 3), K::pack_policy::always).is_packed());
+    EXPECT_THROW(K::packed_matrix(tensor{}), shape_error);
+    EXPECT_THROW(K::packed_matrix(tensor::empty(dtype::q8_0, {2, 2, 64})), shape_error);
+    const K::packed_matrix p(w, K::pack_policy::always);
+    std::vector<float> x(64), y(20);
+    EXPECT_THROW(K::matmul(p, nullptr, y.data(), 1), shape_error);
+    EXPECT_THROW(K::matmul(p, x.data(), y.data(), -1), shape_error);
 }
 
 // The vector activation quantisers used by matmul give the reference quantisers' bytes, on

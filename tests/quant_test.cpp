@@ -1,7 +1,9 @@
 // Tests of the block formats and row codecs (quant/*.hpp, simd/convert.hpp).
 //
 // Decoding is checked against blocks built byte by byte in the test, with the expected
-// floats written from the format definition (docs/formats.md), not from the decoder.
+// floats written from the format definition (docs/formats.md), not from the decoder; the
+// packed layouts of quant/repack.hpp byte by byte against their definition and row by row
+// against the original rows' decoding.
 // Quantisers are checked by round trips: exact on values the format represents, and
 // within error bounds derived from each format's rounding on random data.
 #include <gtest/gtest.h>
@@ -11,9 +13,11 @@
 #include <cstddef>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "minigpt/quant/quant.hpp"
+#include "minigpt/quant/repack.hpp"
 
 using namespace minigpt;
 using namespace minigpt::quant;
@@ -352,4 +356,90 @@ TEST(QuantErrors, BadInputThrows) {
         EXPECT_NE(std::string(e.what()).find("q6_k"), std::string::npos) << e.what();
     }
     EXPECT_NO_THROW(dequantize_row(dtype::q8_0, nullptr, nullptr, 0));
+}
+
+// ---- packed (16-row interleaved) layouts, quant/repack.hpp -----------------------------------
+
+namespace {
+
+// A (n_rows, n_cols) matrix of type t with distinct, hand-chosen bytes: row r, block b has scale
+// bits 0x3c00 + 16 r + b (fp16 1.0 plus a few ulps) and byte j = (r * 7 + b * 13 + j * 3) % 256.
+std::vector<std::byte> hand_matrix(dtype t, std::int64_t n_rows, std::int64_t n_cols) {
+    const std::int64_t nb = n_cols / 32, bb = block_bytes(t);
+    std::vector<std::byte> m(static_cast<std::size_t>(n_rows * nb * bb));
+    for (std::int64_t r = 0; r < n_rows; ++r)
+        for (std::int64_t b = 0; b < nb; ++b) {
+            std::byte* blk = m.data() + (r * nb + b) * bb;
+            const auto d = static_cast<std::uint16_t>(0x3c00 + 16 * r + b);
+            std::memcpy(blk, &d, 2);
+            for (std::int64_t j = 0; j < bb - 2; ++j) blk[2 + j] = static_cast<std::byte>((r * 7 + b * 13 + j * 3) % 256);
+        }
+    return m;
+}
+
+}  // namespace
+
+TEST(QuantPacked, ByteLayoutMatchesDefinition) {
+    // 19 rows: one full group and a partial one (rows 16-18, lanes 3-15 zero).
+    for (dtype t : {dtype::q4_0, dtype::q8_0}) {
+        SCOPED_TRACE(std::string(dtype_name(t)));
+        const std::int64_t n_rows = 19, n_cols = 64, bb = block_bytes(t);
+        const auto src = hand_matrix(t, n_rows, n_cols);
+        const packed_layout L(t, n_rows, n_cols);
+        EXPECT_EQ(L.n_groups, 2);
+        EXPECT_EQ(L.n_blocks, 2);
+        EXPECT_EQ(L.quant_bytes, t == dtype::q4_0 ? 256 : 512);
+        EXPECT_EQ(L.n_bytes, 2 * 2 * (L.quant_bytes + 32));
+        std::vector<std::byte> packed(static_cast<std::size_t>(L.n_bytes));
+        pack_rows(L, src.data(), 2 * bb, packed.data(), 0, n_rows);
+        const auto byte_at = [&](std::int64_t off) { return static_cast<unsigned>(packed[static_cast<std::size_t>(off)]); };
+        // Row 17 = group 1 lane 1, block 1: chunk c holds its qs bytes 4c..4c+3 (Q8_0: XOR 0x80).
+        const std::int64_t r = 17, b = 1;
+        for (int c = 0; c < L.quant_bytes / 64; ++c)
+            for (int k = 0; k < 4; ++k) {
+                unsigned want = static_cast<unsigned>((r * 7 + b * 13 + (4 * c + k) * 3) % 256);
+                if (t == dtype::q8_0) want ^= 0x80u;
+                EXPECT_EQ(byte_at(L.quants_of(1, b) + 64 * c + 4 * 1 + k), want) << "chunk " << c << " byte " << k;
+            }
+        std::uint16_t d;
+        std::memcpy(&d, packed.data() + L.scales_of(1, b) + 2 * 1, 2);
+        EXPECT_EQ(d, 0x3c00 + 16 * 17 + 1);
+        // Lanes of missing rows (group 1, lanes 3..15) are zero.
+        for (int lane = 3; lane < 16; ++lane) {
+            for (int c = 0; c < L.quant_bytes / 64; ++c) EXPECT_EQ(byte_at(L.quants_of(1, 0) + 64 * c + 4 * lane), 0u);
+            EXPECT_EQ(byte_at(L.scales_of(1, 0) + 2 * lane), 0u);
+        }
+    }
+}
+
+TEST(QuantPacked, RowsDecodeToTheOriginalBits) {
+    for (dtype t : {dtype::q4_0, dtype::q8_0}) {
+        SCOPED_TRACE(std::string(dtype_name(t)));
+        const std::int64_t n_rows = 37, n_cols = 320;
+        const auto x = gaussian(static_cast<std::size_t>(n_rows * n_cols), 77);
+        const std::int64_t rb = static_cast<std::int64_t>(row_bytes(t, n_cols));
+        std::vector<std::byte> src(static_cast<std::size_t>(n_rows * rb));
+        for (std::int64_t r = 0; r < n_rows; ++r) quantize_row(t, x.data() + r * n_cols, src.data() + r * rb, n_cols);
+        const packed_layout L(t, n_rows, n_cols);
+        std::vector<std::byte> packed(static_cast<std::size_t>(L.n_bytes));
+        // Packed in two group-aligned pieces, as the parallel packer does.
+        pack_rows(L, src.data(), rb, packed.data(), 0, 16);
+        pack_rows(L, src.data(), rb, packed.data(), 16, n_rows);
+        std::vector<float> want(static_cast<std::size_t>(n_cols)), got(static_cast<std::size_t>(n_cols));
+        for (std::int64_t r = 0; r < n_rows; ++r) {
+            dequantize_row(t, src.data() + r * rb, want.data(), n_cols);
+            dequantize_packed_row(L, packed.data(), r, got.data());
+            ASSERT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0) << "row " << r;
+        }
+        EXPECT_THROW(dequantize_packed_row(L, packed.data(), n_rows, got.data()), shape_error);
+    }
+}
+
+TEST(QuantPacked, BadLayoutsThrow) {
+    EXPECT_THROW(packed_layout(dtype::q4_k, 16, 256), error);
+    EXPECT_THROW(packed_layout(dtype::f32, 16, 32), error);
+    EXPECT_THROW(packed_layout(dtype::q8_0, 16, 48), shape_error);
+    EXPECT_THROW(packed_layout(dtype::q4_0, -1, 32), shape_error);
+    EXPECT_TRUE(has_packed_layout(dtype::q4_0));
+    EXPECT_FALSE(has_packed_layout(dtype::q6_k));
 }

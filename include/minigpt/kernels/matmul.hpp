@@ -8,6 +8,10 @@
 // GEMM of matmul_gemm.hpp, which decodes W tile by tile. Both split the output rows
 // over threads with parallel_for. matmul_reference is the scalar double-precision
 // definition the tests compare against.
+//
+// The overloads taking a packed_matrix (matmul_packed.hpp) are what the model uses: Q4_0 and
+// Q8_0 weights repacked 16 rows at a time run on integer kernels for any number of tokens;
+// other types fall through to the tensor overloads.
 #pragma once
 
 #include <algorithm>
@@ -23,6 +27,7 @@
 #include "minigpt/core/threads.hpp"
 #include "minigpt/kernels/matmul_dot.hpp"
 #include "minigpt/kernels/matmul_gemm.hpp"
+#include "minigpt/kernels/matmul_packed.hpp"
 #include "minigpt/quant/quant.hpp"
 #include "minigpt/quant/reference.hpp"
 
@@ -161,6 +166,29 @@ inline void matmul(const tensor& w, const float* x, float* y, std::int64_t n_tok
 // y (n_out) = W x (n_in): the n_tokens == 1 case.
 inline void gemv(const tensor& w, const float* x, float* y, int n_threads = 0) {
     detail::check_matmul("gemv", w, x, y, 1);
+    matmul(w, x, y, 1, n_threads);
+}
+
+// matmul with a prepared weight: the packed integer kernels (any n_tokens) when W was repacked,
+// otherwise exactly matmul(w.source(), ...). X is rounded to 8-bit blocks as for the dot kernels.
+inline void matmul(const packed_matrix& w, const float* x, float* y, std::int64_t n_tokens, int n_threads = 0) {
+    if (!w.is_packed()) {
+        matmul(w.source(), x, y, n_tokens, n_threads);
+        return;
+    }
+    detail::check_matmul("matmul", w.source(), x, y, n_tokens);
+    if (n_tokens == 0 || w.n_out() == 0) return;
+    const quant::packed_layout& layout = w.layout();
+    const auto* act = detail::quantize_activations_seeded(x, n_tokens, w.n_in(), w.type(), n_threads);
+    const std::int64_t work_bytes = w.source().n_bytes() * std::min<std::int64_t>(n_tokens, 8);
+    parallel_for(layout.n_groups, work_bytes < detail::k_parallel_min_bytes ? 1 : n_threads,
+                 [&](std::int64_t g0, std::int64_t g1) {
+                     detail::packed_groups(layout, w.packed_data(), act, n_tokens, y, w.n_out(), g0, g1);
+                 });
+}
+
+inline void gemv(const packed_matrix& w, const float* x, float* y, int n_threads = 0) {
+    detail::check_matmul("gemv", w.source(), x, y, 1);
     matmul(w, x, y, 1, n_threads);
 }
 

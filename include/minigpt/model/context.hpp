@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -26,6 +27,25 @@
 #include "minigpt/quant/quant.hpp"
 
 namespace minigpt {
+
+namespace detail {
+
+// The prepared matrices of a model, built by the first context that needs them and shared by every
+// context of that model alive at the same time (freed with the last one). A live entry's contexts hold
+// the model, so its address cannot have been reused by another model.
+inline std::shared_ptr<const model_matrices> shared_matrices(const std::shared_ptr<const model>& m, int n_threads) {
+    static std::mutex mutex;
+    static std::vector<std::pair<const model*, std::weak_ptr<const model_matrices>>> cache;
+    std::lock_guard<std::mutex> lock(mutex);
+    std::erase_if(cache, [](const auto& e) { return e.second.expired(); });
+    for (const auto& [key, weak] : cache)
+        if (auto p = weak.lock(); p && key == m.get()) return p;
+    auto p = std::make_shared<const model_matrices>(m->weights(), n_threads);
+    cache.emplace_back(m.get(), p);
+    return p;
+}
+
+}  // namespace detail
 
 struct context_params {
     std::int64_t n_ctx = 0;            // positions the KV cache holds; 0: the model's training context
@@ -50,6 +70,7 @@ public:
         if (params_.n_ctx > (1 << 24)) throw error("context: n_ctx too large");
         params_.n_batch = std::clamp<std::int64_t>(params_.n_batch, 1, params_.n_ctx);
         kv_ = kv_cache(c.n_layer, params_.n_ctx, c.kv_dim(), params_.kv_type);
+        matrices_ = detail::shared_matrices(model_, params_.n_threads);
         state_ = forward_state(c, params_.n_batch);
         final_ = tensor::empty(dtype::f32, {params_.n_batch, c.n_embd});  // (n_batch, n_embd) final normed state
         logits_.reserve(static_cast<std::size_t>(c.n_vocab));
@@ -158,9 +179,10 @@ private:
         float* ffn_tap = params_.tap == hidden_tap::ffn_input ? tap_out : nullptr;
         for (std::int64_t l = 0; l < c.n_layer; ++l) {
             const auto& L = w.layers[static_cast<std::size_t>(l)];
+            const auto& M = matrices_->layers[static_cast<std::size_t>(l)];
             float* tap_here = l == c.n_layer - 1 ? ffn_tap : nullptr;
-            if (c.arch == architecture::gpt2) gpt2_layer(c, L, l, kv_, state_, n, n_past_, nt, tap_here);
-            else llama_layer(c, L, l, kv_, state_, n, n_past_, nt, tap_here);
+            if (c.arch == architecture::gpt2) gpt2_layer(c, L, M, l, kv_, state_, n, n_past_, nt, tap_here);
+            else llama_layer(c, L, M, l, kv_, state_, n, n_past_, nt, tap_here);
             if (layer_callback_) layer_callback_(l, std::span<const float>(x, static_cast<std::size_t>(n * c.n_embd)), n);
         }
 
@@ -178,11 +200,12 @@ private:
         }
         if (params_.tap == hidden_tap::final_norm) std::copy(fin, fin + n * c.n_embd, tap_out);
         if (!logits_out) return;
-        if (all_rows) kernels::matmul(w.output, fin, logits_out, n, nt);
-        else kernels::matmul(w.output, fin + (n - 1) * c.n_embd, logits_out, 1, nt);
+        if (all_rows) kernels::matmul(matrices_->output, fin, logits_out, n, nt);
+        else kernels::matmul(matrices_->output, fin + (n - 1) * c.n_embd, logits_out, 1, nt);
     }
 
     std::shared_ptr<const model> model_;
+    std::shared_ptr<const model_matrices> matrices_;  // the model's weights as matmul reads them
     context_params params_;
     kv_cache kv_;
     forward_state state_;

@@ -8,10 +8,13 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "minigpt/core/tensor.hpp"
+#include "minigpt/kernels/matmul.hpp"
 #include "minigpt/kernels/ops.hpp"
 #include "minigpt/model/config.hpp"
+#include "minigpt/model/weights.hpp"
 
 namespace minigpt {
 
@@ -47,6 +50,29 @@ struct forward_state {
         att = tensor::empty(dtype::f32, {n_batch, c.q_dim()});
         hb = tensor::empty(dtype::f32, {n_batch, c.n_ff});
         hb2 = tensor::empty(dtype::f32, {n_batch, c.n_ff});
+    }
+};
+
+// The weight matrices of a model prepared for kernels::matmul (Q4_0 / Q8_0 repacked for the
+// integer kernels, other types as they are), by role as in layer_weights. Built once per model
+// and shared by its contexts (context.hpp); absent roles stay empty.
+struct layer_matrices {
+    kernels::packed_matrix attn_q, attn_k, attn_v, attn_qkv, attn_output, ffn_gate, ffn_up, ffn_down;
+};
+
+struct model_matrices {
+    std::vector<layer_matrices> layers;
+    kernels::packed_matrix output;
+
+    model_matrices() = default;
+    model_matrices(const model_weights& w, int n_threads) {
+        auto prepare = [n_threads](const tensor& t) {
+            return t.empty() ? kernels::packed_matrix() : kernels::packed_matrix(t, kernels::pack_policy::when_faster, n_threads);
+        };
+        for (const auto& L : w.layers)
+            layers.push_back({prepare(L.attn_q), prepare(L.attn_k), prepare(L.attn_v), prepare(L.attn_qkv),
+                              prepare(L.attn_output), prepare(L.ffn_gate), prepare(L.ffn_up), prepare(L.ffn_down)});
+        output = prepare(w.output);
     }
 };
 

@@ -17,8 +17,9 @@
 
 namespace minigpt {
 
-inline void gpt2_layer(const model_config& c, const layer_weights& L, std::int64_t layer, kv_cache& kv,
-                       forward_state& s, std::int64_t n_tokens, std::int64_t pos0, int n_threads,
+// L holds the layer's norms and biases, M its matrices as matmul reads them (forward_state.hpp).
+inline void gpt2_layer(const model_config& c, const layer_weights& L, const layer_matrices& M, std::int64_t layer,
+                       kv_cache& kv, forward_state& s, std::int64_t n_tokens, std::int64_t pos0, int n_threads,
                        float* ffn_input_out = nullptr) {
     using namespace kernels;
     const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
@@ -32,7 +33,7 @@ inline void gpt2_layer(const model_config& c, const layer_weights& L, std::int64
     // Attention: x += Wo · attention(split(Wqkv · layernorm(x) + b)) + bo
     for (std::int64_t t = 0; t < n_tokens; ++t)
         layernorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data<float>(), L.attn_norm_b.data<float>(), n_embd, c.norm_eps);
-    matmul(L.attn_qkv, xb, qkv, n_tokens, n_threads);
+    matmul(M.attn_qkv, xb, qkv, n_tokens, n_threads);
     minigpt::detail::add_bias(qkv, L.attn_qkv_b, n_tokens, n_qkv);
     float* att = s.att.data<float>();
     for (std::int64_t t = 0; t < n_tokens; ++t) {  // de-interleave: q stays packed in att, k and v in their buffers
@@ -45,7 +46,7 @@ inline void gpt2_layer(const model_config& c, const layer_weights& L, std::int64
     // The query rows now live in att; attention writes its output into qkv's storage (q_dim wide rows).
     attention(att, kv.k(layer), kv.v(layer), kv.type(), qkv, n_tokens, pos0, c.n_head, c.n_head_kv, c.head_dim,
               1.0f / std::sqrt(static_cast<float>(c.head_dim)), n_threads);
-    matmul(L.attn_output, qkv, xb, n_tokens, n_threads);
+    matmul(M.attn_output, qkv, xb, n_tokens, n_threads);
     minigpt::detail::add_bias(xb, L.attn_output_b, n_tokens, n_embd);
     minigpt::detail::add_rows(x, xb, n_tokens, n_embd);
 
@@ -53,11 +54,11 @@ inline void gpt2_layer(const model_config& c, const layer_weights& L, std::int64
     for (std::int64_t t = 0; t < n_tokens; ++t)
         layernorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data<float>(), L.ffn_norm_b.data<float>(), n_embd, c.norm_eps);
     if (ffn_input_out) std::copy(xb, xb + n_tokens * n_embd, ffn_input_out);
-    matmul(L.ffn_up, xb, s.hb.data<float>(), n_tokens, n_threads);
+    matmul(M.ffn_up, xb, s.hb.data<float>(), n_tokens, n_threads);
     minigpt::detail::add_bias(s.hb.data<float>(), L.ffn_up_b, n_tokens, c.n_ff);
     if (c.gelu == gelu_mode::fp16_table) gelu_fp16_table(s.hb.data<float>(), n_tokens * c.n_ff);
     else gelu(s.hb.data<float>(), n_tokens * c.n_ff);
-    matmul(L.ffn_down, s.hb.data<float>(), xb, n_tokens, n_threads);
+    matmul(M.ffn_down, s.hb.data<float>(), xb, n_tokens, n_threads);
     minigpt::detail::add_bias(xb, L.ffn_down_b, n_tokens, n_embd);
     minigpt::detail::add_rows(x, xb, n_tokens, n_embd);
 }

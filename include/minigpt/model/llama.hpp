@@ -19,9 +19,10 @@
 
 namespace minigpt {
 
+// L holds the layer's norms and biases, M its matrices as matmul reads them (forward_state.hpp).
 // `ffn_input_out`, when non-null, receives the normed feed-forward input (n_tokens, n_embd).
-inline void llama_layer(const model_config& c, const layer_weights& L, std::int64_t layer, kv_cache& kv,
-                        forward_state& s, std::int64_t n_tokens, std::int64_t pos0, int n_threads,
+inline void llama_layer(const model_config& c, const layer_weights& L, const layer_matrices& M, std::int64_t layer,
+                        kv_cache& kv, forward_state& s, std::int64_t n_tokens, std::int64_t pos0, int n_threads,
                         float* ffn_input_out = nullptr) {
     using namespace kernels;
     const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
@@ -34,9 +35,9 @@ inline void llama_layer(const model_config& c, const layer_weights& L, std::int6
     // Attention: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
     for (std::int64_t t = 0; t < n_tokens; ++t)
         rmsnorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data<float>(), n_embd, c.norm_eps);
-    matmul(L.attn_q, xb, q, n_tokens, n_threads);
-    matmul(L.attn_k, xb, k, n_tokens, n_threads);
-    matmul(L.attn_v, xb, v, n_tokens, n_threads);
+    matmul(M.attn_q, xb, q, n_tokens, n_threads);
+    matmul(M.attn_k, xb, k, n_tokens, n_threads);
+    matmul(M.attn_v, xb, v, n_tokens, n_threads);
     minigpt::detail::add_bias(q, L.attn_q_b, n_tokens, q_dim);
     minigpt::detail::add_bias(k, L.attn_k_b, n_tokens, kv_dim);
     minigpt::detail::add_bias(v, L.attn_v_b, n_tokens, kv_dim);
@@ -47,17 +48,17 @@ inline void llama_layer(const model_config& c, const layer_weights& L, std::int6
     kv.store(layer, pos0, n_tokens, k, v);
     attention(q, kv.k(layer), kv.v(layer), kv.type(), s.att.data<float>(), n_tokens, pos0, c.n_head, c.n_head_kv,
               c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), n_threads);
-    matmul(L.attn_output, s.att.data<float>(), xb, n_tokens, n_threads);
+    matmul(M.attn_output, s.att.data<float>(), xb, n_tokens, n_threads);
     minigpt::detail::add_rows(x, xb, n_tokens, n_embd);
 
     // Feed-forward: x += W2 · (silu(W1·norm(x)) * W3·norm(x))
     for (std::int64_t t = 0; t < n_tokens; ++t)
         rmsnorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data<float>(), n_embd, c.norm_eps);
     if (ffn_input_out) std::copy(xb, xb + n_tokens * n_embd, ffn_input_out);
-    matmul(L.ffn_gate, xb, s.hb.data<float>(), n_tokens, n_threads);
-    matmul(L.ffn_up, xb, s.hb2.data<float>(), n_tokens, n_threads);
+    matmul(M.ffn_gate, xb, s.hb.data<float>(), n_tokens, n_threads);
+    matmul(M.ffn_up, xb, s.hb2.data<float>(), n_tokens, n_threads);
     swiglu(s.hb.data<float>(), s.hb.data<float>(), s.hb2.data<float>(), n_tokens * c.n_ff);
-    matmul(L.ffn_down, s.hb.data<float>(), xb, n_tokens, n_threads);
+    matmul(M.ffn_down, s.hb.data<float>(), xb, n_tokens, n_threads);
     minigpt::detail::add_rows(x, xb, n_tokens, n_embd);
 }
 

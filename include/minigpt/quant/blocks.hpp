@@ -60,6 +60,16 @@ struct act_q8_32 {
 };
 static_assert(sizeof(act_q8_32) == 40);
 
+// 32 activations for the packed (row-interleaved) kernels of quant/repack.hpp: as act_q8_32, but
+// carrying the weight layout's zero-point correction, seed = -z * sum(qs) (z = 8 for Q4_0's
+// nibbles, 128 for packed Q8_0's w + 128 bytes), ready to start the int32 sums of a block.
+struct act_q8_32_seeded {
+    float d;
+    std::int32_t seed;
+    std::int8_t qs[k_qk];
+};
+static_assert(sizeof(act_q8_32_seeded) == 40);
+
 // 256 activations for the K-quants: x[j] ~ qs[j] * d; bsums[g] is the sum of qs over group g
 // of 16, which carries Q4_K's mins and Q6_K's "- 32" offset.
 struct act_q8_256 {

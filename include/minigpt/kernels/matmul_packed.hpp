@@ -1,0 +1,255 @@
+// Integer matmul kernels on the packed (16-row interleaved) Q4_0 / Q8_0 layout of
+// quant/repack.hpp, and kernels::packed_matrix, the weight handle that selects them.
+//
+// One kernel serves generation and prefill: a tile of 16 weight rows by MT tokens keeps one
+// f32 accumulator vector (16 rows) per token. Per 32-element block it widens the 16 block
+// scales once, seeds one int32 vector per token with the zero-point correction, runs
+// vpdpbusd over 64-byte chunks of the block against 4 activation bytes broadcast from
+// memory (exact int32 sums), then applies scale_w * scale_x with one FMA per token. The
+// nibble unpacking of Q4_0 is shared by the MT tokens. With one token (decode) this reads
+// each weight byte once with ~4x fewer instructions than the per-row kernels of
+// matmul_dot.hpp; with many tokens (prefill) a group's weights stay in L1 while k_pack_token_block
+// tokens pass, so the multiply rate is that of vpdpbusd: about 4x the f32 GEMM's FMA rate.
+//
+// Activations are quantised to 8-bit blocks (act_q8_32_seeded) exactly as for the per-row
+// kernels, so the results are the same sums; packed_dot_scalar is the portable twin that
+// computes them without SIMD (and the fallback where AVX-512 VNNI is missing, though there
+// packed_matrix does not pack by default: the per-row AVX2 kernels are faster).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
+#include "minigpt/core/dtype.hpp"
+#include "minigpt/core/error.hpp"
+#include "minigpt/core/half.hpp"
+#include "minigpt/core/tensor.hpp"
+#include "minigpt/core/threads.hpp"
+#include "minigpt/kernels/matmul_dot.hpp"
+#include "minigpt/quant/blocks.hpp"
+#include "minigpt/quant/repack.hpp"
+#include "minigpt/simd/int8.hpp"
+
+namespace minigpt::kernels {
+
+namespace detail {
+
+using quant::act_q8_32_seeded;
+using quant::k_pack_rows;
+using quant::packed_layout;
+
+#if defined(MINIGPT_SIMD_INT8_512)
+inline constexpr bool k_packed_kernels_vectorised = true;
+#else
+inline constexpr bool k_packed_kernels_vectorised = false;
+#endif
+
+inline constexpr int k_pack_mt = 8;                     // tokens per register tile
+inline constexpr std::int64_t k_pack_token_block = 64;  // tokens per cache block: 64 x n_in bytes stay in L2
+
+// The zero point the packed layout stores the weights at: Q4_0 nibbles are q + 8, packed Q8_0
+// bytes are q + 128.
+inline std::int32_t packed_zero_point(dtype t) { return t == dtype::q4_0 ? 8 : 128; }
+
+// quant::ref::quantize_act_32 (same bytes, see quantize_act_32 in matmul_dot.hpp) with the seed
+// -zero_point * sum(qs) in place of the sum.
+inline void quantize_act_seeded(const float* x, act_q8_32_seeded* a, std::int64_t n, std::int32_t zero_point) {
+    for (std::int64_t i = 0; i < n / quant::k_qk; ++i) {
+        const float* xb = x + i * quant::k_qk;
+        const float amax = abs_max(xb, quant::k_qk);
+        a[i].d = amax / 127.0f;
+        a[i].seed = -zero_point * round_block(xb, amax != 0.0f ? 127.0f / amax : 0.0f, a[i].qs, quant::k_qk);
+    }
+}
+
+// Scalar twin of packed_tile for one token: out[r] = row 16g + r of W times the activation, r < 16.
+// The block sums are exact int32, scaled and accumulated in f32 in block order as the vector kernel does.
+inline void packed_dot_scalar(const packed_layout& L, const std::byte* data, std::int64_t g, const act_q8_32_seeded* a,
+                              float* out) {
+    for (int r = 0; r < k_pack_rows; ++r) {
+        float acc = 0.0f;
+        for (std::int64_t b = 0; b < L.n_blocks; ++b) {
+            const auto* q = reinterpret_cast<const std::uint8_t*>(data + L.quants_of(g, b)) + 4 * r;
+            std::uint16_t d;
+            std::memcpy(&d, data + L.scales_of(g, b) + 2 * r, 2);
+            std::int32_t isum = a[b].seed;
+            if (L.type == dtype::q4_0) {
+                for (int c = 0; c < 4; ++c)
+                    for (int k = 0; k < 4; ++k) {
+                        isum += (q[64 * c + k] & 0x0f) * a[b].qs[4 * c + k];
+                        isum += (q[64 * c + k] >> 4) * a[b].qs[16 + 4 * c + k];
+                    }
+            } else {
+                for (int c = 0; c < 8; ++c)
+                    for (int k = 0; k < 4; ++k) isum += q[64 * c + k] * a[b].qs[4 * c + k];
+            }
+            acc += static_cast<float>(isum) * (fp16_to_fp32(d) * a[b].d);
+        }
+        out[r] = acc;
+    }
+}
+
+#if defined(MINIGPT_SIMD_INT8_512)
+// y[t * ldy + r] = row 16g + r of W times token t's activations (a + t * a_stride), for t < MT and
+// the first n_rows rows of the group.
+template <dtype T, int MT>
+inline void packed_tile(const packed_layout& L, const std::byte* data, std::int64_t g, const act_q8_32_seeded* a,
+                        std::int64_t a_stride, float* y, std::int64_t ldy, int n_rows) {
+    simd::f32x16 acc[MT];
+    for (auto& v : acc) v = simd::f32x16(0.0f);
+    const std::byte* quants = data + L.quants_of(g, 0);
+    const auto* scales = reinterpret_cast<const std::uint16_t*>(data + L.scales_of(g, 0));
+    for (std::int64_t b = 0; b < L.n_blocks; ++b) {
+        simd::i32x16 isum[MT];
+        for (int t = 0; t < MT; ++t) isum[t] = simd::i32x16(a[t * a_stride + b].seed);
+        const std::byte* qb = quants + b * L.quant_bytes;
+        if constexpr (T == dtype::q4_0) {
+            for (int c = 0; c < 4; ++c) {
+                const simd::u8x64 v = simd::load_u8x64(qb + 64 * c);
+                simd::u8x64 lo = simd::low_nibbles(v), hi = simd::high_nibbles(v);
+                simd::keep_in_register(lo);
+                simd::keep_in_register(hi);
+                for (int t = 0; t < MT; ++t) {
+                    const std::int8_t* x = a[t * a_stride + b].qs;
+                    isum[t] = simd::dot_u8i8_bcast(isum[t], lo, x + 4 * c);
+                    isum[t] = simd::dot_u8i8_bcast(isum[t], hi, x + 16 + 4 * c);
+                }
+            }
+        } else {
+            for (int c = 0; c < 8; ++c) {
+                simd::u8x64 v = simd::load_u8x64(qb + 64 * c);
+                if constexpr (MT > 1) simd::keep_in_register(v);
+                for (int t = 0; t < MT; ++t) isum[t] = simd::dot_u8i8_bcast(isum[t], v, a[t * a_stride + b].qs + 4 * c);
+            }
+        }
+        const simd::f32x16 dw = simd::load_f16x16(scales + b * k_pack_rows);
+        for (int t = 0; t < MT; ++t)
+            acc[t] = xsimd::fma(simd::to_float(isum[t]), dw * simd::f32x16(a[t * a_stride + b].d), acc[t]);
+    }
+    for (int t = 0; t < MT; ++t) {
+        if (n_rows == k_pack_rows) acc[t].store_unaligned(y + t * ldy);
+        else simd::store_first(y + t * ldy, acc[t], n_rows);
+    }
+}
+
+template <dtype T>
+inline void packed_tile_any(int mt, const packed_layout& L, const std::byte* data, std::int64_t g, const act_q8_32_seeded* a,
+                            std::int64_t a_stride, float* y, std::int64_t ldy, int n_rows) {
+    switch (mt) {
+        case 8: packed_tile<T, 8>(L, data, g, a, a_stride, y, ldy, n_rows); return;
+        case 7: packed_tile<T, 7>(L, data, g, a, a_stride, y, ldy, n_rows); return;
+        case 6: packed_tile<T, 6>(L, data, g, a, a_stride, y, ldy, n_rows); return;
+        case 5: packed_tile<T, 5>(L, data, g, a, a_stride, y, ldy, n_rows); return;
+        case 4: packed_tile<T, 4>(L, data, g, a, a_stride, y, ldy, n_rows); return;
+        case 3: packed_tile<T, 3>(L, data, g, a, a_stride, y, ldy, n_rows); return;
+        case 2: packed_tile<T, 2>(L, data, g, a, a_stride, y, ldy, n_rows); return;
+        default: packed_tile<T, 1>(L, data, g, a, a_stride, y, ldy, n_rows); return;
+    }
+}
+#endif
+
+// Y[:, rows of groups [g0, g1)) for n_tokens tokens whose activation blocks are a (n_tokens, n_blocks).
+// Y is (n_tokens, ldy).
+inline void packed_groups(const packed_layout& L, const std::byte* data, const act_q8_32_seeded* a, std::int64_t n_tokens,
+                          float* y, std::int64_t ldy, std::int64_t g0, std::int64_t g1) {
+    const std::int64_t nb = L.n_blocks;
+    for (std::int64_t t0 = 0; t0 < n_tokens; t0 += k_pack_token_block) {
+        const std::int64_t t1 = std::min(n_tokens, t0 + k_pack_token_block);
+        for (std::int64_t g = g0; g < g1; ++g) {
+            const int n_rows = static_cast<int>(std::min<std::int64_t>(k_pack_rows, L.n_rows - g * k_pack_rows));
+            for (std::int64_t t = t0; t < t1; t += k_pack_mt) {
+                const int mt = static_cast<int>(std::min<std::int64_t>(k_pack_mt, t1 - t));
+                float* yt = y + t * ldy + g * k_pack_rows;
+#if defined(MINIGPT_SIMD_INT8_512)
+                if (L.type == dtype::q4_0) packed_tile_any<dtype::q4_0>(mt, L, data, g, a + t * nb, nb, yt, ldy, n_rows);
+                else packed_tile_any<dtype::q8_0>(mt, L, data, g, a + t * nb, nb, yt, ldy, n_rows);
+#else
+                for (int i = 0; i < mt; ++i) {
+                    float out[k_pack_rows];
+                    packed_dot_scalar(L, data, g, a + (t + i) * nb, out);
+                    std::copy(out, out + n_rows, yt + i * ldy);
+                }
+#endif
+            }
+        }
+    }
+}
+
+// Activations of n_tokens tokens quantised for a packed matrix of type t, in a per-thread buffer
+// that only grows. Large batches are quantised in parallel.
+inline const act_q8_32_seeded* quantize_activations_seeded(const float* x, std::int64_t n_tokens, std::int64_t n_in,
+                                                           dtype t, int n_threads) {
+    thread_local std::vector<act_q8_32_seeded> buffer;
+    const std::int64_t nb = n_in / quant::k_qk;
+    const std::size_t need = static_cast<std::size_t>(
+        checked_mul(static_cast<std::uint64_t>(nb), static_cast<std::uint64_t>(n_tokens), "activation blocks"));
+    if (buffer.size() < need) buffer.resize(need);
+    act_q8_32_seeded* a = buffer.data();
+    const std::int32_t z = packed_zero_point(t);
+    // Below ~16 tokens a second thread costs more to wake than the work.
+    parallel_for(n_tokens, n_tokens >= 16 ? n_threads : 1, [&](std::int64_t t0, std::int64_t t1) {
+        for (std::int64_t i = t0; i < t1; ++i) quantize_act_seeded(x + i * n_in, a + i * nb, n_in, z);
+    });
+    return a;
+}
+
+}  // namespace detail
+
+// How packed_matrix decides whether to repack a Q4_0 / Q8_0 tensor.
+enum class pack_policy {
+    when_faster,  // only where the packed kernels are vectorised (AVX-512 VNNI); default
+    always,       // whenever the type has a packed layout (tests use it for the scalar fallback)
+    never,
+};
+
+// A weight matrix (n_out, n_in) prepared for matmul: the original tensor, plus for Q4_0 / Q8_0 a
+// row-interleaved copy (quant/repack.hpp) that matmul uses instead. The copy costs as much memory as
+// the tensor's data and one pass over it to build (done once, at model load: see model/context.hpp).
+// Other types are used as they are. Copies share the packed data.
+class packed_matrix {
+public:
+    packed_matrix() = default;
+    explicit packed_matrix(tensor w, pack_policy policy = pack_policy::when_faster, int n_threads = 0)
+        : source_(std::move(w)) {
+        if (source_.empty()) throw shape_error("packed_matrix: weight tensor has no data");
+        if (source_.rank() != 2)
+            throw shape_error("packed_matrix: weight must be rank 2 (n_out, n_in), got shape " + source_.shape_string());
+        const bool pack = quant::has_packed_layout(source_.type()) && policy != pack_policy::never &&
+                          (policy == pack_policy::always || detail::k_packed_kernels_vectorised);
+        if (!pack) return;
+        layout_ = quant::packed_layout(source_.type(), source_.dim(0), source_.dim(1));
+        auto buffer = aligned_buffer(static_cast<std::size_t>(layout_.n_bytes));
+        const std::int64_t stride = source_.stride_bytes(0), n_rows = layout_.n_rows;
+        const quant::packed_layout& layout = layout_;
+        const std::byte* src = source_.raw();
+        std::byte* dst = buffer.get();
+        parallel_for(layout_.n_groups, n_threads, [&](std::int64_t g0, std::int64_t g1) {
+            const std::int64_t r0 = g0 * quant::k_pack_rows, r1 = std::min(n_rows, g1 * quant::k_pack_rows);
+            quant::pack_rows(layout, src, stride, dst, r0, r1);
+        });
+        data_ = std::move(buffer);
+    }
+
+    const tensor& source() const noexcept { return source_; }
+    bool empty() const noexcept { return source_.empty(); }
+    bool is_packed() const noexcept { return data_ != nullptr; }
+    const quant::packed_layout& layout() const noexcept { return layout_; }
+    const std::byte* packed_data() const noexcept { return data_.get(); }
+    dtype type() const noexcept { return source_.type(); }
+    std::int64_t n_out() const { return source_.dim(0); }
+    std::int64_t n_in() const { return source_.dim(1); }
+
+private:
+    tensor source_;
+    quant::packed_layout layout_;
+    std::shared_ptr<std::byte> data_;
+};
+
+}  // namespace minigpt::kernels
