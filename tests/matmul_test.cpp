@@ -15,6 +15,7 @@
 // budget only.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -361,6 +362,25 @@ TEST(Matmul, RowViewOfLargerTensor) {
     K::matmul(full, x.data(), y_full.data(), 5);
     for (int t = 0; t < 5; ++t)
         for (int r = 0; r < 7; ++r) EXPECT_EQ(y[static_cast<std::size_t>(t * 7 + r)], y_full[static_cast<std::size_t>(t * 12 + r + 2)]);
+}
+
+// parallel_for_balanced (core/threads.hpp), which splits the matmuls: every index exactly once, in
+// ranges that start on chunk boundaries, whatever the thread count, chunk and rounding. (Here rather
+// than in core_test.cpp because the matmul kernels are its users.)
+TEST(Matmul, BalancedParallelForCoversEveryIndexOnce) {
+    for (int threads : {1, 2, 3, 8, 20})
+        for (std::int64_t n : {0, 1, 5, 64, 1000})
+            for (std::int64_t chunk : {1, 3, 16, 2000}) {
+                std::vector<std::atomic<int>> seen(static_cast<std::size_t>(n));
+                std::atomic<int> bad{0};
+                parallel_for_balanced(n, threads, [&](std::int64_t b, std::int64_t e) {
+                    if (b % chunk != 0 || b >= e || e > n) ++bad;
+                    for (std::int64_t i = b; i < e; ++i) ++seen[static_cast<std::size_t>(i)];
+                }, chunk);
+                EXPECT_EQ(bad.load(), 0);
+                for (std::int64_t i = 0; i < n; ++i)
+                    ASSERT_EQ(seen[static_cast<std::size_t>(i)].load(), 1) << "n " << n << " chunk " << chunk << " threads " << threads << " index " << i;
+            }
 }
 
 TEST(Matmul, ZeroSizes) {

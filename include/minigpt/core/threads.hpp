@@ -9,12 +9,14 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <fstream>
 #include <set>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -79,6 +81,52 @@ void parallel_for(std::int64_t n, int n_threads, Fn&& fn, std::int64_t grain = 1
         const std::int64_t b = std::min(n, t * per * grain);
         const std::int64_t e = std::min(n, (t + 1) * per * grain);
         if (b < e) fn(b, e);
+    }
+#else
+    fn(std::int64_t{0}, n);
+#endif
+}
+
+// As parallel_for, for loops whose threads may run at unequal speeds (memory-bound work on a
+// shared machine, where a GEMV split in equal halves left one core idle ~10% of the time): each
+// thread's contiguous share is cut into pieces of `chunk` indices, run in order, and a thread that
+// finishes early takes the remaining pieces of the others, from the front of what they have left.
+// fn(begin, end) may therefore be called several times per thread, with ranges that are multiples
+// of `chunk` apart from the last one.
+template <class Fn>
+void parallel_for_balanced(std::int64_t n, int n_threads, Fn&& fn, std::int64_t chunk) {
+    if (n <= 0) return;
+    chunk = std::max<std::int64_t>(1, chunk);
+    const std::int64_t n_chunks = (n + chunk - 1) / chunk;
+    int nt = static_cast<int>(std::min<std::int64_t>(resolve_threads(n_threads), n_chunks));
+    if (nt <= 1 || in_parallel_region()) {
+        fn(std::int64_t{0}, n);
+        return;
+    }
+#if defined(_OPENMP)
+    // One cache line per thread's counter, so that the owners' increments do not contend.
+    struct alignas(64) share {
+        std::atomic<std::int64_t> next{0};
+        std::int64_t end = 0;
+    };
+    constexpr int k_stack_shares = 16;
+    share stack_shares[k_stack_shares];
+    std::vector<share> heap_shares(nt > k_stack_shares ? static_cast<std::size_t>(nt) : 0);
+    share* shares = nt > k_stack_shares ? heap_shares.data() : stack_shares;
+    const std::int64_t per = (n_chunks + nt - 1) / nt;
+    for (int t = 0; t < nt; ++t) {
+        shares[t].next.store(std::min(n_chunks, t * per), std::memory_order_relaxed);
+        shares[t].end = std::min(n_chunks, (t + 1) * per);
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        // Every thread visits every share, so the work is done even if the runtime grants fewer threads.
+        const int t = omp_get_thread_num();
+        for (int k = 0; k < nt; ++k) {
+            share& s = shares[(t + k) % nt];
+            for (std::int64_t c; (c = s.next.fetch_add(1, std::memory_order_relaxed)) < s.end;)
+                fn(c * chunk, std::min(n, (c + 1) * chunk));
+        }
     }
 #else
     fn(std::int64_t{0}, n);

@@ -1,10 +1,12 @@
 // Matrix products with a weight matrix of any supported dtype: y = W x (GEMV, one
 // token) and Y = X Wᵀ (GEMM, a batch of tokens), W of shape (n_out, n_in).
 //
-// Few tokens (generation, short batches): every group of 4 weight rows is streamed once
-// and dotted with each token while it is in cache, by the fused decode-and-dot kernels
-// of matmul_dot.hpp (for quantised W the activations are first quantised to 8-bit blocks
-// and the products are exact int32 sums). Many tokens (prefill): the cache-blocked f32
+// Few tokens (generation, short batches): every weight row (float types) or group of 4
+// rows (K-quants, Q8_0 / Q4_0 when not packed) is streamed once and dotted with each token
+// while it is in cache, by the fused decode-and-dot kernels of matmul_dot.hpp (for quantised
+// W the activations are first quantised to 8-bit blocks and the products are exact int32
+// sums). The rows are shared out with parallel_for_balanced, so a thread slowed down by the
+// machine does not hold the other back. Many tokens (prefill): the cache-blocked f32
 // GEMM of matmul_gemm.hpp, which decodes W tile by tile. Both split the output rows
 // over threads with parallel_for. matmul_reference is the scalar double-precision
 // definition the tests compare against.
@@ -46,6 +48,10 @@ inline std::int64_t gemm_min_tokens(dtype t) {
         default: return 12;  // f32, f16, bf16, q4_k
     }
 }
+// Rows per piece of parallel_for_balanced: ~16 KiB of weights, small enough to even out threads
+// that stream at different speeds, large enough that each piece is a sequential read.
+inline std::int64_t balanced_chunk(std::int64_t row_bytes) { return std::max<std::int64_t>(1, (16 << 10) / std::max<std::int64_t>(1, row_bytes)); }
+
 // Below this many weight bytes a call is too small to be worth waking a second thread.
 inline constexpr std::int64_t k_parallel_min_bytes = 64 * 1024;
 inline constexpr int k_rows_per_group = 4;
@@ -75,17 +81,17 @@ inline const Act* quantize_activations(const float* x, std::int64_t n_tokens, st
 }
 
 // Rows [r0, r1) against every token: y[t*n_out + r] = dot(W row r, token t). `rows<R>(row, stride,
-// t, out)` computes R consecutive rows for token t.
-template <class RowsFn>
+// t, out)` computes R consecutive rows for token t; groups of `group` rows (1 or k_rows_per_group).
+template <int group, class RowsFn>
 inline void rows_by_tokens(const tensor& w, float* y, std::int64_t n_tokens, std::int64_t r0, std::int64_t r1, RowsFn&& rows) {
     const std::int64_t n_out = w.dim(0), stride = w.stride_bytes(0);
-    float out[k_rows_per_group];
+    float out[group];
     std::int64_t r = r0;
-    for (; r + k_rows_per_group <= r1; r += k_rows_per_group) {
+    for (; r + group <= r1; r += group) {
         const std::byte* row = w.raw() + r * stride;
         for (std::int64_t t = 0; t < n_tokens; ++t) {
-            rows.template operator()<k_rows_per_group>(row, stride, t, out);
-            for (int i = 0; i < k_rows_per_group; ++i) y[t * n_out + r + i] = out[i];
+            rows.template operator()<group>(row, stride, t, out);
+            for (int i = 0; i < group; ++i) y[t * n_out + r + i] = out[i];
         }
     }
     for (; r < r1; ++r) {
@@ -102,13 +108,19 @@ inline void matmul_dots(const tensor& w, const float* x, float* y, std::int64_t 
     const std::int64_t n_out = w.dim(0), n_in = w.dim(1);
     const int threads = w.n_bytes() < k_parallel_min_bytes ? 1 : n_threads;
     auto run = [&](auto&& rows) {
-        parallel_for(n_out, threads, [&](std::int64_t r0, std::int64_t r1) { rows_by_tokens(w, y, n_tokens, r0, r1, rows); },
-                     k_rows_per_group);
+        parallel_for(n_out, threads, [&](std::int64_t r0, std::int64_t r1) {
+            rows_by_tokens<k_rows_per_group>(w, y, n_tokens, r0, r1, rows);
+        }, k_rows_per_group);
     };
+    // Float rows one at a time: each thread then reads W as one sequential stream, which the
+    // hardware prefetchers follow at full bandwidth; 4 rows read side by side (4 streams) reached
+    // only ~13 GB/s of the ~23 GB/s one core can read (f32 and f16, measured, docs/benchmarks.md).
     auto float_rows = [&]<float_kind K>() {
-        run([&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
-            dot_float_rows<K, R>(row, stride, x + t * n_in, n_in, out);
-        });
+        parallel_for_balanced(n_out, threads, [&](std::int64_t r0, std::int64_t r1) {
+            rows_by_tokens<1>(w, y, n_tokens, r0, r1, [&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
+                dot_float_rows<K, R>(row, stride, x + t * n_in, n_in, out);
+            });
+        }, balanced_chunk(w.stride_bytes(0)));
     };
     switch (w.type()) {
         case dtype::f32: float_rows.template operator()<float_kind::f32>(); return;
@@ -181,10 +193,11 @@ inline void matmul(const packed_matrix& w, const float* x, float* y, std::int64_
     const quant::packed_layout& layout = w.layout();
     const auto* act = detail::quantize_activations_seeded(x, n_tokens, w.n_in(), w.type(), n_threads);
     const std::int64_t work_bytes = w.source().n_bytes() * std::min<std::int64_t>(n_tokens, 8);
-    parallel_for(layout.n_groups, work_bytes < detail::k_parallel_min_bytes ? 1 : n_threads,
-                 [&](std::int64_t g0, std::int64_t g1) {
-                     detail::packed_groups(layout, w.packed_data(), act, n_tokens, y, w.n_out(), g0, g1);
-                 });
+    const std::int64_t group_bytes = layout.n_blocks * (layout.quant_bytes + 2 * quant::k_pack_rows);
+    parallel_for_balanced(layout.n_groups, work_bytes < detail::k_parallel_min_bytes ? 1 : n_threads,
+                          [&](std::int64_t g0, std::int64_t g1) {
+                              detail::packed_groups(layout, w.packed_data(), act, n_tokens, y, w.n_out(), g0, g1);
+                          }, detail::balanced_chunk(group_bytes));
 }
 
 inline void gemv(const packed_matrix& w, const float* x, float* y, int n_threads = 0) {
