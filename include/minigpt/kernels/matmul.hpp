@@ -154,8 +154,8 @@ inline void matmul_dots(const tensor& w, const float* x, float* y, std::int64_t 
 }
 
 inline void matmul_gemm(const tensor& w, const float* x, float* y, std::int64_t n_tokens, int n_threads) {
-    parallel_for(w.dim(0), n_threads, [&](std::int64_t r0, std::int64_t r1) { gemm_rows(w, x, y, n_tokens, r0, r1); },
-                 k_gemm_nr);
+    parallel_for_balanced(w.dim(0), n_threads, [&](std::int64_t r0, std::int64_t r1) { gemm_rows(w, x, y, n_tokens, r0, r1); },
+                          k_gemm_chunk_rows);
 }
 
 }  // namespace detail

@@ -26,8 +26,12 @@ namespace minigpt::kernels::detail {
 
 inline constexpr int k_gemm_mt = 4;                  // tokens per micro-tile
 inline constexpr int k_gemm_nr = 4;                  // weight rows per micro-tile
-inline constexpr std::int64_t k_block = 512;         // n_in per cache block (multiple of every block size)
-inline constexpr std::int64_t k_token_block = 192;   // tokens per cache block: 192 x 512 floats = 384 KiB
+// n_in per cache block (a multiple of every block size). One block covers the whole row of the
+// 768- and 960-wide models, so their accumulators are reduced once per tile instead of twice:
+// 8-13% faster than 512 on 3072 x 768 (measured, 1 thread); a 4 x 1024 f32 tile is 16 KiB of L1.
+inline constexpr std::int64_t k_block = 1024;
+inline constexpr std::int64_t k_token_block = 192;   // tokens per cache block: 192 x 1024 floats = 768 KiB of L2
+inline constexpr std::int64_t k_gemm_chunk_rows = 64; // rows per piece of parallel_for_balanced (a multiple of k_gemm_nr)
 
 // c[t*ldc + r] += sum_{i<k} x[t*ldx + i] * w[r*ldw + i] for t < MT, r < NR.
 template <int MT, int NR>
@@ -86,7 +90,7 @@ inline void gemm_rows(const tensor& w, const float* x, float* y, std::int64_t n_
     const dtype type = w.type();
     const std::int64_t stride = w.stride_bytes(0);
     const std::int64_t bs = block_size(type), bb = block_bytes(type);
-    alignas(64) float tile[k_gemm_nr * k_block];  // (k_gemm_nr, k_block) decoded weights, 8 KiB
+    alignas(64) float tile[k_gemm_nr * k_block];  // (k_gemm_nr, k_block) decoded weights, 16 KiB
 
     for (std::int64_t t = 0; t < n_tokens; ++t) std::fill(y + t * n_out + r0, y + t * n_out + r1, 0.0f);
     for (std::int64_t t0 = 0; t0 < n_tokens; t0 += k_token_block) {

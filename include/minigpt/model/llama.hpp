@@ -25,41 +25,47 @@ inline void llama_layer(const model_config& c, const layer_weights& L, const lay
                         kv_cache& kv, forward_state& s, std::int64_t n_tokens, std::int64_t pos0, int n_threads,
                         float* ffn_input_out = nullptr) {
     using namespace kernels;
+    using minigpt::detail::add_bias;
+    using minigpt::detail::for_each_token;
     const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+    const float* attn_norm = L.attn_norm.data<float>();
+    const float* ffn_norm = L.ffn_norm.data<float>();
     float* x = s.x.data<float>();
     float* xb = s.xb.data<float>();
     float* q = s.q.data<float>();
     float* k = s.k.data<float>();
     float* v = s.v.data<float>();
+    float* hb = s.hb.data<float>();
+    float* hb2 = s.hb2.data<float>();
 
     // Attention: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-    for (std::int64_t t = 0; t < n_tokens; ++t)
-        rmsnorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data<float>(), n_embd, c.norm_eps);
+    for_each_token(n_tokens, n_threads, [&](std::int64_t t) { rmsnorm(xb + t * n_embd, x + t * n_embd, attn_norm, n_embd, c.norm_eps); });
     matmul(M.attn_q, xb, q, n_tokens, n_threads);
     matmul(M.attn_k, xb, k, n_tokens, n_threads);
     matmul(M.attn_v, xb, v, n_tokens, n_threads);
-    minigpt::detail::add_bias(q, L.attn_q_b, n_tokens, q_dim);
-    minigpt::detail::add_bias(k, L.attn_k_b, n_tokens, kv_dim);
-    minigpt::detail::add_bias(v, L.attn_v_b, n_tokens, kv_dim);
-    for (std::int64_t t = 0; t < n_tokens; ++t) {
+    for_each_token(n_tokens, n_threads, [&](std::int64_t t) {
+        add_bias(q + t * q_dim, L.attn_q_b, 1, q_dim);
+        add_bias(k + t * kv_dim, L.attn_k_b, 1, kv_dim);
+        add_bias(v + t * kv_dim, L.attn_v_b, 1, kv_dim);
         rope(q + t * q_dim, c.n_head, c.head_dim, c.n_rot, pos0 + t, c.rope_freq_base, c.rope);
         rope(k + t * kv_dim, c.n_head_kv, c.head_dim, c.n_rot, pos0 + t, c.rope_freq_base, c.rope);
-    }
+    });
     kv.store(layer, pos0, n_tokens, k, v);
     attention(q, kv.k(layer), kv.v(layer), kv.type(), s.att.data<float>(), n_tokens, pos0, c.n_head, c.n_head_kv,
               c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), n_threads);
     matmul(M.attn_output, s.att.data<float>(), xb, n_tokens, n_threads);
-    minigpt::detail::add_rows(x, xb, n_tokens, n_embd);
 
     // Feed-forward: x += W2 · (silu(W1·norm(x)) * W3·norm(x))
-    for (std::int64_t t = 0; t < n_tokens; ++t)
-        rmsnorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data<float>(), n_embd, c.norm_eps);
+    for_each_token(n_tokens, n_threads, [&](std::int64_t t) {
+        add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd);  // the attention residual
+        rmsnorm(xb + t * n_embd, x + t * n_embd, ffn_norm, n_embd, c.norm_eps);
+    });
     if (ffn_input_out) std::copy(xb, xb + n_tokens * n_embd, ffn_input_out);
-    matmul(M.ffn_gate, xb, s.hb.data<float>(), n_tokens, n_threads);
-    matmul(M.ffn_up, xb, s.hb2.data<float>(), n_tokens, n_threads);
-    swiglu(s.hb.data<float>(), s.hb.data<float>(), s.hb2.data<float>(), n_tokens * c.n_ff);
-    matmul(M.ffn_down, s.hb.data<float>(), xb, n_tokens, n_threads);
-    minigpt::detail::add_rows(x, xb, n_tokens, n_embd);
+    matmul(M.ffn_gate, xb, hb, n_tokens, n_threads);
+    matmul(M.ffn_up, xb, hb2, n_tokens, n_threads);
+    for_each_token(n_tokens, n_threads, [&](std::int64_t t) { swiglu(hb + t * c.n_ff, hb + t * c.n_ff, hb2 + t * c.n_ff, c.n_ff); });
+    matmul(M.ffn_down, hb, xb, n_tokens, n_threads);
+    for_each_token(n_tokens, n_threads, [&](std::int64_t t) { add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd); });
 }
 
 }  // namespace minigpt
