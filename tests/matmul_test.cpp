@@ -364,6 +364,43 @@ TEST(Matmul, RowViewOfLargerTensor) {
         for (int r = 0; r < 7; ++r) EXPECT_EQ(y[static_cast<std::size_t>(t * 7 + r)], y_full[static_cast<std::size_t>(t * 12 + r + 2)]);
 }
 
+// matmul_shared gives exactly the separate matmul results (same kernels, same quantised activations),
+// fused (all packed of one type, all of one float type) or not (mixed types), for row counts that
+// end mid-group, one thread or two.
+TEST(Matmul, SharedInputEqualsSeparateCalls) {
+    const std::int64_t n_in = 320;
+    for (auto types : {std::vector<dtype>{dtype::q4_0, dtype::q4_0, dtype::q4_0}, std::vector<dtype>{dtype::q8_0, dtype::q8_0},
+                       std::vector<dtype>{dtype::f32, dtype::f32, dtype::f32}, std::vector<dtype>{dtype::f16, dtype::f16},
+                       std::vector<dtype>{dtype::q8_0, dtype::f32, dtype::q6_k}})
+        for (std::int64_t n_tokens : {1, 3, 70})
+            for (int threads : {1, 2}) {
+                SCOPED_TRACE(std::string(dtype_name(types[0])) + " n_tokens " + std::to_string(n_tokens) + " threads " + std::to_string(threads));
+                const std::int64_t n_outs[] = {333, 7, 48};
+                std::vector<K::packed_matrix> ws;
+                for (std::size_t i = 0; i < types.size(); ++i)
+                    ws.emplace_back(random_weights(types[i], n_outs[i], types[i] == dtype::q6_k ? 256 : n_in, 50 + static_cast<unsigned>(i)),
+                                    K::pack_policy::always);
+                if (types[2 % types.size()] == dtype::q6_k) {  // different widths are refused
+                    std::vector<float> x(static_cast<std::size_t>(n_in * n_tokens)), y0(static_cast<std::size_t>(333 * n_tokens)),
+                        y2(static_cast<std::size_t>(48 * n_tokens));
+                    EXPECT_THROW(K::matmul_shared({{ws[0], y0.data()}, {ws[2], y2.data()}}, x.data(), n_tokens, threads), shape_error);
+                    ws.pop_back();
+                }
+                const auto x = gaussian(static_cast<std::size_t>(n_in * n_tokens), 51);
+                std::vector<std::vector<float>> sep, fused;
+                for (const auto& w : ws) {
+                    sep.emplace_back(static_cast<std::size_t>(w.n_out() * n_tokens), NAN);
+                    fused.emplace_back(static_cast<std::size_t>(w.n_out() * n_tokens), NAN);
+                    K::matmul(w, x.data(), sep.back().data(), n_tokens, threads);
+                }
+                if (ws.size() == 3)
+                    K::matmul_shared({{ws[0], fused[0].data()}, {ws[1], fused[1].data()}, {ws[2], fused[2].data()}}, x.data(), n_tokens, threads);
+                else
+                    K::matmul_shared({{ws[0], fused[0].data()}, {ws[1], fused[1].data()}}, x.data(), n_tokens, threads);
+                for (std::size_t i = 0; i < ws.size(); ++i) EXPECT_EQ(fused[i], sep[i]) << "target " << i;
+            }
+}
+
 // parallel_for_balanced (core/threads.hpp), which splits the matmuls: every index exactly once, in
 // ranges that start on chunk boundaries, whatever the thread count, chunk and rounding. (Here rather
 // than in core_test.cpp because the matmul kernels are its users.)

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -103,31 +104,38 @@ inline void rows_by_tokens(const tensor& w, float* y, std::int64_t n_tokens, std
     }
 }
 
+inline bool is_float_type(dtype t) { return t == dtype::f32 || t == dtype::f16 || t == dtype::bf16; }
+
+// Rows [r0, r1) of a float-type W against every token. One row at a time: each thread then reads W
+// as one sequential stream, which the hardware prefetchers follow at full bandwidth; 4 rows read
+// side by side (4 streams) reached only ~13 GB/s of the ~23 GB/s one core can read (f32 and f16,
+// measured, docs/benchmarks.md).
+inline void float_rows(const tensor& w, const float* x, float* y, std::int64_t n_tokens, std::int64_t r0, std::int64_t r1) {
+    const std::int64_t n_in = w.dim(1);
+    auto run = [&]<float_kind K>() {
+        rows_by_tokens<1>(w, y, n_tokens, r0, r1, [&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
+            dot_float_rows<K, R>(row, stride, x + t * n_in, n_in, out);
+        });
+    };
+    if (w.type() == dtype::f32) run.template operator()<float_kind::f32>();
+    else if (w.type() == dtype::f16) run.template operator()<float_kind::f16>();
+    else run.template operator()<float_kind::bf16>();
+}
+
 // The few-token path for every dtype (validation done by the caller; nothing here throws).
 inline void matmul_dots(const tensor& w, const float* x, float* y, std::int64_t n_tokens, int n_threads) {
     const std::int64_t n_out = w.dim(0), n_in = w.dim(1);
     const int threads = w.n_bytes() < k_parallel_min_bytes ? 1 : n_threads;
+    if (is_float_type(w.type())) {
+        parallel_for_balanced(n_out, threads, [&](std::int64_t r0, std::int64_t r1) { float_rows(w, x, y, n_tokens, r0, r1); },
+                              balanced_chunk(w.stride_bytes(0)));
+        return;
+    }
     auto run = [&](auto&& rows) {
         parallel_for(n_out, threads, [&](std::int64_t r0, std::int64_t r1) {
             rows_by_tokens<k_rows_per_group>(w, y, n_tokens, r0, r1, rows);
         }, k_rows_per_group);
     };
-    // Float rows one at a time: each thread then reads W as one sequential stream, which the
-    // hardware prefetchers follow at full bandwidth; 4 rows read side by side (4 streams) reached
-    // only ~13 GB/s of the ~23 GB/s one core can read (f32 and f16, measured, docs/benchmarks.md).
-    auto float_rows = [&]<float_kind K>() {
-        parallel_for_balanced(n_out, threads, [&](std::int64_t r0, std::int64_t r1) {
-            rows_by_tokens<1>(w, y, n_tokens, r0, r1, [&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
-                dot_float_rows<K, R>(row, stride, x + t * n_in, n_in, out);
-            });
-        }, balanced_chunk(w.stride_bytes(0)));
-    };
-    switch (w.type()) {
-        case dtype::f32: float_rows.template operator()<float_kind::f32>(); return;
-        case dtype::f16: float_rows.template operator()<float_kind::f16>(); return;
-        case dtype::bf16: float_rows.template operator()<float_kind::bf16>(); return;
-        default: break;
-    }
     if (w.type() == dtype::q8_0 || w.type() == dtype::q4_0) {
         const std::int64_t nb = n_in / quant::k_qk;
         const quant::act_q8_32* act = quantize_activations<quant::act_q8_32>(x, n_tokens, n_in);
@@ -203,6 +211,60 @@ inline void matmul(const packed_matrix& w, const float* x, float* y, std::int64_
 inline void gemv(const packed_matrix& w, const float* x, float* y, int n_threads = 0) {
     detail::check_matmul("gemv", w.source(), x, y, 1);
     matmul(w, x, y, 1, n_threads);
+}
+
+// One product of matmul_shared: y (n_tokens, w.n_out()) = X · wᵀ.
+struct matmul_target {
+    const packed_matrix& w;
+    float* y;
+};
+
+// Several products of the same input X (Q, K and V; gate and up) with the same results as one
+// matmul call per target. When the weights are all packed with one type, or all of one float type
+// with few tokens, the products share one parallel region, whose rows are the targets' rows end to
+// end (and, packed, one quantisation of X): in decoding each region costs a fork, a join and the
+// wait for the slower thread, ~16% of Llama 360M's decode time with one region per matrix.
+inline void matmul_shared(std::initializer_list<matmul_target> targets, const float* x, std::int64_t n_tokens,
+                          int n_threads = 0) {
+    if (targets.size() == 0) return;
+    const packed_matrix& first = targets.begin()->w;
+    bool fuse = n_tokens > 0;
+    for (const auto& t : targets) {
+        detail::check_matmul("matmul_shared", t.w.source(), x, t.y, n_tokens);
+        if (t.w.n_in() != first.n_in())
+            throw shape_error("matmul_shared: weights take inputs of different widths, " + first.source().shape_string() +
+                              " and " + t.w.source().shape_string());
+        fuse = fuse && t.w.type() == first.type() && t.w.is_packed() == first.is_packed();
+    }
+    const bool packed = first.is_packed();
+    fuse = fuse && (packed || (detail::is_float_type(first.type()) && n_tokens < detail::gemm_min_tokens(first.type())));
+    if (!fuse || targets.size() == 1) {
+        for (const auto& t : targets) matmul(t.w, x, t.y, n_tokens, n_threads);
+        return;
+    }
+    // Work units: 16-row groups (packed) or rows, numbered across the targets in order.
+    std::int64_t n_units = 0, n_bytes = 0;
+    for (const auto& t : targets) {
+        n_units += packed ? t.w.layout().n_groups : t.w.n_out();
+        n_bytes += t.w.source().n_bytes();
+    }
+    const quant::act_q8_32_seeded* act =
+        packed ? detail::quantize_activations_seeded(x, n_tokens, first.n_in(), first.type(), n_threads) : nullptr;
+    const std::int64_t unit_bytes = packed ? first.layout().n_blocks * (first.layout().quant_bytes + 2 * quant::k_pack_rows)
+                                           : first.source().stride_bytes(0);
+    const int threads = n_bytes * std::min<std::int64_t>(n_tokens, 8) < detail::k_parallel_min_bytes ? 1 : n_threads;
+    parallel_for_balanced(n_units, threads, [&](std::int64_t b, std::int64_t e) {
+        std::int64_t start = 0;
+        for (const auto& t : targets) {
+            const std::int64_t units = packed ? t.w.layout().n_groups : t.w.n_out();
+            const std::int64_t u0 = std::max(b, start) - start, u1 = std::min(e, start + units) - start;
+            if (u0 < u1) {
+                if (packed) detail::packed_groups(t.w.layout(), t.w.packed_data(), act, n_tokens, t.y, t.w.n_out(), u0, u1);
+                else detail::float_rows(t.w.source(), x, t.y, n_tokens, u0, u1);
+            }
+            start += units;
+        }
+    }, detail::balanced_chunk(unit_bytes));
 }
 
 // Scalar reference: each row of W decoded with quant::dequantize_row, products accumulated in

@@ -40,9 +40,7 @@ inline void llama_layer(const model_config& c, const layer_weights& L, const lay
 
     // Attention: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
     for_each_token(n_tokens, n_threads, [&](std::int64_t t) { rmsnorm(xb + t * n_embd, x + t * n_embd, attn_norm, n_embd, c.norm_eps); });
-    matmul(M.attn_q, xb, q, n_tokens, n_threads);
-    matmul(M.attn_k, xb, k, n_tokens, n_threads);
-    matmul(M.attn_v, xb, v, n_tokens, n_threads);
+    matmul_shared({{M.attn_q, q}, {M.attn_k, k}, {M.attn_v, v}}, xb, n_tokens, n_threads);
     for_each_token(n_tokens, n_threads, [&](std::int64_t t) {
         add_bias(q + t * q_dim, L.attn_q_b, 1, q_dim);
         add_bias(k + t * kv_dim, L.attn_k_b, 1, kv_dim);
@@ -61,8 +59,7 @@ inline void llama_layer(const model_config& c, const layer_weights& L, const lay
         rmsnorm(xb + t * n_embd, x + t * n_embd, ffn_norm, n_embd, c.norm_eps);
     });
     if (ffn_input_out) std::copy(xb, xb + n_tokens * n_embd, ffn_input_out);
-    matmul(M.ffn_gate, xb, hb, n_tokens, n_threads);
-    matmul(M.ffn_up, xb, hb2, n_tokens, n_threads);
+    matmul_shared({{M.ffn_gate, hb}, {M.ffn_up, hb2}}, xb, n_tokens, n_threads);
     for_each_token(n_tokens, n_threads, [&](std::int64_t t) { swiglu(hb + t * c.n_ff, hb + t * c.n_ff, hb2 + t * c.n_ff, c.n_ff); });
     matmul(M.ffn_down, hb, xb, n_tokens, n_threads);
     for_each_token(n_tokens, n_threads, [&](std::int64_t t) { add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd); });
