@@ -1,15 +1,22 @@
 // Google Benchmarks of kernels::matmul: GEMV per weight type (weight bytes/s, against the
 // machine's read bandwidth measured here too) and GEMM for prefill (GFLOP/s).
 //
-// Weights are random normals quantised once per (type, shape) and kept for the whole run.
+// Weights are random normals quantised once per (type, shape) and kept for the whole run. Every
+// weight goes through kernels::packed_matrix as the model uses it (Q4_0 / Q8_0 repacked on AVX-512
+// VNNI machines, other types as they are); `*_rows/*` runs Q4_0 / Q8_0 on the per-row kernels for
+// comparison. GEMV "from memory" cycles through enough copies of the matrix (>= 256 MiB) that none
+// is in the 32 MiB L3 when it is used again, as in decoding a model larger than the caches.
 // Results and the command that reproduces them: docs/benchmarks.md, section "Kernels".
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
@@ -45,30 +52,55 @@ std::vector<float> activations(std::int64_t n) {
     return x;
 }
 
-// args: n_out, n_in, n_threads
-template <dtype T>
+// Copies of one random matrix prepared with `policy`: enough to exceed 256 MiB when from_memory.
+// Only the last set asked for is kept, so that the run holds at most ~0.5 GiB of copies.
+const std::vector<kernels::packed_matrix>& prepared(dtype t, std::int64_t n_out, std::int64_t n_in, bool from_memory,
+                                                    kernels::pack_policy policy) {
+    using key_t = std::tuple<dtype, std::int64_t, std::int64_t, bool, kernels::pack_policy>;
+    static key_t last_key;
+    static std::vector<kernels::packed_matrix> last;
+    const key_t key = std::make_tuple(t, n_out, n_in, from_memory, policy);
+    if (!last.empty() && key == last_key) return last;
+    last.clear();
+    const tensor& w = weights(t, n_out, n_in);
+    const std::int64_t copies = from_memory ? std::max<std::int64_t>(2, ((std::int64_t(256) << 20) + w.n_bytes() - 1) / w.n_bytes()) : 1;
+    std::vector<kernels::packed_matrix> out;
+    for (std::int64_t i = 0; i < copies; ++i) {
+        tensor copy = tensor::empty(t, {n_out, n_in});
+        std::memcpy(copy.raw(), w.raw(), static_cast<std::size_t>(w.n_bytes()));
+        out.emplace_back(copy, policy);
+    }
+    last_key = key;
+    last = std::move(out);
+    return last;
+}
+
+// args: n_out, n_in, n_threads, from_memory
+template <dtype T, kernels::pack_policy P = kernels::pack_policy::when_faster>
 void BM_gemv(benchmark::State& state) {
     const std::int64_t n_out = state.range(0), n_in = state.range(1);
     const int n_threads = static_cast<int>(state.range(2));
-    const tensor& w = weights(T, n_out, n_in);
+    const auto& ws = prepared(T, n_out, n_in, state.range(3) != 0, P);
     const auto x = activations(n_in);
     std::vector<float> y(static_cast<std::size_t>(n_out));
+    std::size_t next = 0;
     for (auto _ : state) {
-        kernels::gemv(w, x.data(), y.data(), n_threads);
+        kernels::gemv(ws[next], x.data(), y.data(), n_threads);
+        next = (next + 1) % ws.size();
         benchmark::DoNotOptimize(y.data());
         benchmark::ClobberMemory();
     }
-    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * w.n_bytes());
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * ws[0].source().n_bytes());
     state.counters["rows/s"] = benchmark::Counter(static_cast<double>(n_out) * static_cast<double>(state.iterations()),
                                                   benchmark::Counter::kIsRate);
 }
 
 // args: n_out, n_in, n_tokens, n_threads
-template <dtype T>
+template <dtype T, kernels::pack_policy P = kernels::pack_policy::when_faster>
 void BM_matmul(benchmark::State& state) {
     const std::int64_t n_out = state.range(0), n_in = state.range(1), n_tokens = state.range(2);
     const int n_threads = static_cast<int>(state.range(3));
-    const tensor& w = weights(T, n_out, n_in);
+    const auto& w = prepared(T, n_out, n_in, false, P)[0];
     const auto x = activations(n_in * n_tokens);
     std::vector<float> y(static_cast<std::size_t>(n_out * n_tokens));
     for (auto _ : state) {
@@ -110,9 +142,11 @@ void BM_read_bandwidth(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * n * static_cast<std::int64_t>(sizeof(float)));
 }
 
+// Decode shapes: the 4096-wide matrices of a 7B model, and the model's own: GPT-2 124M's MLP
+// (3072 x 768) and Llama 360M's (2560 x 960), all from memory, 1 and 2 threads.
 void gemv_args(benchmark::internal::Benchmark* b) {
-    for (auto [n_out, n_in] : {std::pair{4096, 4096}, std::pair{11008, 4096}})
-        for (int threads : {1, 2}) b->Args({n_out, n_in, threads});
+    for (auto [n_out, n_in] : {std::pair{4096, 4096}, std::pair{11008, 4096}, std::pair{3072, 768}, std::pair{2560, 960}})
+        for (int threads : {1, 2}) b->Args({n_out, n_in, threads, 1});
     b->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
@@ -120,12 +154,13 @@ void gemv_args(benchmark::internal::Benchmark* b) {
 // time (steadier than wall time on a shared machine). A kernel whose in-cache speed exceeds the
 // per-core share of the read bandwidth can stream weights from memory at full speed.
 void in_cache_args(benchmark::internal::Benchmark* b) {
-    b->Args({256, 4096, 1});
+    b->Args({256, 4096, 1, 0});
     b->Unit(benchmark::kMicrosecond);
 }
 
 void gemm_args(benchmark::internal::Benchmark* b) {
     for (int threads : {1, 2}) b->Args({4096, 4096, 512, threads});
+    b->Args({3072, 768, 512, 2});
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
@@ -134,6 +169,8 @@ void small_batch_args(benchmark::internal::Benchmark* b) {
     for (int n_tokens : {2, 4, 8, 12, 16, 24, 32}) b->Args({4096, 4096, n_tokens, 2});
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
+
+constexpr auto rows = kernels::pack_policy::never;
 
 }  // namespace
 
@@ -145,6 +182,8 @@ BENCHMARK(BM_gemv<dtype::q8_0>)->Name("gemv/q8_0")->Apply(gemv_args);
 BENCHMARK(BM_gemv<dtype::q4_0>)->Name("gemv/q4_0")->Apply(gemv_args);
 BENCHMARK(BM_gemv<dtype::q4_k>)->Name("gemv/q4_k")->Apply(gemv_args);
 BENCHMARK(BM_gemv<dtype::q6_k>)->Name("gemv/q6_k")->Apply(gemv_args);
+BENCHMARK(BM_gemv<dtype::q8_0, rows>)->Name("gemv_rows/q8_0")->Apply(gemv_args);
+BENCHMARK(BM_gemv<dtype::q4_0, rows>)->Name("gemv_rows/q4_0")->Apply(gemv_args);
 BENCHMARK(BM_gemv<dtype::f32>)->Name("gemv_in_cache/f32")->Apply(in_cache_args);
 BENCHMARK(BM_gemv<dtype::f16>)->Name("gemv_in_cache/f16")->Apply(in_cache_args);
 BENCHMARK(BM_gemv<dtype::bf16>)->Name("gemv_in_cache/bf16")->Apply(in_cache_args);
@@ -152,10 +191,15 @@ BENCHMARK(BM_gemv<dtype::q8_0>)->Name("gemv_in_cache/q8_0")->Apply(in_cache_args
 BENCHMARK(BM_gemv<dtype::q4_0>)->Name("gemv_in_cache/q4_0")->Apply(in_cache_args);
 BENCHMARK(BM_gemv<dtype::q4_k>)->Name("gemv_in_cache/q4_k")->Apply(in_cache_args);
 BENCHMARK(BM_gemv<dtype::q6_k>)->Name("gemv_in_cache/q6_k")->Apply(in_cache_args);
+BENCHMARK(BM_gemv<dtype::q8_0, rows>)->Name("gemv_in_cache_rows/q8_0")->Apply(in_cache_args);
+BENCHMARK(BM_gemv<dtype::q4_0, rows>)->Name("gemv_in_cache_rows/q4_0")->Apply(in_cache_args);
 BENCHMARK(BM_matmul<dtype::f32>)->Name("gemm/f32")->Apply(gemm_args);
 BENCHMARK(BM_matmul<dtype::f16>)->Name("gemm/f16")->Apply(gemm_args);
 BENCHMARK(BM_matmul<dtype::q8_0>)->Name("gemm/q8_0")->Apply(gemm_args);
 BENCHMARK(BM_matmul<dtype::q4_0>)->Name("gemm/q4_0")->Apply(gemm_args);
 BENCHMARK(BM_matmul<dtype::q4_k>)->Name("gemm/q4_k")->Apply(gemm_args);
+BENCHMARK(BM_matmul<dtype::q8_0, rows>)->Name("gemm_rows/q8_0")->Apply(gemm_args);
+BENCHMARK(BM_matmul<dtype::q4_0, rows>)->Name("gemm_rows/q4_0")->Apply(gemm_args);
 BENCHMARK(BM_matmul<dtype::f32>)->Name("matmul_small/f32")->Apply(small_batch_args);
 BENCHMARK(BM_matmul<dtype::q4_0>)->Name("matmul_small/q4_0")->Apply(small_batch_args);
+BENCHMARK(BM_matmul<dtype::q4_0, rows>)->Name("matmul_small_rows/q4_0")->Apply(small_batch_args);
