@@ -199,7 +199,8 @@ TEST(Matmul, KQuantTypesAllShapes) {
                 for (std::int64_t n_tokens : {1, 3, 17, 64}) check_case({t, n_out, n_in, n_tokens});
 }
 
-// Many rows: the threaded split, the 4-row groups with a remainder (4097 = 4*1024 + 1) and, at
+// Many rows: the threaded split (balanced pieces with a remainder: 4097 rows, 257 packed groups of
+// which the last holds one row) and, at
 // n_in = 4352, weights much larger than the caches (there only 1 and 9 tokens, to keep the double
 // reference affordable; check_case runs both the dot-kernel and the GEMM path on each).
 TEST(Matmul, ManyRowsEveryType) {

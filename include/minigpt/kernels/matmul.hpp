@@ -1,11 +1,10 @@
 // Matrix products with a weight matrix of any supported dtype: y = W x (GEMV, one
 // token) and Y = X Wᵀ (GEMM, a batch of tokens), W of shape (n_out, n_in).
 //
-// Few tokens (generation, short batches): every weight row (float types) or group of 4
-// rows (K-quants, Q8_0 / Q4_0 when not packed) is streamed once and dotted with each token
-// while it is in cache, by the fused decode-and-dot kernels of matmul_dot.hpp (for quantised
-// W the activations are first quantised to 8-bit blocks and the products are exact int32
-// sums). The rows are shared out with parallel_for_balanced, so a thread slowed down by the
+// Few tokens (generation, short batches): every weight row is streamed once and dotted with
+// each token while it is in cache, by the fused decode-and-dot kernels of matmul_dot.hpp (for
+// quantised W the activations are first quantised to 8-bit blocks and the products are exact
+// int32 sums). The rows are shared out with parallel_for_balanced, so a thread slowed down by the
 // machine does not hold the other back. Many tokens (prefill): the cache-blocked f32
 // GEMM of matmul_gemm.hpp, which decodes W tile by tile. Both split the output rows
 // over threads with parallel_for. matmul_reference is the scalar double-precision
@@ -55,7 +54,6 @@ inline std::int64_t balanced_chunk(std::int64_t row_bytes) { return std::max<std
 
 // Below this many weight bytes a call is too small to be worth waking a second thread.
 inline constexpr std::int64_t k_parallel_min_bytes = 64 * 1024;
-inline constexpr int k_rows_per_group = 4;
 
 inline void check_matmul(const char* fn, const tensor& w, const float* x, const float* y, std::int64_t n_tokens) {
     if (w.empty()) throw shape_error(std::string(fn) + ": weight tensor has no data");
@@ -81,39 +79,27 @@ inline const Act* quantize_activations(const float* x, std::int64_t n_tokens, st
     return buffer.data();
 }
 
-// Rows [r0, r1) against every token: y[t*n_out + r] = dot(W row r, token t). `rows<R>(row, stride,
-// t, out)` computes R consecutive rows for token t; groups of `group` rows (1 or k_rows_per_group).
-template <int group, class RowsFn>
+// Rows [r0, r1) against every token: y[t*n_out + r] = dot(W row r, token t), `rows<1>(row, stride,
+// t, out)` computing one row for token t. One row at a time, so that each thread reads W as one
+// sequential stream, which the hardware prefetchers follow at full bandwidth: 4 rows read side by
+// side (4 streams) reached only ~13 GB/s of the ~23 GB/s one core can read for f32 and f16, and
+// 1.5-3x less than one row for the per-row integer kernels (measured, docs/benchmarks.md).
+template <class RowsFn>
 inline void rows_by_tokens(const tensor& w, float* y, std::int64_t n_tokens, std::int64_t r0, std::int64_t r1, RowsFn&& rows) {
     const std::int64_t n_out = w.dim(0), stride = w.stride_bytes(0);
-    float out[group];
-    std::int64_t r = r0;
-    for (; r + group <= r1; r += group) {
+    for (std::int64_t r = r0; r < r1; ++r) {
         const std::byte* row = w.raw() + r * stride;
-        for (std::int64_t t = 0; t < n_tokens; ++t) {
-            rows.template operator()<group>(row, stride, t, out);
-            for (int i = 0; i < group; ++i) y[t * n_out + r + i] = out[i];
-        }
-    }
-    for (; r < r1; ++r) {
-        const std::byte* row = w.raw() + r * stride;
-        for (std::int64_t t = 0; t < n_tokens; ++t) {
-            rows.template operator()<1>(row, stride, t, out);
-            y[t * n_out + r] = out[0];
-        }
+        for (std::int64_t t = 0; t < n_tokens; ++t) rows.template operator()<1>(row, stride, t, y + t * n_out + r);
     }
 }
 
 inline bool is_float_type(dtype t) { return t == dtype::f32 || t == dtype::f16 || t == dtype::bf16; }
 
-// Rows [r0, r1) of a float-type W against every token. One row at a time: each thread then reads W
-// as one sequential stream, which the hardware prefetchers follow at full bandwidth; 4 rows read
-// side by side (4 streams) reached only ~13 GB/s of the ~23 GB/s one core can read (f32 and f16,
-// measured, docs/benchmarks.md).
+// Rows [r0, r1) of a float-type W against every token.
 inline void float_rows(const tensor& w, const float* x, float* y, std::int64_t n_tokens, std::int64_t r0, std::int64_t r1) {
     const std::int64_t n_in = w.dim(1);
     auto run = [&]<float_kind K>() {
-        rows_by_tokens<1>(w, y, n_tokens, r0, r1, [&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
+        rows_by_tokens(w, y, n_tokens, r0, r1, [&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
             dot_float_rows<K, R>(row, stride, x + t * n_in, n_in, out);
         });
     };
@@ -132,9 +118,8 @@ inline void matmul_dots(const tensor& w, const float* x, float* y, std::int64_t 
         return;
     }
     auto run = [&](auto&& rows) {
-        parallel_for(n_out, threads, [&](std::int64_t r0, std::int64_t r1) {
-            rows_by_tokens<k_rows_per_group>(w, y, n_tokens, r0, r1, rows);
-        }, k_rows_per_group);
+        parallel_for_balanced(n_out, threads, [&](std::int64_t r0, std::int64_t r1) { rows_by_tokens(w, y, n_tokens, r0, r1, rows); },
+                              balanced_chunk(w.stride_bytes(0)));
     };
     if (w.type() == dtype::q8_0 || w.type() == dtype::q4_0) {
         const std::int64_t nb = n_in / quant::k_qk;

@@ -1,8 +1,10 @@
 // Row-dot kernels behind kernels::matmul: R weight rows against one activation vector.
 //
-// GEMV is bound by streaming the weights, so each kernel reads a group of R rows
-// once, decoding blocks in registers, and shares every activation load among the R
-// rows (R independent accumulator chains also hide FMA latency). Float weights
+// GEMV is bound by streaming the weights, so each kernel reads its rows once, decoding
+// blocks in registers. A kernel can take R rows at once and share every activation load
+// among them, but matmul calls them with R = 1: on the machines measured, R rows read side
+// by side are R memory streams, which the prefetchers serve at a fraction of the bandwidth
+// of one (docs/benchmarks.md). Float weights
 // (f32/f16/bf16) meet the f32 activation directly; quantised weights meet an
 // activation quantised once per call to 8-bit blocks (quant::act_q8_32 / act_q8_256)
 // and multiply in exact int32 arithmetic, applying the float block scales once per
