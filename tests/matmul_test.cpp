@@ -310,7 +310,7 @@ TEST(Matmul, PackPolicies) {
     const tensor w = random_weights(dtype::q4_0, 20, 64, 3);
     EXPECT_FALSE(K::packed_matrix(w, K::pack_policy::never).is_packed());
     EXPECT_TRUE(K::packed_matrix(w, K::pack_policy::always).is_packed());
-    EXPECT_EQ(K::packed_matrix(w).is_packed(), K::detail::k_packed_kernels_vectorised);
+    EXPECT_EQ(K::packed_matrix(w).is_packed(), K::detail::packed_kernels_vectorised());
     EXPECT_FALSE(K::packed_matrix(random_weights(dtype::q6_k, 20, 256, 3), K::pack_policy::always).is_packed());
     EXPECT_THROW(K::packed_matrix(tensor{}), shape_error);
     EXPECT_THROW(K::packed_matrix(tensor::empty(dtype::q8_0, {2, 2, 64})), shape_error);

@@ -389,7 +389,12 @@ TEST(QuantPacked, ByteLayoutMatchesDefinition) {
         EXPECT_EQ(L.n_groups, 2);
         EXPECT_EQ(L.n_blocks, 2);
         EXPECT_EQ(L.quant_bytes, t == dtype::q4_0 ? 256 : 512);
-        EXPECT_EQ(L.n_bytes, 2 * 2 * (L.quant_bytes + 32));
+        EXPECT_EQ(L.group_bytes, 64 + 2 * L.quant_bytes);  // one pair of blocks: Q4_0 576, Q8_0 1088
+        EXPECT_EQ(L.n_bytes, 2 * L.group_bytes);
+        EXPECT_EQ(L.scales_of(1, 0), L.group_bytes);
+        EXPECT_EQ(L.scales_of(1, 1), L.group_bytes + 32);
+        EXPECT_EQ(L.quants_of(1, 0), L.group_bytes + 64);
+        EXPECT_EQ(L.quants_of(1, 1), L.group_bytes + 64 + L.quant_bytes);
         std::vector<std::byte> packed(static_cast<std::size_t>(L.n_bytes));
         pack_rows(L, src.data(), 2 * bb, packed.data(), 0, n_rows);
         const auto byte_at = [&](std::int64_t off) { return static_cast<unsigned>(packed[static_cast<std::size_t>(off)]); };
@@ -415,7 +420,7 @@ TEST(QuantPacked, ByteLayoutMatchesDefinition) {
 TEST(QuantPacked, RowsDecodeToTheOriginalBits) {
     for (dtype t : {dtype::q4_0, dtype::q8_0}) {
         SCOPED_TRACE(std::string(dtype_name(t)));
-        const std::int64_t n_rows = 37, n_cols = 320;
+        const std::int64_t n_rows = 37, n_cols = 352;  // 11 blocks: the last pair is half empty
         const auto x = gaussian(static_cast<std::size_t>(n_rows * n_cols), 77);
         const std::int64_t rb = static_cast<std::int64_t>(row_bytes(t, n_cols));
         std::vector<std::byte> src(static_cast<std::size_t>(n_rows * rb));
@@ -440,6 +445,8 @@ TEST(QuantPacked, BadLayoutsThrow) {
     EXPECT_THROW(packed_layout(dtype::f32, 16, 32), error);
     EXPECT_THROW(packed_layout(dtype::q8_0, 16, 48), shape_error);
     EXPECT_THROW(packed_layout(dtype::q4_0, -1, 32), shape_error);
+    EXPECT_EQ(packed_layout(dtype::q4_0, 16, 96).group_bytes, 2 * 576);  // 3 blocks: two pairs
+    EXPECT_EQ(packed_layout(dtype::q8_0, 17, 96).n_bytes, 2 * 2 * 1088);  // two groups of two pairs
     EXPECT_TRUE(has_packed_layout(dtype::q4_0));
     EXPECT_FALSE(has_packed_layout(dtype::q6_k));
 }

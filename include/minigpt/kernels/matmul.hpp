@@ -186,11 +186,10 @@ inline void matmul(const packed_matrix& w, const float* x, float* y, std::int64_
     const quant::packed_layout& layout = w.layout();
     const auto* act = detail::quantize_activations_seeded(x, n_tokens, w.n_in(), w.type(), n_threads);
     const std::int64_t work_bytes = w.source().n_bytes() * std::min<std::int64_t>(n_tokens, 8);
-    const std::int64_t group_bytes = layout.n_blocks * (layout.quant_bytes + 2 * quant::k_pack_rows);
     parallel_for_balanced(layout.n_groups, work_bytes < detail::k_parallel_min_bytes ? 1 : n_threads,
                           [&](std::int64_t g0, std::int64_t g1) {
                               detail::packed_groups(layout, w.packed_data(), act, n_tokens, y, w.n_out(), g0, g1);
-                          }, detail::balanced_chunk(group_bytes));
+                          }, detail::balanced_chunk(layout.group_bytes));
 }
 
 inline void gemv(const packed_matrix& w, const float* x, float* y, int n_threads = 0) {
@@ -235,8 +234,7 @@ inline void matmul_shared(std::initializer_list<matmul_target> targets, const fl
     }
     const quant::act_q8_32_seeded* act =
         packed ? detail::quantize_activations_seeded(x, n_tokens, first.n_in(), first.type(), n_threads) : nullptr;
-    const std::int64_t unit_bytes = packed ? first.layout().n_blocks * (first.layout().quant_bytes + 2 * quant::k_pack_rows)
-                                           : first.source().stride_bytes(0);
+    const std::int64_t unit_bytes = packed ? first.layout().group_bytes : first.source().stride_bytes(0);
     const int threads = n_bytes * std::min<std::int64_t>(n_tokens, 8) < detail::k_parallel_min_bytes ? 1 : n_threads;
     parallel_for_balanced(n_units, threads, [&](std::int64_t b, std::int64_t e) {
         std::int64_t start = 0;

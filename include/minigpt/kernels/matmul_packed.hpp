@@ -14,7 +14,12 @@
 // Activations are quantised to 8-bit blocks (act_q8_32_seeded) exactly as for the per-row
 // kernels, so the results are the same sums; packed_dot_scalar is the portable twin that
 // computes them without SIMD (and the fallback where AVX-512 VNNI is missing, though there
-// packed_matrix does not pack by default: the per-row AVX2 kernels are faster).
+// packed_matrix does not pack by default: the per-row kernels are faster).
+//
+// The vector kernel is chosen at run time: it is compiled for AVX-512 VNNI through target
+// attributes (simd/avx512_vnni.hpp) whatever the flags of the program, and used when the CPU
+// has it, so a build for baseline x86-64 gets the same decode and prefill speed on quantised
+// models as a -march=native one.
 #pragma once
 
 #include <algorithm>
@@ -35,7 +40,7 @@
 #include "minigpt/kernels/matmul_dot.hpp"
 #include "minigpt/quant/blocks.hpp"
 #include "minigpt/quant/repack.hpp"
-#include "minigpt/simd/int8.hpp"
+#include "minigpt/simd/avx512_vnni.hpp"
 
 namespace minigpt::kernels {
 
@@ -45,11 +50,14 @@ using quant::act_q8_32_seeded;
 using quant::k_pack_rows;
 using quant::packed_layout;
 
-#if defined(MINIGPT_SIMD_INT8_512)
-inline constexpr bool k_packed_kernels_vectorised = true;
+// True when the packed kernels run vectorised on this CPU (AVX-512 VNNI, checked at run time).
+inline bool packed_kernels_vectorised() {
+#if defined(MINIGPT_AVX512_VNNI_DISPATCH)
+    return simd::vnni512::supported();
 #else
-inline constexpr bool k_packed_kernels_vectorised = false;
+    return false;
 #endif
+}
 
 inline constexpr int k_pack_mt = 8;                     // tokens per register tile
 inline constexpr std::int64_t k_pack_token_block = 64;  // tokens per cache block: 64 x n_in bytes stay in L2
@@ -96,52 +104,49 @@ inline void packed_dot_scalar(const packed_layout& L, const std::byte* data, std
     }
 }
 
-#if defined(MINIGPT_SIMD_INT8_512)
+#if defined(MINIGPT_AVX512_VNNI_DISPATCH)
 // y[t * ldy + r] = row 16g + r of W times token t's activations (a + t * a_stride), for t < MT and
-// the first n_rows rows of the group.
+// the first n_rows rows of the group. Runs only where simd::vnni512::supported().
 template <dtype T, int MT>
-inline void packed_tile(const packed_layout& L, const std::byte* data, std::int64_t g, const act_q8_32_seeded* a,
-                        std::int64_t a_stride, float* y, std::int64_t ldy, int n_rows) {
-    simd::f32x16 acc[MT];
-    for (auto& v : acc) v = simd::f32x16(0.0f);
-    const std::byte* quants = data + L.quants_of(g, 0);
-    const auto* scales = reinterpret_cast<const std::uint16_t*>(data + L.scales_of(g, 0));
+MINIGPT_TARGET_AVX512_VNNI inline void packed_tile(const packed_layout& L, const std::byte* data, std::int64_t g,
+                                                   const act_q8_32_seeded* a, std::int64_t a_stride, float* y,
+                                                   std::int64_t ldy, int n_rows) {
+    namespace v = simd::vnni512;
+    v::f32 acc[MT];
+    for (auto& x : acc) x = v::zero();
     for (std::int64_t b = 0; b < L.n_blocks; ++b) {
-        simd::i32x16 isum[MT];
-        for (int t = 0; t < MT; ++t) isum[t] = simd::i32x16(a[t * a_stride + b].seed);
-        const std::byte* qb = quants + b * L.quant_bytes;
+        v::i32 isum[MT];
+        for (int t = 0; t < MT; ++t) isum[t] = v::splat(a[t * a_stride + b].seed);
+        const std::byte* qb = data + L.quants_of(g, b);
         if constexpr (T == dtype::q4_0) {
             for (int c = 0; c < 4; ++c) {
-                const simd::u8x64 v = simd::load_u8x64(qb + 64 * c);
-                simd::u8x64 lo = simd::low_nibbles(v), hi = simd::high_nibbles(v);
-                simd::keep_in_register(lo);
-                simd::keep_in_register(hi);
+                const v::bytes q = v::load(qb + 64 * c);
+                v::bytes lo = v::low_nibbles(q), hi = v::high_nibbles(q);
+                v::keep_in_register(lo);
+                v::keep_in_register(hi);
                 for (int t = 0; t < MT; ++t) {
                     const std::int8_t* x = a[t * a_stride + b].qs;
-                    isum[t] = simd::dot_u8i8_bcast(isum[t], lo, x + 4 * c);
-                    isum[t] = simd::dot_u8i8_bcast(isum[t], hi, x + 16 + 4 * c);
+                    isum[t] = v::dot_bcast(isum[t], lo, x + 4 * c);
+                    isum[t] = v::dot_bcast(isum[t], hi, x + 16 + 4 * c);
                 }
             }
         } else {
             for (int c = 0; c < 8; ++c) {
-                simd::u8x64 v = simd::load_u8x64(qb + 64 * c);
-                if constexpr (MT > 1) simd::keep_in_register(v);
-                for (int t = 0; t < MT; ++t) isum[t] = simd::dot_u8i8_bcast(isum[t], v, a[t * a_stride + b].qs + 4 * c);
+                v::bytes q = v::load(qb + 64 * c);
+                if constexpr (MT > 1) v::keep_in_register(q);
+                for (int t = 0; t < MT; ++t) isum[t] = v::dot_bcast(isum[t], q, a[t * a_stride + b].qs + 4 * c);
             }
         }
-        const simd::f32x16 dw = simd::load_f16x16(scales + b * k_pack_rows);
-        for (int t = 0; t < MT; ++t)
-            acc[t] = xsimd::fma(simd::to_float(isum[t]), dw * simd::f32x16(a[t * a_stride + b].d), acc[t]);
+        const v::f32 dw = v::load_f16(reinterpret_cast<const std::uint16_t*>(data + L.scales_of(g, b)));
+        for (int t = 0; t < MT; ++t) acc[t] = v::fma(v::to_float(isum[t]), v::mul(dw, v::splat(a[t * a_stride + b].d)), acc[t]);
     }
-    for (int t = 0; t < MT; ++t) {
-        if (n_rows == k_pack_rows) acc[t].store_unaligned(y + t * ldy);
-        else simd::store_first(y + t * ldy, acc[t], n_rows);
-    }
+    for (int t = 0; t < MT; ++t) v::store_first(y + t * ldy, acc[t], n_rows);
 }
 
 template <dtype T>
-inline void packed_tile_any(int mt, const packed_layout& L, const std::byte* data, std::int64_t g, const act_q8_32_seeded* a,
-                            std::int64_t a_stride, float* y, std::int64_t ldy, int n_rows) {
+MINIGPT_TARGET_AVX512_VNNI inline void packed_tile_any(int mt, const packed_layout& L, const std::byte* data, std::int64_t g,
+                                                       const act_q8_32_seeded* a, std::int64_t a_stride, float* y,
+                                                       std::int64_t ldy, int n_rows) {
     switch (mt) {
         case 8: packed_tile<T, 8>(L, data, g, a, a_stride, y, ldy, n_rows); return;
         case 7: packed_tile<T, 7>(L, data, g, a, a_stride, y, ldy, n_rows); return;
@@ -160,6 +165,7 @@ inline void packed_tile_any(int mt, const packed_layout& L, const std::byte* dat
 inline void packed_groups(const packed_layout& L, const std::byte* data, const act_q8_32_seeded* a, std::int64_t n_tokens,
                           float* y, std::int64_t ldy, std::int64_t g0, std::int64_t g1) {
     const std::int64_t nb = L.n_blocks;
+    [[maybe_unused]] const bool vectorised = packed_kernels_vectorised();
     for (std::int64_t t0 = 0; t0 < n_tokens; t0 += k_pack_token_block) {
         const std::int64_t t1 = std::min(n_tokens, t0 + k_pack_token_block);
         for (std::int64_t g = g0; g < g1; ++g) {
@@ -167,16 +173,18 @@ inline void packed_groups(const packed_layout& L, const std::byte* data, const a
             for (std::int64_t t = t0; t < t1; t += k_pack_mt) {
                 const int mt = static_cast<int>(std::min<std::int64_t>(k_pack_mt, t1 - t));
                 float* yt = y + t * ldy + g * k_pack_rows;
-#if defined(MINIGPT_SIMD_INT8_512)
-                if (L.type == dtype::q4_0) packed_tile_any<dtype::q4_0>(mt, L, data, g, a + t * nb, nb, yt, ldy, n_rows);
-                else packed_tile_any<dtype::q8_0>(mt, L, data, g, a + t * nb, nb, yt, ldy, n_rows);
-#else
+#if defined(MINIGPT_AVX512_VNNI_DISPATCH)
+                if (vectorised) {
+                    if (L.type == dtype::q4_0) packed_tile_any<dtype::q4_0>(mt, L, data, g, a + t * nb, nb, yt, ldy, n_rows);
+                    else packed_tile_any<dtype::q8_0>(mt, L, data, g, a + t * nb, nb, yt, ldy, n_rows);
+                    continue;
+                }
+#endif
                 for (int i = 0; i < mt; ++i) {
                     float out[k_pack_rows];
                     packed_dot_scalar(L, data, g, a + (t + i) * nb, out);
                     std::copy(out, out + n_rows, yt + i * ldy);
                 }
-#endif
             }
         }
     }
@@ -204,7 +212,7 @@ inline const act_q8_32_seeded* quantize_activations_seeded(const float* x, std::
 
 // How packed_matrix decides whether to repack a Q4_0 / Q8_0 tensor.
 enum class pack_policy {
-    when_faster,  // only where the packed kernels are vectorised (AVX-512 VNNI); default
+    when_faster,  // only where the packed kernels are vectorised (a CPU with AVX-512 VNNI); default
     always,       // whenever the type has a packed layout (tests use it for the scalar fallback)
     never,
 };
@@ -222,7 +230,7 @@ public:
         if (source_.rank() != 2)
             throw shape_error("packed_matrix: weight must be rank 2 (n_out, n_in), got shape " + source_.shape_string());
         const bool pack = quant::has_packed_layout(source_.type()) && policy != pack_policy::never &&
-                          (policy == pack_policy::always || detail::k_packed_kernels_vectorised);
+                          (policy == pack_policy::always || detail::packed_kernels_vectorised());
         if (!pack) return;
         layout_ = quant::packed_layout(source_.type(), source_.dim(0), source_.dim(1));
         auto buffer = aligned_buffer(static_cast<std::size_t>(layout_.n_bytes));

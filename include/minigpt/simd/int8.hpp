@@ -15,9 +15,7 @@
 // operands <= 127, signed activations in -127..127), and VNNI is exact regardless.
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #include <xsimd/xsimd.hpp>
 
@@ -173,34 +171,6 @@ inline f32x16 halves_f16(std::uint16_t lo, std::uint16_t hi) {
 
 // acc + float(v) * s.
 inline f32x16 fma_i32(f32x16 acc, i32x16 v, f32x16 s) { return xsimd::fma(f32x16(_mm512_maskz_cvtepi32_ps(0xffff, v)), s, acc); }
-
-// ---- row-interleaved (packed) kernels: one int32 lane per weight row ----
-
-inline u8x64 load_u8x64(const std::byte* p) { return _mm512_loadu_si512(p); }
-
-// Bytes & 0x0f, and (bytes >> 4) & 0x0f: the two nibble planes of 64 packed Q4_0 bytes.
-inline u8x64 low_nibbles(u8x64 v) { return _mm512_and_si512(v, _mm512_set1_epi8(0x0f)); }
-inline u8x64 high_nibbles(u8x64 v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0f)); }
-
-// acc[r] + sum_{k<4} a[4r+k] * x[k]: the 4 activation bytes at x broadcast to every lane (GCC
-// folds the broadcast into vpdpbusd's memory operand).
-inline i32x16 dot_u8i8_bcast(i32x16 acc, u8x64 a, const std::int8_t* x) {
-    std::int32_t x4;
-    std::memcpy(&x4, x, 4);
-    return _mm512_dpbusd_epi32(__m512i(acc), __m512i(a), _mm512_set1_epi32(x4));
-}
-
-// 16 fp16 values widened to f32.
-inline f32x16 load_f16x16(const std::uint16_t* p) {
-    return _mm512_maskz_cvtph_ps(0xffff, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-
-inline f32x16 to_float(i32x16 v) { return _mm512_maskz_cvtepi32_ps(0xffff, v); }
-
-// Stores lanes [0, n) of v at p (n <= 16): the rows of a partial group.
-inline void store_first(float* p, f32x16 v, int n) {
-    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
-}
 
 #endif  // MINIGPT_SIMD_INT8_512
 
