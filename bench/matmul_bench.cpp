@@ -150,6 +150,13 @@ void gemv_args(benchmark::internal::Benchmark* b) {
     b->Unit(benchmark::kMicrosecond)->UseRealTime();
 }
 
+// The K-quants need rows of a multiple of 256: no 960-wide shape.
+void gemv_args_k(benchmark::internal::Benchmark* b) {
+    for (auto [n_out, n_in] : {std::pair{4096, 4096}, std::pair{11008, 4096}, std::pair{3072, 768}})
+        for (int threads : {1, 2}) b->Args({n_out, n_in, threads, 1});
+    b->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
 // 256 x 4096 weights stay in L2 across iterations: the kernels' compute speed, one thread, CPU
 // time (steadier than wall time on a shared machine). A kernel whose in-cache speed exceeds the
 // per-core share of the read bandwidth can stream weights from memory at full speed.
@@ -180,8 +187,8 @@ BENCHMARK(BM_gemv<dtype::f16>)->Name("gemv/f16")->Apply(gemv_args);
 BENCHMARK(BM_gemv<dtype::bf16>)->Name("gemv/bf16")->Apply(gemv_args);
 BENCHMARK(BM_gemv<dtype::q8_0>)->Name("gemv/q8_0")->Apply(gemv_args);
 BENCHMARK(BM_gemv<dtype::q4_0>)->Name("gemv/q4_0")->Apply(gemv_args);
-BENCHMARK(BM_gemv<dtype::q4_k>)->Name("gemv/q4_k")->Apply(gemv_args);
-BENCHMARK(BM_gemv<dtype::q6_k>)->Name("gemv/q6_k")->Apply(gemv_args);
+BENCHMARK(BM_gemv<dtype::q4_k>)->Name("gemv/q4_k")->Apply(gemv_args_k);
+BENCHMARK(BM_gemv<dtype::q6_k>)->Name("gemv/q6_k")->Apply(gemv_args_k);
 BENCHMARK(BM_gemv<dtype::q8_0, rows>)->Name("gemv_rows/q8_0")->Apply(gemv_args);
 BENCHMARK(BM_gemv<dtype::q4_0, rows>)->Name("gemv_rows/q4_0")->Apply(gemv_args);
 BENCHMARK(BM_gemv<dtype::f32>)->Name("gemv_in_cache/f32")->Apply(in_cache_args);
