@@ -395,8 +395,8 @@ TEST(QuantPacked, ByteLayoutMatchesDefinition) {
         EXPECT_EQ(L.scales_of(1, 1), L.group_bytes + 32);
         EXPECT_EQ(L.quants_of(1, 0), L.group_bytes + 64);
         EXPECT_EQ(L.quants_of(1, 1), L.group_bytes + 64 + L.quant_bytes);
-        std::vector<std::byte> packed(static_cast<std::size_t>(L.n_bytes));
-        pack_rows(L, src.data(), 2 * bb, packed.data(), 0, n_rows);
+        std::vector<std::byte> packed(static_cast<std::size_t>(L.n_bytes), std::byte{0xee});  // padding must be written
+        pack_groups(L, src.data(), 2 * bb, packed.data(), 0, L.n_groups);
         const auto byte_at = [&](std::int64_t off) { return static_cast<unsigned>(packed[static_cast<std::size_t>(off)]); };
         // Row 17 = group 1 lane 1, block 1: chunk c holds its qs bytes 4c..4c+3 (Q8_0: XOR 0x80).
         const std::int64_t r = 17, b = 1;
@@ -426,10 +426,10 @@ TEST(QuantPacked, RowsDecodeToTheOriginalBits) {
         std::vector<std::byte> src(static_cast<std::size_t>(n_rows * rb));
         for (std::int64_t r = 0; r < n_rows; ++r) quantize_row(t, x.data() + r * n_cols, src.data() + r * rb, n_cols);
         const packed_layout L(t, n_rows, n_cols);
-        std::vector<std::byte> packed(static_cast<std::size_t>(L.n_bytes));
-        // Packed in two group-aligned pieces, as the parallel packer does.
-        pack_rows(L, src.data(), rb, packed.data(), 0, 16);
-        pack_rows(L, src.data(), rb, packed.data(), 16, n_rows);
+        std::vector<std::byte> packed(static_cast<std::size_t>(L.n_bytes), std::byte{0xee});
+        // Packed in two pieces, as the parallel packer does.
+        pack_groups(L, src.data(), rb, packed.data(), 0, 1);
+        pack_groups(L, src.data(), rb, packed.data(), 1, L.n_groups);
         std::vector<float> want(static_cast<std::size_t>(n_cols)), got(static_cast<std::size_t>(n_cols));
         for (std::int64_t r = 0; r < n_rows; ++r) {
             dequantize_row(t, src.data() + r * rb, want.data(), n_cols);
@@ -437,6 +437,12 @@ TEST(QuantPacked, RowsDecodeToTheOriginalBits) {
             ASSERT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0) << "row " << r;
         }
         EXPECT_THROW(dequantize_packed_row(L, packed.data(), n_rows, got.data()), shape_error);
+        // The half-empty last pair of every group and the 11 missing rows of the last group are zero.
+        for (std::int64_t g = 0; g < L.n_groups; ++g)
+            for (std::int64_t i = 0; i < L.quant_bytes; ++i)
+                ASSERT_EQ(packed[static_cast<std::size_t>(L.quants_of(g, 11) + i)], std::byte{0}) << "group " << g;
+        for (std::int64_t b = 0; b < L.n_blocks; ++b)
+            for (int i = 4 * 5; i < 64; ++i) ASSERT_EQ(packed[static_cast<std::size_t>(L.quants_of(2, b) + i)], std::byte{0});
     }
 }
 

@@ -29,6 +29,7 @@
 // The conversion is exact (dequantize_packed_row gives the original row's bits).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -80,30 +81,39 @@ struct packed_layout {
     }
 };
 
-// Writes rows [r0, r1) of the packed form of the (n_rows, n_cols) matrix whose row r starts at
-// src + r * row_stride into dst (layout.n_bytes bytes, zero-filled beforehand: the padding rows of
-// the last group are not written). Ranges on group boundaries can be packed in parallel.
-inline void pack_rows(const packed_layout& layout, const std::byte* src, std::int64_t row_stride, std::byte* dst,
-                      std::int64_t r0, std::int64_t r1) {
+// Writes groups [g0, g1) of the packed form of the (n_rows, n_cols) matrix whose row r starts at
+// src + r * row_stride: every byte of those groups in dst (a layout.n_bytes buffer), padding
+// included, so the buffer needs no clearing and disjoint group ranges can be packed in parallel.
+inline void pack_groups(const packed_layout& layout, const std::byte* src, std::int64_t row_stride, std::byte* dst,
+                        std::int64_t g0, std::int64_t g1) {
     const std::int64_t nb = layout.n_blocks;
-    for (std::int64_t r = r0; r < r1; ++r) {
-        const std::int64_t g = r / k_pack_rows, lane = r % k_pack_rows;
-        const std::byte* row = src + r * row_stride;
-        for (std::int64_t b = 0; b < nb; ++b) {
-            std::byte* q = dst + layout.quants_of(g, b) + 4 * lane;
-            std::uint16_t d;
-            if (layout.type == dtype::q4_0) {
-                const auto* blk = reinterpret_cast<const block_q4_0*>(row) + b;
-                d = blk->d;
-                for (int c = 0; c < 4; ++c) std::memcpy(q + 64 * c, blk->qs + 4 * c, 4);
-            } else {
-                const auto* blk = reinterpret_cast<const block_q8_0*>(row) + b;
-                d = blk->d;
-                for (int c = 0; c < 8; ++c)
-                    for (int k = 0; k < 4; ++k)
-                        q[64 * c + k] = static_cast<std::byte>(static_cast<std::uint8_t>(blk->qs[4 * c + k]) ^ 0x80u);
+    for (std::int64_t g = g0; g < g1; ++g) {
+        // The group (<= 17 KiB for 1024-wide rows) is zeroed in cache, then each row scattered into
+        // its lanes: the missing rows of a last group and an odd block's partner stay zero.
+        std::memset(dst + g * layout.group_bytes, 0, static_cast<std::size_t>(layout.group_bytes));
+        const std::int64_t r1 = std::min(layout.n_rows, (g + 1) * k_pack_rows);
+        for (std::int64_t r = g * k_pack_rows; r < r1; ++r) {
+            const std::int64_t lane = r % k_pack_rows;
+            const std::byte* row = src + r * row_stride;
+            for (std::int64_t b = 0; b < nb; ++b) {
+                std::byte* q = dst + layout.quants_of(g, b) + 4 * lane;
+                std::uint16_t d;
+                if (layout.type == dtype::q4_0) {
+                    const auto* blk = reinterpret_cast<const block_q4_0*>(row) + b;
+                    d = blk->d;
+                    for (int c = 0; c < 4; ++c) std::memcpy(q + 64 * c, blk->qs + 4 * c, 4);
+                } else {
+                    const auto* blk = reinterpret_cast<const block_q8_0*>(row) + b;
+                    d = blk->d;
+                    for (int c = 0; c < 8; ++c) {
+                        std::uint32_t word;
+                        std::memcpy(&word, blk->qs + 4 * c, 4);
+                        word ^= 0x80808080u;
+                        std::memcpy(q + 64 * c, &word, 4);
+                    }
+                }
+                std::memcpy(dst + layout.scales_of(g, b) + 2 * lane, &d, 2);
             }
-            std::memcpy(dst + layout.scales_of(g, b) + 2 * lane, &d, 2);
         }
     }
 }
