@@ -7,6 +7,10 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <atomic>
+#include <chrono>
+#include <latch>
+#include <thread>
 
 #include "minigpt/core/dtype.hpp"
 #include "minigpt/core/half.hpp"
@@ -171,4 +175,41 @@ TEST(Threads, ParallelForCoversRangeOnce) {
     }, 16);
     for (int h : hits) EXPECT_EQ(h, 1);
     EXPECT_GE(physical_cores(), 1);
+}
+
+// Runs `n_callers` threads that each call parallel_for(n_threads) at the same moment, with work that
+// holds every thread for a while; returns the most threads seen inside the loop bodies at once.
+static int peak_threads_of_concurrent_callers(int n_callers, int n_threads) {
+    std::atomic<int> active{0}, peak{0}, covered{0};
+    std::latch start(n_callers);
+    std::vector<std::thread> callers;
+    for (int c = 0; c < n_callers; ++c)
+        callers.emplace_back([&] {
+            start.arrive_and_wait();
+            parallel_for(8, n_threads, [&](std::int64_t b, std::int64_t e) {
+                const int now = ++active;
+                for (int p = peak.load(); now > p && !peak.compare_exchange_weak(p, now);) {}
+                std::this_thread::sleep_for(std::chrono::milliseconds(60));
+                covered += static_cast<int>(e - b);
+                --active;
+            });
+        });
+    for (auto& t : callers) t.join();
+    EXPECT_EQ(covered.load(), 8 * n_callers);
+    EXPECT_EQ(detail::threads_in_use().load(), 0);
+    return peak.load();
+}
+
+TEST(Threads, CallerThreadsShareOneBudget) {
+    set_max_threads(2);
+    // Four callers asking for two threads each on a budget of two: the callers' own four threads
+    // plus at most one helper (8 threads without the budget).
+    EXPECT_LE(peak_threads_of_concurrent_callers(4, 2), 5);
+    // One caller alone gets what it asks for, even above the budget.
+#if defined(_OPENMP)
+    EXPECT_EQ(peak_threads_of_concurrent_callers(1, 2), 2);
+    EXPECT_EQ(peak_threads_of_concurrent_callers(1, 4), 4);
+#endif
+    set_max_threads(0);
+    EXPECT_EQ(max_threads(), physical_cores());
 }

@@ -3,9 +3,11 @@
 // Parallel loops go through parallel_for, which uses OpenMP when the library is
 // built with it and runs serially otherwise. The thread count is chosen per call
 // (n_threads <= 0 means the default: the number of physical cores). A parallel_for
-// called from inside another parallel region, or from a thread the caller started
-// while another minigpt loop runs, runs on the calling thread only, so minigpt never
-// multiplies the caller's threads.
+// called from inside another parallel region runs on the calling thread only. Threads
+// the caller started itself share one process-wide budget (max_threads(), default the
+// physical cores): every thread running a minigpt loop counts against it, and a loop
+// only adds helper threads while the budget has room, so four caller threads decoding
+// at once on two cores run with no helpers instead of eight threads on two cores.
 #pragma once
 
 #include <algorithm>
@@ -51,6 +53,53 @@ inline int physical_cores() {
 
 inline int resolve_threads(int n_threads) { return n_threads > 0 ? n_threads : physical_cores(); }
 
+namespace detail {
+inline std::atomic<int>& thread_limit() {
+    static std::atomic<int> limit{0};  // 0: physical_cores()
+    return limit;
+}
+// Threads currently running minigpt loops: callers plus the helpers started for them.
+inline std::atomic<int>& threads_in_use() {
+    static std::atomic<int> n{0};
+    return n;
+}
+}  // namespace detail
+
+// Process-wide cap on threads running minigpt loops at once (callers included); a loop
+// asking for more threads than the cap is still granted them when it runs alone.
+inline int max_threads() {
+    const int limit = detail::thread_limit().load(std::memory_order_relaxed);
+    return limit > 0 ? limit : physical_cores();
+}
+inline void set_max_threads(int n) { detail::thread_limit().store(std::max(0, n), std::memory_order_relaxed); }
+
+// A reservation against the budget for one parallel loop: the calling thread always
+// runs, and `team()` threads in all (caller included) may run the loop.
+class thread_reservation {
+public:
+    explicit thread_reservation(int wanted) {
+        auto& in_use = detail::threads_in_use();
+        const int before = in_use.fetch_add(1, std::memory_order_relaxed);
+        const int limit = std::max(max_threads(), before == 0 ? wanted : 0);
+        int extra = std::max(0, std::min(wanted - 1, limit - before - 1));
+        if (extra > 0) {
+            const int now = in_use.fetch_add(extra, std::memory_order_relaxed) + extra;
+            // Another caller reserved at the same time: hand back what overshoots the cap.
+            const int over = std::min(extra, std::max(0, now - limit));
+            if (over > 0) in_use.fetch_sub(over, std::memory_order_relaxed);
+            extra -= over;
+        }
+        reserved_ = 1 + extra;
+    }
+    ~thread_reservation() { detail::threads_in_use().fetch_sub(reserved_, std::memory_order_relaxed); }
+    thread_reservation(const thread_reservation&) = delete;
+    thread_reservation& operator=(const thread_reservation&) = delete;
+    int team() const { return reserved_; }
+
+private:
+    int reserved_ = 1;
+};
+
 // True when called from inside an active parallel region.
 inline bool in_parallel_region() {
 #if defined(_OPENMP)
@@ -73,6 +122,12 @@ void parallel_for(std::int64_t n, int n_threads, Fn&& fn, std::int64_t grain = 1
         return;
     }
 #if defined(_OPENMP)
+    const thread_reservation reservation(nt);
+    nt = reservation.team();
+    if (nt <= 1) {
+        fn(std::int64_t{0}, n);
+        return;
+    }
 #pragma omp parallel num_threads(nt)
     {
         const int t = omp_get_thread_num();
@@ -104,6 +159,12 @@ void parallel_for_balanced(std::int64_t n, int n_threads, Fn&& fn, std::int64_t 
         return;
     }
 #if defined(_OPENMP)
+    const thread_reservation reservation(nt);
+    nt = reservation.team();
+    if (nt <= 1) {
+        fn(std::int64_t{0}, n);
+        return;
+    }
     // One cache line per thread's counter, so that the owners' increments do not contend.
     struct alignas(64) share {
         std::atomic<std::int64_t> next{0};
