@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "minigpt/core/progress.hpp"
 #include "minigpt/core/tensor.hpp"
 #include "minigpt/core/threads.hpp"
 #include "minigpt/kernels/matmul.hpp"
@@ -56,7 +57,9 @@ struct forward_state {
 
 // The weight matrices of a model prepared for kernels::matmul (Q4_0 / Q8_0 repacked for the
 // integer kernels, other types as they are), by role as in layer_weights. Built once per model
-// and shared by its contexts (context.hpp); absent roles stay empty.
+// and shared by its contexts (context.hpp); absent roles stay empty. Repacking is the one
+// load-time conversion (the 185 MiB of Llama 360M Q4_0 take under 0.5 s on one core; a
+// 7B model several seconds), so it reports progress on a terminal.
 struct layer_matrices {
     kernels::packed_matrix attn_q, attn_k, attn_v, attn_qkv, attn_output, ffn_gate, ffn_up, ffn_down;
 };
@@ -70,10 +73,14 @@ struct model_matrices {
         auto prepare = [n_threads](const tensor& t) {
             return t.empty() ? kernels::packed_matrix() : kernels::packed_matrix(t, kernels::pack_policy::when_faster, n_threads);
         };
-        for (const auto& L : w.layers)
+        progress bar("preparing weights (layers)", static_cast<std::int64_t>(w.layers.size()) + 1);
+        for (const auto& L : w.layers) {
             layers.push_back({prepare(L.attn_q), prepare(L.attn_k), prepare(L.attn_v), prepare(L.attn_qkv),
                               prepare(L.attn_output), prepare(L.ffn_gate), prepare(L.ffn_up), prepare(L.ffn_down)});
+            bar.update(static_cast<std::int64_t>(layers.size()));
+        }
         output = prepare(w.output);
+        bar.update(static_cast<std::int64_t>(layers.size()) + 1);
     }
 };
 
