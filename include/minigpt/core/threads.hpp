@@ -73,33 +73,6 @@ inline int max_threads() {
 }
 inline void set_max_threads(int n) { detail::thread_limit().store(std::max(0, n), std::memory_order_relaxed); }
 
-// A reservation against the budget for one parallel loop: the calling thread always
-// runs, and `team()` threads in all (caller included) may run the loop.
-class thread_reservation {
-public:
-    explicit thread_reservation(int wanted) {
-        auto& in_use = detail::threads_in_use();
-        const int before = in_use.fetch_add(1, std::memory_order_relaxed);
-        const int limit = std::max(max_threads(), before == 0 ? wanted : 0);
-        int extra = std::max(0, std::min(wanted - 1, limit - before - 1));
-        if (extra > 0) {
-            const int now = in_use.fetch_add(extra, std::memory_order_relaxed) + extra;
-            // Another caller reserved at the same time: hand back what overshoots the cap.
-            const int over = std::min(extra, std::max(0, now - limit));
-            if (over > 0) in_use.fetch_sub(over, std::memory_order_relaxed);
-            extra -= over;
-        }
-        reserved_ = 1 + extra;
-    }
-    ~thread_reservation() { detail::threads_in_use().fetch_sub(reserved_, std::memory_order_relaxed); }
-    thread_reservation(const thread_reservation&) = delete;
-    thread_reservation& operator=(const thread_reservation&) = delete;
-    int team() const { return reserved_; }
-
-private:
-    int reserved_ = 1;
-};
-
 // True when called from inside an active parallel region.
 inline bool in_parallel_region() {
 #if defined(_OPENMP)
@@ -109,6 +82,45 @@ inline bool in_parallel_region() {
 #endif
 }
 
+// The team of one parallel loop, reserved against the budget for the loop's lifetime: the
+// calling thread always runs, and size() threads in all (caller included) run the loop. A
+// team of one (nothing to share, no OpenMP, inside a parallel region, or no room left)
+// reserves only the caller and means "run fn on the calling thread".
+class thread_team {
+public:
+    explicit thread_team(int wanted) {
+#if defined(_OPENMP)
+        if (wanted <= 1 || in_parallel_region()) return;
+        auto& in_use = detail::threads_in_use();
+        const int before = in_use.fetch_add(1, std::memory_order_relaxed);
+        reserved_ = 1;
+        const int limit = std::max(max_threads(), before == 0 ? wanted : 0);
+        int extra = std::max(0, std::min(wanted - 1, limit - before - 1));
+        if (extra > 0) {
+            const int now = in_use.fetch_add(extra, std::memory_order_relaxed) + extra;
+            // Another caller reserved at the same time: hand back what overshoots the cap.
+            const int over = std::min(extra, std::max(0, now - limit));
+            if (over > 0) in_use.fetch_sub(over, std::memory_order_relaxed);
+            extra -= over;
+        }
+        reserved_ += extra;
+        size_ = reserved_;
+#else
+        (void)wanted;
+#endif
+    }
+    ~thread_team() {
+        if (reserved_ > 0) detail::threads_in_use().fetch_sub(reserved_, std::memory_order_relaxed);
+    }
+    thread_team(const thread_team&) = delete;
+    thread_team& operator=(const thread_team&) = delete;
+    int size() const { return size_; }
+
+private:
+    int reserved_ = 0;
+    int size_ = 1;
+};
+
 // Run fn(begin, end) over [0, n) split into contiguous chunks, one per thread.
 // `grain` is the smallest chunk worth a thread (chunks are multiples of it).
 template <class Fn>
@@ -116,29 +128,21 @@ void parallel_for(std::int64_t n, int n_threads, Fn&& fn, std::int64_t grain = 1
     if (n <= 0) return;
     grain = std::max<std::int64_t>(1, grain);
     const std::int64_t n_grains = (n + grain - 1) / grain;
-    int nt = static_cast<int>(std::min<std::int64_t>(resolve_threads(n_threads), n_grains));
-    if (nt <= 1 || in_parallel_region()) {
+    const thread_team team(static_cast<int>(std::min<std::int64_t>(resolve_threads(n_threads), n_grains)));
+    if (team.size() <= 1) {
         fn(std::int64_t{0}, n);
         return;
     }
 #if defined(_OPENMP)
-    const thread_reservation reservation(nt);
-    nt = reservation.team();
-    if (nt <= 1) {
-        fn(std::int64_t{0}, n);
-        return;
-    }
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(team.size())
     {
         const int t = omp_get_thread_num();
-        const int team = omp_get_num_threads();
-        const std::int64_t per = (n_grains + team - 1) / team;
+        const int n_team = omp_get_num_threads();
+        const std::int64_t per = (n_grains + n_team - 1) / n_team;
         const std::int64_t b = std::min(n, t * per * grain);
         const std::int64_t e = std::min(n, (t + 1) * per * grain);
         if (b < e) fn(b, e);
     }
-#else
-    fn(std::int64_t{0}, n);
 #endif
 }
 
@@ -153,18 +157,13 @@ void parallel_for_balanced(std::int64_t n, int n_threads, Fn&& fn, std::int64_t 
     if (n <= 0) return;
     chunk = std::max<std::int64_t>(1, chunk);
     const std::int64_t n_chunks = (n + chunk - 1) / chunk;
-    int nt = static_cast<int>(std::min<std::int64_t>(resolve_threads(n_threads), n_chunks));
-    if (nt <= 1 || in_parallel_region()) {
+    const thread_team team(static_cast<int>(std::min<std::int64_t>(resolve_threads(n_threads), n_chunks)));
+    if (team.size() <= 1) {
         fn(std::int64_t{0}, n);
         return;
     }
 #if defined(_OPENMP)
-    const thread_reservation reservation(nt);
-    nt = reservation.team();
-    if (nt <= 1) {
-        fn(std::int64_t{0}, n);
-        return;
-    }
+    const int nt = team.size();
     // One cache line per thread's counter, so that the owners' increments do not contend.
     struct alignas(64) share {
         std::atomic<std::int64_t> next{0};
@@ -189,8 +188,6 @@ void parallel_for_balanced(std::int64_t n, int n_threads, Fn&& fn, std::int64_t 
                 fn(c * chunk, std::min(n, (c + 1) * chunk));
         }
     }
-#else
-    fn(std::int64_t{0}, n);
 #endif
 }
 
