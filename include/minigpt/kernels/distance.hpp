@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include <xsimd/xsimd.hpp>
 
@@ -40,61 +41,51 @@ inline double l2_sq_reference_f16(const float* q, const std::uint16_t* k, std::i
 // dst[i] = float(src[i]) for n halves; exact (every fp16 value is a float32 value).
 inline void widen_f16(const std::uint16_t* src, float* dst, std::int64_t n) { simd::f16_to_f32_row(src, dst, n); }
 
-// sum_i (a[i] - b[i])^2 in float32 with four independent accumulators (latency hiding).
-inline float l2_sq(const float* a, const float* b, std::int64_t dim) {
+namespace detail {
+
+// A key row as float32 lanes: float keys load as they are, float16 keys are widened (exactly).
+template <class Key>
+inline simd::f32_batch load_key(const Key* k) {
+    if constexpr (std::is_same_v<Key, float>) return simd::f32_batch::load_unaligned(k);
+    else return simd::load_f16(k);
+}
+template <class Key>
+inline float key_at(const Key* k, std::int64_t i) {
+    if constexpr (std::is_same_v<Key, float>) return k[i];
+    else return fp16_to_fp32(k[i]);
+}
+
+// sum_i (q[i] - k[i])^2 in float32 with four independent accumulators (latency hiding).
+template <class Key>
+inline float l2_sq_any(const float* q, const Key* k, std::int64_t dim) {
     using batch = simd::f32_batch;
     constexpr std::int64_t w = static_cast<std::int64_t>(batch::size);
-    batch acc0(0.0f), acc1(0.0f), acc2(0.0f), acc3(0.0f);
+    batch acc[4] = {batch(0.0f), batch(0.0f), batch(0.0f), batch(0.0f)};
     std::int64_t i = 0;
-    for (; i + 4 * w <= dim; i += 4 * w) {
-        const batch d0 = batch::load_unaligned(a + i) - batch::load_unaligned(b + i);
-        const batch d1 = batch::load_unaligned(a + i + w) - batch::load_unaligned(b + i + w);
-        const batch d2 = batch::load_unaligned(a + i + 2 * w) - batch::load_unaligned(b + i + 2 * w);
-        const batch d3 = batch::load_unaligned(a + i + 3 * w) - batch::load_unaligned(b + i + 3 * w);
-        acc0 = xsimd::fma(d0, d0, acc0);
-        acc1 = xsimd::fma(d1, d1, acc1);
-        acc2 = xsimd::fma(d2, d2, acc2);
-        acc3 = xsimd::fma(d3, d3, acc3);
-    }
+    for (; i + 4 * w <= dim; i += 4 * w)
+        for (int u = 0; u < 4; ++u) {
+            const batch d = batch::load_unaligned(q + i + u * w) - load_key(k + i + u * w);
+            acc[u] = xsimd::fma(d, d, acc[u]);
+        }
     for (; i + w <= dim; i += w) {
-        const batch d = batch::load_unaligned(a + i) - batch::load_unaligned(b + i);
-        acc0 = xsimd::fma(d, d, acc0);
+        const batch d = batch::load_unaligned(q + i) - load_key(k + i);
+        acc[0] = xsimd::fma(d, d, acc[0]);
     }
-    float s = xsimd::hadd((acc0 + acc1) + (acc2 + acc3));
+    float s = xsimd::hadd((acc[0] + acc[1]) + (acc[2] + acc[3]));
     for (; i < dim; ++i) {
-        const float d = a[i] - b[i];
+        const float d = q[i] - key_at(k, i);
         s += d * d;
     }
     return s;
 }
 
+}  // namespace detail
+
+// sum_i (a[i] - b[i])^2.
+inline float l2_sq(const float* a, const float* b, std::int64_t dim) { return detail::l2_sq_any(a, b, dim); }
+
 // Query in float32, key in float16 widened on the fly.
-inline float l2_sq_f16(const float* q, const std::uint16_t* k, std::int64_t dim) {
-    using batch = simd::f32_batch;
-    constexpr std::int64_t w = static_cast<std::int64_t>(batch::size);
-    batch acc0(0.0f), acc1(0.0f), acc2(0.0f), acc3(0.0f);
-    std::int64_t i = 0;
-    for (; i + 4 * w <= dim; i += 4 * w) {
-        const batch d0 = batch::load_unaligned(q + i) - simd::load_f16(k + i);
-        const batch d1 = batch::load_unaligned(q + i + w) - simd::load_f16(k + i + w);
-        const batch d2 = batch::load_unaligned(q + i + 2 * w) - simd::load_f16(k + i + 2 * w);
-        const batch d3 = batch::load_unaligned(q + i + 3 * w) - simd::load_f16(k + i + 3 * w);
-        acc0 = xsimd::fma(d0, d0, acc0);
-        acc1 = xsimd::fma(d1, d1, acc1);
-        acc2 = xsimd::fma(d2, d2, acc2);
-        acc3 = xsimd::fma(d3, d3, acc3);
-    }
-    for (; i + w <= dim; i += w) {
-        const batch d = batch::load_unaligned(q + i) - simd::load_f16(k + i);
-        acc0 = xsimd::fma(d, d, acc0);
-    }
-    float s = xsimd::hadd((acc0 + acc1) + (acc2 + acc3));
-    for (; i < dim; ++i) {
-        const float d = q[i] - fp16_to_fp32(k[i]);
-        s += d * d;
-    }
-    return s;
-}
+inline float l2_sq_f16(const float* q, const std::uint16_t* k, std::int64_t dim) { return detail::l2_sq_any(q, k, dim); }
 
 inline float dot(const float* a, const float* b, std::int64_t n) {
     using batch = simd::f32_batch;
