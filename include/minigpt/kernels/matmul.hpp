@@ -188,22 +188,22 @@ inline void gemv(const tensor& w, const float* x, float* y, int n_threads = 0) {
     matmul(w, x, y, 1, n_threads);
 }
 
+// One product of matmul_shared: y (n_tokens, w.n_out()) = X · wᵀ.
+struct matmul_target {
+    const packed_matrix& w;
+    float* y;
+};
+
+// Several products of the same input (below); the packed case of matmul is its one-target case.
+inline void matmul_shared(std::initializer_list<matmul_target> targets, const float* x, std::int64_t n_tokens,
+                          int n_threads = 0);
+
 // matmul with a prepared weight: the packed integer kernels (any n_tokens) when W was repacked,
 // otherwise exactly matmul(w.source(), ...). X is rounded to 8-bit blocks as for the dot kernels.
 inline void matmul(const packed_matrix& w, const float* x, float* y, std::int64_t n_tokens, int n_threads = 0) {
-    if (!w.is_packed()) {
-        matmul(w.source(), x, y, n_tokens, n_threads);
-        return;
-    }
-    detail::check_matmul("matmul", w.source(), x, y, n_tokens);
-    if (n_tokens == 0 || w.n_out() == 0) return;
-    const quant::packed_layout& layout = w.layout();
-    const auto* act = detail::quantize_activations_seeded(x, n_tokens, w.n_in(), w.type(), n_threads);
-    const std::int64_t work_bytes = w.source().n_bytes() * std::min<std::int64_t>(n_tokens, 8);
-    parallel_for_balanced(layout.n_groups, work_bytes < detail::k_parallel_min_bytes ? 1 : n_threads,
-                          [&](std::int64_t g0, std::int64_t g1) {
-                              detail::packed_groups(layout, w.packed_data(), act, n_tokens, y, w.n_out(), g0, g1);
-                          }, detail::balanced_chunk(layout.group_bytes));
+    if (!w.is_packed()) return matmul(w.source(), x, y, n_tokens, n_threads);
+    detail::check_matmul("matmul", w.source(), x, y, n_tokens);  // errors named for the caller's function
+    matmul_shared({{w, y}}, x, n_tokens, n_threads);
 }
 
 inline void gemv(const packed_matrix& w, const float* x, float* y, int n_threads = 0) {
@@ -211,19 +211,13 @@ inline void gemv(const packed_matrix& w, const float* x, float* y, int n_threads
     matmul(w, x, y, 1, n_threads);
 }
 
-// One product of matmul_shared: y (n_tokens, w.n_out()) = X · wᵀ.
-struct matmul_target {
-    const packed_matrix& w;
-    float* y;
-};
-
 // Several products of the same input X (Q, K and V; gate and up) with the same results as one
 // matmul call per target. When the weights are all packed with one type, or all of one float type
 // with few tokens, the products share one parallel region, whose rows are the targets' rows end to
 // end (and, packed, one quantisation of X): in decoding each region costs a fork, a join and the
 // wait for the slower thread, ~16% of Llama 360M's decode time with one region per matrix.
 inline void matmul_shared(std::initializer_list<matmul_target> targets, const float* x, std::int64_t n_tokens,
-                          int n_threads = 0) {
+                          int n_threads) {
     if (targets.size() == 0) return;
     const packed_matrix& first = targets.begin()->w;
     bool fuse = n_tokens > 0;
@@ -234,9 +228,11 @@ inline void matmul_shared(std::initializer_list<matmul_target> targets, const fl
                               " and " + t.w.source().shape_string());
         fuse = fuse && t.w.type() == first.type() && t.w.is_packed() == first.is_packed();
     }
+    if (n_tokens == 0) return;
     const bool packed = first.is_packed();
     fuse = fuse && (packed || (detail::is_float_type(first.type()) && n_tokens < detail::gemm_min_tokens(first.type())));
-    if (!fuse || targets.size() == 1) {
+    // One float target is exactly matmul's few-token path; one packed target is matmul(packed) itself.
+    if (!fuse || (targets.size() == 1 && !packed)) {
         for (const auto& t : targets) matmul(t.w, x, t.y, n_tokens, n_threads);
         return;
     }
