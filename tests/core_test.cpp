@@ -14,6 +14,7 @@
 
 #include "minigpt/core/dtype.hpp"
 #include "minigpt/core/half.hpp"
+#include "minigpt/core/memory.hpp"
 #include "minigpt/core/tensor.hpp"
 #include "minigpt/core/threads.hpp"
 
@@ -136,6 +137,27 @@ TEST(Tensor, OwningIsAlignedAndZeroed) {
     EXPECT_EQ(t.n_bytes(), 60);
     for (int i = 0; i < 15; ++i) EXPECT_EQ(t.data<float>()[i], 0.0f);
     EXPECT_TRUE(t.is_contiguous());
+}
+
+// Buffers of 2 MiB or more start on a huge-page boundary (what a 2 MiB page-table entry needs) and
+// are zero like the small ones; both are writable to the last byte and freed without complaint.
+TEST(Memory, HeapBufferAlignmentAndZeroFill) {
+    for (std::size_t n_bytes : {std::size_t(1), std::size_t(100), k_huge_page_bytes - 1, k_huge_page_bytes,
+                                3 * k_huge_page_bytes + 12345}) {
+        auto b = heap_buffer(n_bytes);
+        const auto address = reinterpret_cast<std::uintptr_t>(b.get());
+        EXPECT_EQ(address % 64, 0u) << n_bytes;
+        if (n_bytes >= k_huge_page_bytes) {
+            EXPECT_EQ(address % k_huge_page_bytes, 0u) << n_bytes;
+        }
+        std::size_t n_nonzero = 0;
+        for (std::size_t i = 0; i < n_bytes; ++i) n_nonzero += b.get()[i] != std::byte{0};
+        EXPECT_EQ(n_nonzero, 0u) << n_bytes;
+        std::memset(b.get(), 0xab, n_bytes);
+    }
+    auto t = tensor::empty(dtype::f32, {1024, 1024});  // 4 MiB: a huge-page buffer
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(t.raw()) % k_huge_page_bytes, 0u);
+    EXPECT_EQ(t.data<float>()[1024 * 1024 - 1], 0.0f);
 }
 
 TEST(Tensor, ViewsRowsAndEigen) {

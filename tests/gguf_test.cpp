@@ -65,6 +65,25 @@ TEST(MappedFile, MapsContents) {
     f->advise(access_hint::random, 100, 5000);  // any range, even unaligned, must be harmless
 }
 
+// A file of 2 MiB or more is mapped at a 2 MiB boundary (file offset 0 there keeps file and address
+// congruent modulo 2 MiB, so the kernel can map its large page-cache folios with huge pages); the
+// bytes read back are the file's, at the start, across the first boundary and at the end.
+TEST(MappedFile, LargeFileIsHugePageAligned) {
+    const auto dir = test::temp_dir("mapped");
+    const auto path = (dir / "large.bin").string();
+    const std::size_t n_bytes = (std::size_t(5) << 20) + 777;
+    std::vector<unsigned char> bytes(n_bytes);
+    for (std::size_t i = 0; i < n_bytes; ++i) bytes[i] = static_cast<unsigned char>(i * 2654435761u >> 13);
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(n_bytes));
+    {
+        auto f = mapped_file::open(path);
+        ASSERT_EQ(f->size(), n_bytes);
+        EXPECT_EQ(reinterpret_cast<std::uintptr_t>(f->data()) % (std::uintptr_t(2) << 20), 0u);
+        EXPECT_EQ(std::memcmp(f->data(), bytes.data(), n_bytes), 0);
+    }
+    std::filesystem::remove_all(dir);
+}
+
 // ---- reading the llama.cpp-written files in ../shared ----
 
 TEST(GgufShared, Gpt2TinyMatchesKnownConfig) {

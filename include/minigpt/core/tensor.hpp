@@ -5,7 +5,7 @@
 // dimensions innermost first; the GGUF reader reverses them.) Rows, the innermost
 // dimension, are always contiguous, so a quantised row is a run of whole blocks;
 // the outer dimensions have byte strides, which lets a tensor be a view of part of
-// another one. Storage is either owned (64-byte aligned, zero-filled) or borrowed
+// another one. Storage is either owned (64-byte aligned, zero-filled, core/memory.hpp) or borrowed
 // (e.g. a memory-mapped file) with an optional keep-alive handle.
 #pragma once
 
@@ -23,19 +23,9 @@
 
 #include "minigpt/core/dtype.hpp"
 #include "minigpt/core/error.hpp"
+#include "minigpt/core/memory.hpp"
 
 namespace minigpt {
-
-inline constexpr std::size_t k_tensor_alignment = 64;
-
-// A zero-filled, 64-byte aligned heap buffer shared by the tensors that view it.
-inline std::shared_ptr<std::byte> aligned_buffer(std::size_t n_bytes) {
-    const std::size_t rounded = (n_bytes + k_tensor_alignment - 1) / k_tensor_alignment * k_tensor_alignment;
-    void* p = std::aligned_alloc(k_tensor_alignment, rounded == 0 ? k_tensor_alignment : rounded);
-    if (!p) throw error("out of memory allocating " + std::to_string(n_bytes) + " bytes");
-    std::memset(p, 0, rounded);
-    return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
-}
 
 class tensor {
 public:
@@ -50,7 +40,7 @@ public:
     }
     static tensor empty(dtype type, std::span<const std::int64_t> shape) {
         tensor t = describe(type, shape);
-        auto buf = aligned_buffer(static_cast<std::size_t>(t.n_bytes()));
+        auto buf = heap_buffer(static_cast<std::size_t>(t.n_bytes()));
         t.data_ = buf.get();
         t.owner_ = std::move(buf);
         return t;

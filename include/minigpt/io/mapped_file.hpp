@@ -5,7 +5,11 @@
 // The map is MAP_PRIVATE and PROT_READ, so nothing minigpt does can write to the file.
 // An empty file is legal (size 0, data() points at a dummy byte) because mmap
 // refuses zero-length maps. Every failure throws io_error naming the path and the
-// errno text. Caveat inherent to mmap: if another process truncates the file while
+// errno text. Large files are mapped at a 2 MiB-aligned address with MADV_HUGEPAGE, so
+// a kernel whose page cache holds large folios (Linux 6.x on ext4, xfs, tmpfs) maps
+// the weights with 2 MiB page-table entries: a decode step streams every weight once,
+// and with 4 KiB pages the TLB misses cost ~15% of the read bandwidth (docs/benchmarks.md).
+// Caveat inherent to mmap: if another process truncates the file while
 // it is mapped, touching the lost pages raises SIGBUS; minigpt cannot guard that.
 #pragma once
 
@@ -51,9 +55,16 @@ public:
         f->size_ = static_cast<std::uint64_t>(st.st_size);
         if (f->size_ == 0) return f;
         if (f->size_ > static_cast<std::uint64_t>(SIZE_MAX)) throw io_error(path + ": file too large to map");
-        void* p = ::mmap(nullptr, static_cast<std::size_t>(f->size_), PROT_READ, MAP_PRIVATE, fd, 0);
+        const auto n_bytes = static_cast<std::size_t>(f->size_);
+        void* const at = huge_aligned_address(n_bytes);
+        void* p = ::mmap(at, n_bytes, PROT_READ, MAP_PRIVATE | (at ? MAP_FIXED : 0), fd, 0);
+        if (p == MAP_FAILED && at) ::munmap(at, n_bytes);
         if (p == MAP_FAILED) throw_errno(path, "cannot mmap " + std::to_string(f->size_) + " bytes");
         f->map_ = p;
+#ifdef MADV_HUGEPAGE
+        // Before any page is touched, so read-ahead allocates whole 2 MiB folios.
+        if (n_bytes >= huge_page) ::madvise(p, n_bytes, MADV_HUGEPAGE);
+#endif
         f->advise(hint);
         return f;
     }
@@ -101,6 +112,25 @@ public:
 
 private:
     mapped_file() = default;
+
+    static constexpr std::size_t huge_page = std::size_t(2) << 20;
+
+    // A free range of n_bytes starting on a huge-page boundary: reserve n_bytes + 2 MiB of
+    // address space, keep the aligned part (mmap MAP_FIXED replaces it with the file) and give
+    // back the slack. A file offset 0 at an aligned address keeps file and virtual offsets
+    // congruent modulo 2 MiB, which is what a huge page-table entry needs. nullptr (let the
+    // kernel choose) for small files or when the reservation fails.
+    static void* huge_aligned_address(std::size_t n_bytes) noexcept {
+        if (n_bytes < huge_page || n_bytes > SIZE_MAX - huge_page) return nullptr;
+        void* r = ::mmap(nullptr, n_bytes + huge_page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (r == MAP_FAILED) return nullptr;
+        const auto begin = reinterpret_cast<std::uintptr_t>(r);
+        const std::uintptr_t aligned = (begin + huge_page - 1) / huge_page * huge_page;
+        if (aligned > begin) ::munmap(r, aligned - begin);
+        const std::uintptr_t end = begin + n_bytes + huge_page, used_end = aligned + n_bytes;
+        if (end > used_end) ::munmap(reinterpret_cast<void*>(used_end), end - used_end);
+        return reinterpret_cast<void*>(aligned);
+    }
 
     [[noreturn]] static void throw_errno(const std::string& path, const std::string& what) {
         const int e = errno;

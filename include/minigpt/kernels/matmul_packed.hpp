@@ -36,6 +36,7 @@
 #include "minigpt/core/dtype.hpp"
 #include "minigpt/core/error.hpp"
 #include "minigpt/core/half.hpp"
+#include "minigpt/core/memory.hpp"
 #include "minigpt/core/tensor.hpp"
 #include "minigpt/core/threads.hpp"
 #include "minigpt/kernels/matmul_dot.hpp"
@@ -226,20 +227,19 @@ class packed_matrix {
 public:
     packed_matrix() = default;
     explicit packed_matrix(tensor w, pack_policy policy = pack_policy::when_faster, int n_threads = 0)
+        : packed_matrix(std::move(w), policy, n_threads, nullptr) {}
+
+    // As above, with the packed copy written to `storage` (64-byte aligned, at least packed_bytes(w,
+    // policy) bytes): model_matrices packs a whole model into slices of one huge-page buffer. A null
+    // storage allocates one for this matrix.
+    packed_matrix(tensor w, pack_policy policy, int n_threads, std::shared_ptr<std::byte> storage)
         : source_(std::move(w)) {
-        if (source_.empty()) throw shape_error("packed_matrix: weight tensor has no data");
-        if (source_.rank() != 2)
-            throw shape_error("packed_matrix: weight must be rank 2 (n_out, n_in), got shape " + source_.shape_string());
-        const bool pack = quant::has_packed_layout(source_.type()) && policy != pack_policy::never &&
-                          (policy == pack_policy::always || detail::packed_kernels_vectorised());
-        if (!pack) return;
+        const std::size_t n_bytes = packed_bytes(source_, policy);
+        if (n_bytes == 0) return;
         layout_ = quant::packed_layout(source_.type(), source_.dim(0), source_.dim(1));
         // Not zero-filled: pack_groups writes every byte, and the threads that do so take the page
         // faults of the fresh memory in parallel (zeroing first made packing ~2x slower).
-        const std::size_t n_bytes = static_cast<std::size_t>(std::max<std::int64_t>(64, (layout_.n_bytes + 63) / 64 * 64));
-        void* memory = std::aligned_alloc(64, n_bytes);
-        if (!memory) throw error("packed_matrix: out of memory allocating " + std::to_string(n_bytes) + " bytes");
-        std::shared_ptr<std::byte> buffer(static_cast<std::byte*>(memory), [](std::byte* p) { std::free(p); });
+        std::shared_ptr<std::byte> buffer = storage ? std::move(storage) : heap_buffer(n_bytes, fill::none);
         const std::int64_t stride = source_.stride_bytes(0);
         const quant::packed_layout& layout = layout_;
         const std::byte* src = source_.raw();
@@ -248,6 +248,17 @@ public:
             quant::pack_groups(layout, src, stride, dst, g0, g1);
         });
         data_ = std::move(buffer);
+    }
+
+    // The bytes (a multiple of 64) of the copy packed_matrix(w, policy) makes; 0 when w is used as it is.
+    static std::size_t packed_bytes(const tensor& w, pack_policy policy = pack_policy::when_faster) {
+        if (w.empty()) throw shape_error("packed_matrix: weight tensor has no data");
+        if (w.rank() != 2) throw shape_error("packed_matrix: weight must be rank 2 (n_out, n_in), got shape " + w.shape_string());
+        const bool pack = quant::has_packed_layout(w.type()) && policy != pack_policy::never &&
+                          (policy == pack_policy::always || detail::packed_kernels_vectorised());
+        if (!pack) return 0;
+        const std::int64_t n_bytes = quant::packed_layout(w.type(), w.dim(0), w.dim(1)).n_bytes;
+        return static_cast<std::size_t>(std::max<std::int64_t>(64, (n_bytes + 63) / 64 * 64));
     }
 
     const tensor& source() const noexcept { return source_; }

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "minigpt/core/memory.hpp"
 #include "minigpt/core/progress.hpp"
 #include "minigpt/core/tensor.hpp"
 #include "minigpt/core/threads.hpp"
@@ -70,8 +71,27 @@ struct model_matrices {
 
     model_matrices() = default;
     model_matrices(const model_weights& w, int n_threads) {
-        auto prepare = [n_threads](const tensor& t) {
-            return t.empty() ? kernels::packed_matrix() : kernels::packed_matrix(t, kernels::pack_policy::when_faster, n_threads);
+        // One buffer for every packed copy, so the whole model's repacked weights sit in 2 MiB pages
+        // (core/memory.hpp) even though most single matrices are smaller than a huge page.
+        constexpr auto policy = kernels::pack_policy::when_faster;
+        auto for_each_tensor = [&w](auto&& fn) {
+            for (const auto& L : w.layers)
+                for (const tensor* t : {&L.attn_q, &L.attn_k, &L.attn_v, &L.attn_qkv, &L.attn_output, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+                    fn(*t);
+            fn(w.output);
+        };
+        std::size_t n_bytes = 0;
+        for_each_tensor([&](const tensor& t) {
+            if (!t.empty()) n_bytes += kernels::packed_matrix::packed_bytes(t, policy);
+        });
+        const std::shared_ptr<std::byte> arena = n_bytes ? heap_buffer(n_bytes, fill::none) : nullptr;
+        std::size_t offset = 0;
+        auto prepare = [&](const tensor& t) {
+            if (t.empty()) return kernels::packed_matrix();
+            const std::size_t n = kernels::packed_matrix::packed_bytes(t, policy);
+            std::shared_ptr<std::byte> slice = n ? std::shared_ptr<std::byte>(arena, arena.get() + offset) : nullptr;
+            offset += n;
+            return kernels::packed_matrix(t, policy, n_threads, std::move(slice));
         };
         progress bar("preparing weights (layers)", static_cast<std::int64_t>(w.layers.size()) + 1);
         for (const auto& L : w.layers) {
