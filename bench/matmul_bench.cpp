@@ -44,11 +44,13 @@ const tensor& weights(dtype t, std::int64_t n_out, std::int64_t n_in) {
     return cache.emplace(key, std::move(w)).first->second;
 }
 
-std::vector<float> activations(std::int64_t n) {
+// In an owning tensor, so 64-byte aligned like the model's activations (a std::vector's data is only
+// 16-byte aligned, and matmul would first copy it: see kernels::detail::aligned_activations).
+tensor activations(std::int64_t n) {
     std::mt19937 rng(7);
     std::normal_distribution<float> dist(0.0f, 1.0f);
-    std::vector<float> x(static_cast<std::size_t>(n));
-    for (auto& v : x) v = dist(rng);
+    tensor x = tensor::empty(dtype::f32, {n});
+    for (std::int64_t i = 0; i < n; ++i) x.data<float>()[i] = dist(rng);
     return x;
 }
 
@@ -85,7 +87,7 @@ void BM_gemv(benchmark::State& state) {
     std::vector<float> y(static_cast<std::size_t>(n_out));
     std::size_t next = 0;
     for (auto _ : state) {
-        kernels::gemv(ws[next], x.data(), y.data(), n_threads);
+        kernels::gemv(ws[next], x.data<float>(), y.data(), n_threads);
         next = (next + 1) % ws.size();
         benchmark::DoNotOptimize(y.data());
         benchmark::ClobberMemory();
@@ -104,7 +106,7 @@ void BM_matmul(benchmark::State& state) {
     const auto x = activations(n_in * n_tokens);
     std::vector<float> y(static_cast<std::size_t>(n_out * n_tokens));
     for (auto _ : state) {
-        kernels::matmul(w, x.data(), y.data(), n_tokens, n_threads);
+        kernels::matmul(w, x.data<float>(), y.data(), n_tokens, n_threads);
         benchmark::DoNotOptimize(y.data());
         benchmark::ClobberMemory();
     }
@@ -115,11 +117,27 @@ void BM_matmul(benchmark::State& state) {
                                                     benchmark::Counter::kIsRate);
 }
 
-// Sum of a 1 GiB float buffer split over threads: the read bandwidth GEMV is judged against.
+// Sum of a 1 GiB float buffer split over threads: the read bandwidth GEMV is judged against. By
+// default the buffer is in 2 MiB pages like minigpt's weights (core/memory.hpp); the small_pages
+// variant (a std::vector, 4 KiB pages unless THP is "always") shows what the TLB misses cost.
+template <bool SmallPages = false>
 void BM_read_bandwidth(benchmark::State& state) {
     const int n_threads = static_cast<int>(state.range(0));
     const std::int64_t n = (std::int64_t(1) << 30) / static_cast<std::int64_t>(sizeof(float));
-    static std::vector<float> buffer(static_cast<std::size_t>(n), 1.0f);
+    static std::vector<float> small_pages;
+    static std::shared_ptr<std::byte> huge_pages;
+    const float* buffer_data = nullptr;
+    if constexpr (SmallPages) {
+        if (small_pages.empty()) small_pages.assign(static_cast<std::size_t>(n), 1.0f);
+        buffer_data = small_pages.data();
+    } else {
+        if (!huge_pages) {
+            huge_pages = heap_buffer(static_cast<std::size_t>(n) * sizeof(float));
+            std::fill_n(reinterpret_cast<float*>(huge_pages.get()), n, 1.0f);
+        }
+        buffer_data = reinterpret_cast<float*>(huge_pages.get());
+    }
+
     using B = xsimd::batch<float>;
     constexpr std::int64_t L = static_cast<std::int64_t>(B::size);
     for (auto _ : state) {
@@ -129,10 +147,10 @@ void BM_read_bandwidth(benchmark::State& state) {
                 const std::int64_t b = n / n_threads * t, e = t + 1 == n_threads ? n : n / n_threads * (t + 1);
                 B a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
                 for (std::int64_t i = b; i + 4 * L <= e; i += 4 * L) {
-                    a0 += B::load_aligned(buffer.data() + i);
-                    a1 += B::load_aligned(buffer.data() + i + L);
-                    a2 += B::load_aligned(buffer.data() + i + 2 * L);
-                    a3 += B::load_aligned(buffer.data() + i + 3 * L);
+                    a0 += B::load_aligned(buffer_data + i);
+                    a1 += B::load_aligned(buffer_data + i + L);
+                    a2 += B::load_aligned(buffer_data + i + 2 * L);
+                    a3 += B::load_aligned(buffer_data + i + 3 * L);
                 }
                 partial[t] = xsimd::hadd(a0 + a1 + a2 + a3);
             }
@@ -181,7 +199,8 @@ constexpr auto rows = kernels::pack_policy::never;
 
 }  // namespace
 
-BENCHMARK(BM_read_bandwidth)->Name("read_bandwidth")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_read_bandwidth<>)->Name("read_bandwidth")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_read_bandwidth<true>)->Name("read_bandwidth_small_pages")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_gemv<dtype::f32>)->Name("gemv/f32")->Apply(gemv_args);
 BENCHMARK(BM_gemv<dtype::f16>)->Name("gemv/f16")->Apply(gemv_args);
 BENCHMARK(BM_gemv<dtype::bf16>)->Name("gemv/bf16")->Apply(gemv_args);

@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "minigpt/kernels/gelu_table.hpp"
 #include "minigpt/kernels/ops.hpp"
 #include "minigpt/kernels/rope.hpp"
 #include "minigpt/simd/vector_math.hpp"
@@ -386,6 +387,26 @@ TEST(Ops, GeluMatchesTanhFormula) {
     EXPECT_EQ(s[1], k_inf);
     EXPECT_EQ(s[3], 1e20f);
     EXPECT_EQ(s[4], 0.0f);
+}
+
+// The table form used for GPT-2 against its scalar definition (no table): every finite fp16
+// value as input, then random floats in [-12, 12] (both sides of the saturation) in lengths
+// that leave vector tails. The two must agree bit for bit.
+TEST(Ops, GeluFp16TableMatchesDefinition) {
+    std::vector<float> xs;
+    for (std::uint32_t h = 0; h < 65536; ++h)
+        if ((h & 0x7c00u) != 0x7c00u) xs.push_back(fp16_to_fp32(static_cast<std::uint16_t>(h)));
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> u(-12.0f, 12.0f);
+    for (int i = 0; i < 10007; ++i) xs.push_back(u(rng));
+    std::vector<float> y = xs;
+    K::gelu_fp16_table(y.data(), static_cast<std::int64_t>(y.size()));
+    for (std::size_t i = 0; i < xs.size(); ++i) ASSERT_EQ(y[i], K::gelu_fp16_reference(xs[i])) << "x=" << xs[i];
+    for (std::int64_t n : {1, 7, 17, 255, 257}) {
+        std::vector<float> z(xs.end() - n, xs.end());
+        K::gelu_fp16_table(z.data(), n);
+        for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(z[static_cast<std::size_t>(i)], K::gelu_fp16_reference(xs[xs.size() - static_cast<std::size_t>(n - i)]));
+    }
 }
 
 TEST(Ops, SiluMatchesReference) {

@@ -7,12 +7,14 @@
 // model_config::gelu). kernels::gelu (ops.hpp) is the exact tanh form.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <memory>
 
 #include "minigpt/core/half.hpp"
+#include "minigpt/simd/convert.hpp"
 
 namespace minigpt::kernels {
 
@@ -34,14 +36,21 @@ inline const std::uint16_t* gelu_fp16_table() {
 
 }  // namespace detail
 
-// In place: x = fp16(gelu(fp16(x))) with ggml's saturation outside [-10, 10].
+// In place: x = fp16(gelu(fp16(x))) with ggml's saturation outside [-10, 10]. The conversions
+// run a block at a time on the vector units (simd/convert.hpp, round to nearest even like the
+// scalar ones); done one value at a time in software they made this ~1.5% of GPT-2 decode time.
 inline void gelu_fp16_table(float* x, std::int64_t n) {
     const std::uint16_t* table = detail::gelu_fp16_table();
-    for (std::int64_t i = 0; i < n; ++i) {
-        const float v = x[i];
-        if (v <= -10.0f) x[i] = 0.0f;
-        else if (v >= 10.0f) x[i] = v;
-        else x[i] = fp16_to_fp32(table[fp32_to_fp16(v)]);
+    constexpr std::int64_t block = 256;
+    std::uint16_t h[block];
+    float g[block];
+    for (std::int64_t i0 = 0; i0 < n; i0 += block) {
+        const std::int64_t m = std::min(block, n - i0);
+        float* xs = x + i0;
+        simd::f32_to_f16_row(xs, h, m);
+        for (std::int64_t j = 0; j < m; ++j) h[j] = table[h[j]];
+        simd::f16_to_f32_row(h, g, m);
+        for (std::int64_t j = 0; j < m; ++j) xs[j] = xs[j] <= -10.0f ? 0.0f : (xs[j] >= 10.0f ? xs[j] : g[j]);
     }
 }
 
