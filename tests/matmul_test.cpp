@@ -184,6 +184,49 @@ TEST(Matmul, FloatTypesAllShapes) {
                 for (std::int64_t n_tokens : {1, 3, 17, 64}) check_case({t, n_out, n_in, n_tokens});
 }
 
+// The float row kernels in both compilations (kernels/matmul_dot_float.inl): the build's own xsimd
+// one and the AVX-512 twin that a build without AVX-512 flags picks at run time on a CPU with it
+// (tests/baseline_dispatch_test.cpp checks that choice in such a build). R = 1 and 4 rows, row
+// lengths with and without vector tails, against the double reference with the float budget.
+TEST(Matmul, FloatRowKernelsBothCompilations) {
+    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16})
+        for (std::int64_t n_in : {1, 15, 16, 100, 768, 4352}) {
+            SCOPED_TRACE(std::string(dtype_name(t)) + " n_in=" + std::to_string(n_in));
+            const tensor w = random_weights(t, 4, n_in, static_cast<unsigned>(n_in + 3));
+            const auto wd = decoded(w);
+            const auto x = gaussian(static_cast<std::size_t>(n_in), static_cast<unsigned>(n_in + 4));
+            auto check = [&](const char* which, auto kernel) {
+                float one[4], four[4];
+                for (int r = 0; r < 4; ++r) kernel.template operator()<1>(w.raw() + r * w.stride_bytes(0), w.stride_bytes(0), x.data(), n_in, one + r);
+                kernel.template operator()<4>(w.raw(), w.stride_bytes(0), x.data(), n_in, four);
+                for (int r = 0; r < 4; ++r) {
+                    double ref = 0;
+                    for (std::int64_t i = 0; i < n_in; ++i) ref += static_cast<double>(wd[static_cast<std::size_t>(r * n_in + i)]) * x[static_cast<std::size_t>(i)];
+                    const double tol = budget_for(t, wd, x.data(), n_in, r).plain;
+                    EXPECT_NEAR(one[r], ref, tol) << which << " R=1 row " << r;
+                    EXPECT_EQ(four[r], one[r]) << which << ": a row's sum must not depend on R";
+                }
+            };
+            auto run = [&]<K::detail::float_kind FK>() {
+                check("native", []<int R>(const std::byte* p, std::int64_t st, const float* xx, std::int64_t n, float* out) {
+                    K::detail::native::dot_float_rows<FK, R>(p, st, xx, n, out);
+                });
+#if defined(MINIGPT_AVX512F_DISPATCH)
+                if (simd::avx512f::supported())
+                    check("avx512", []<int R>(const std::byte* p, std::int64_t st, const float* xx, std::int64_t n, float* out) {
+                        K::detail::avx512::dot_float_rows<FK, R>(p, st, xx, n, out);
+                    });
+#endif
+            };
+            if (t == dtype::f32) run.template operator()<K::detail::float_kind::f32>();
+            else if (t == dtype::f16) run.template operator()<K::detail::float_kind::f16>();
+            else run.template operator()<K::detail::float_kind::bf16>();
+        }
+#if defined(MINIGPT_AVX512F_DISPATCH)
+    if (!simd::avx512f::supported()) GTEST_SKIP() << "checked the xsimd kernels only: this CPU has no AVX-512";
+#endif
+}
+
 TEST(Matmul, Block32TypesAllShapes) {
     // 70 tokens: more than one cache block of the packed kernels (64) and a partial register tile.
     for (dtype t : {dtype::q8_0, dtype::q4_0})

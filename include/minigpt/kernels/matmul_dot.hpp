@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -23,6 +24,7 @@
 #include "minigpt/core/half.hpp"
 #include "minigpt/quant/blocks.hpp"
 #include "minigpt/simd/convert.hpp"
+#include "minigpt/simd/float_ops.hpp"
 #include "minigpt/simd/int8.hpp"
 
 namespace minigpt::kernels::detail {
@@ -101,53 +103,40 @@ inline void quantize_act_256(const float* x, act_q8_256* a, std::int64_t n) {
 enum class float_kind { f32, f16, bf16 };
 
 template <float_kind K>
-inline simd::f32_batch load_weights(const std::byte* row, std::int64_t i) {
-    if constexpr (K == float_kind::f32) return simd::f32_batch::load_unaligned(reinterpret_cast<const float*>(row) + i);
-    else if constexpr (K == float_kind::f16) return simd::load_f16(reinterpret_cast<const std::uint16_t*>(row) + i);
-    else return simd::load_bf16(reinterpret_cast<const std::uint16_t*>(row) + i);
-}
-
-template <float_kind K>
 inline float weight_at(const std::byte* row, std::int64_t i) {
     if constexpr (K == float_kind::f32) return reinterpret_cast<const float*>(row)[i];
     else if constexpr (K == float_kind::f16) return fp16_to_fp32(reinterpret_cast<const std::uint16_t*>(row)[i]);
     else return bf16_to_fp32(reinterpret_cast<const std::uint16_t*>(row)[i]);
 }
 
-// out[r] = dot(row r, x) for R rows starting at w, `stride` bytes apart; any n.
-template <float_kind K, int R>
-inline void dot_float_rows(const std::byte* w, std::int64_t stride, const float* x, std::int64_t n, float* out) {
-    using B = simd::f32_batch;
-    constexpr std::int64_t L = static_cast<std::int64_t>(B::size);
-    // U accumulators per row, so that one row (decode) has U FMA chains in flight: with 2, one core
-    // streamed f16 rows from memory ~8% slower than with 4. U is the same for every R, so a row's sum
-    // does not depend on how rows were grouped (results are the same for any thread count); with
-    // 16 vector registers (AVX2) 4 rows x 4 accumulators would spill, so there it stays 2.
-    constexpr int U = L >= 16 ? 4 : 2;
-    B acc[U][R];
-    for (int u = 0; u < U; ++u)
-        for (int r = 0; r < R; ++r) acc[u][r] = B(0.0f);
-    std::int64_t i = 0;
-    for (; i + U * L <= n; i += U * L) {
-        B xs[U];
-        for (int u = 0; u < U; ++u) {
-            xs[u] = B::load_unaligned(x + i + u * L);
-            simd::keep_in_register(xs[u]);
-        }
-        for (int r = 0; r < R; ++r)
-            for (int u = 0; u < U; ++u) acc[u][r] = xsimd::fma(load_weights<K>(w + r * stride, i + u * L), xs[u], acc[u][r]);
-    }
-    for (; i + L <= n; i += L) {
-        const B x0 = B::load_unaligned(x + i);
-        for (int r = 0; r < R; ++r) acc[0][r] = xsimd::fma(load_weights<K>(w + r * stride, i), x0, acc[0][r]);
-    }
-    for (int r = 0; r < R; ++r) {
-        B sum = acc[0][r];
-        for (int u = 1; u < U; ++u) sum += acc[u][r];
-        float s = xsimd::hadd(sum);
-        for (std::int64_t j = i; j < n; ++j) s += weight_at<K>(w + r * stride, j) * x[j];
-        out[r] = s;
-    }
+// dot_float_rows<K, R>(w, stride, x, n, out), written once in matmul_dot_float.inl and compiled
+// twice: in namespace native on xsimd at the build's own width, and on x86-64 in namespace avx512
+// with AVX-512 target attributes, for builds without AVX-512 flags running on a CPU with it
+// (simd/float_ops.hpp; kernels::matmul picks one at run time).
+namespace native {
+using ops = simd::native_f32_ops;
+#define MINIGPT_FLOAT_KERNEL_TARGET
+#include "minigpt/kernels/matmul_dot_float.inl"
+#undef MINIGPT_FLOAT_KERNEL_TARGET
+}  // namespace native
+
+#if defined(MINIGPT_AVX512F_DISPATCH)
+namespace avx512 {
+using ops = simd::avx512f::f32_ops;
+#define MINIGPT_FLOAT_KERNEL_TARGET MINIGPT_TARGET_AVX512F
+#include "minigpt/kernels/matmul_dot_float.inl"
+#undef MINIGPT_FLOAT_KERNEL_TARGET
+}  // namespace avx512
+#endif
+
+// True when the float row kernels should be the avx512 twins: the build's own flags lack AVX-512
+// and the CPU has it.
+inline bool float_dots_use_avx512() {
+#if defined(MINIGPT_AVX512F_DISPATCH) && !defined(__AVX512F__)
+    return simd::avx512f::supported();
+#else
+    return false;
+#endif
 }
 
 // ---- Q8_0 x act_q8_32 --------------------------------------------------------------------

@@ -1,0 +1,78 @@
+// Built without -march=native (tests/CMakeLists.txt), as a consumer's program would be by default:
+// checks that the kernels chosen at run time are the AVX-512 ones on a CPU that has it (the float
+// row kernels, simd/float_ops.hpp; the packed integer kernels, simd/avx512_vnni.hpp) and that the
+// public matmul still agrees with the double-precision reference from this translation unit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "minigpt/kernels/matmul.hpp"
+
+using namespace minigpt;
+namespace K = minigpt::kernels;
+
+namespace {
+
+std::vector<float> gaussian(std::size_t n, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> v(n);
+    for (auto& x : v) x = dist(rng);
+    return v;
+}
+
+}  // namespace
+
+TEST(BaselineBuild, PicksAvx512KernelsAtRunTime) {
+#if defined(__AVX512F__)
+    GTEST_SKIP() << "this test must be compiled without AVX-512 flags";
+#elif defined(MINIGPT_AVX512F_DISPATCH)
+    EXPECT_EQ(K::detail::float_dots_use_avx512(), simd::avx512f::supported());
+    EXPECT_EQ(K::detail::packed_kernels_vectorised(), simd::vnni512::supported());
+    if (!simd::avx512f::supported()) GTEST_SKIP() << "this CPU has no AVX-512: the baseline kernels run";
+#else
+    GTEST_SKIP() << "no run-time dispatch on this compiler or architecture";
+#endif
+}
+
+// Every float type and Q4_0 / Q8_0 through the public matmul (few-token and GEMM paths) against the
+// double reference. Float types: the summation budget (n_in + 8) u sum|w x|; quantised types: the
+// activation rounding (half a step of max|x| / 127 per block, over sum|w|) on top.
+TEST(BaselineBuild, MatmulMatchesReference) {
+    const std::int64_t n_out = 37, n_in = 800;
+    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16, dtype::q8_0, dtype::q4_0})
+        for (std::int64_t n_tokens : {1, 5, 40}) {
+            SCOPED_TRACE(std::string(dtype_name(t)) + " n_tokens=" + std::to_string(n_tokens));
+            tensor w = tensor::empty(t, {n_out, n_in});
+            const auto src = gaussian(static_cast<std::size_t>(n_out * n_in), 11);
+            for (std::int64_t r = 0; r < n_out; ++r) quant::quantize_row(t, src.data() + r * n_in, w.row_ptr(r), n_in);
+            std::vector<float> wd(static_cast<std::size_t>(n_out * n_in));
+            for (std::int64_t r = 0; r < n_out; ++r) quant::dequantize_row(t, w.row_ptr(r), wd.data() + r * n_in, n_in);
+            const auto x = gaussian(static_cast<std::size_t>(n_tokens * n_in), 12);
+            std::vector<float> y(static_cast<std::size_t>(n_tokens * n_out));
+            const K::packed_matrix prepared(w);
+            K::matmul(prepared, x.data(), y.data(), n_tokens, 2);
+            for (std::int64_t tok = 0; tok < n_tokens; ++tok)
+                for (std::int64_t r = 0; r < n_out; ++r) {
+                    double ref = 0, mag = 0, act = 0;
+                    for (std::int64_t i = 0; i < n_in; ++i) {
+                        const double p = static_cast<double>(wd[static_cast<std::size_t>(r * n_in + i)]) * x[static_cast<std::size_t>(tok * n_in + i)];
+                        ref += p;
+                        mag += std::fabs(p);
+                    }
+                    if (is_quantized(t))
+                        for (std::int64_t b = 0; b < n_in; b += 32) {
+                            double amax = 0, wsum = 0;
+                            for (std::int64_t i = b; i < b + 32; ++i) {
+                                amax = std::max(amax, static_cast<double>(std::fabs(x[static_cast<std::size_t>(tok * n_in + i)])));
+                                wsum += std::fabs(wd[static_cast<std::size_t>(r * n_in + i)]);
+                            }
+                            act += amax / 127 / 2 * wsum * 1.01;
+                        }
+                    const double tol = (static_cast<double>(n_in) + 8) * 0x1p-24 * mag * (is_quantized(t) ? 4 : 1) + act;
+                    ASSERT_NEAR(y[static_cast<std::size_t>(tok * n_out + r)], ref, tol) << "row " << r << " token " << tok;
+                }
+        }
+}
