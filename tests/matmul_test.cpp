@@ -207,15 +207,24 @@ TEST(Matmul, FloatRowKernelsBothCompilations) {
                     EXPECT_EQ(four[r], one[r]) << which << ": a row's sum must not depend on R";
                 }
             };
+            // The GEMM's tile decode: exactly the weights dequantize_row gives.
+            auto check_decode = [&](const char* which, auto decode) {
+                std::vector<float> row(static_cast<std::size_t>(n_in));
+                decode(w.raw() + w.stride_bytes(0), row.data(), n_in);
+                for (std::int64_t i = 0; i < n_in; ++i) ASSERT_EQ(row[static_cast<std::size_t>(i)], wd[static_cast<std::size_t>(n_in + i)]) << which << " i=" << i;
+            };
             auto run = [&]<K::detail::float_kind FK>() {
                 check("native", []<int R>(const std::byte* p, std::int64_t st, const float* xx, std::int64_t n, float* out) {
                     K::detail::native::dot_float_rows<FK, R>(p, st, xx, n, out);
                 });
+                check_decode("native", [](auto... a) { K::detail::native::decode_float_row<FK>(a...); });
 #if defined(MINIGPT_AVX512F_DISPATCH)
-                if (simd::avx512f::supported())
+                if (simd::avx512f::supported()) {
                     check("avx512", []<int R>(const std::byte* p, std::int64_t st, const float* xx, std::int64_t n, float* out) {
                         K::detail::avx512::dot_float_rows<FK, R>(p, st, xx, n, out);
                     });
+                    check_decode("avx512", [](auto... a) { K::detail::avx512::decode_float_row<FK>(a...); });
+                }
 #endif
             };
             if (t == dtype::f32) run.template operator()<K::detail::float_kind::f32>();
@@ -225,6 +234,38 @@ TEST(Matmul, FloatRowKernelsBothCompilations) {
 #if defined(MINIGPT_AVX512F_DISPATCH)
     if (!simd::avx512f::supported()) GTEST_SKIP() << "checked the xsimd kernels only: this CPU has no AVX-512";
 #endif
+}
+
+// The GEMM micro-kernel in both compilations (kernels/matmul_gemm_micro.inl), every tile shape up to
+// 4 tokens x 4 rows, k with and without a vector tail, against the double reference.
+TEST(Matmul, GemmMicroKernelBothCompilations) {
+    for (std::int64_t k : {16, 1000}) {
+        const std::int64_t ldx = k + 3, ldw = k + 5, ldc = 7;
+        const auto x = gaussian(static_cast<std::size_t>(4 * ldx), 21), w = gaussian(static_cast<std::size_t>(4 * ldw), 22);
+        auto check = [&](const char* which, auto micro) {
+            for (int mt = 1; mt <= 4; ++mt)
+                for (int nr = 1; nr <= 4; ++nr) {
+                    std::vector<float> c(static_cast<std::size_t>(4 * ldc), 1.0f);  // the kernel adds to c
+                    micro(mt, nr, x.data(), ldx, w.data(), ldw, k, c.data(), ldc);
+                    for (int t = 0; t < mt; ++t)
+                        for (int r = 0; r < nr; ++r) {
+                            double ref = 1, mag = 1;
+                            for (std::int64_t i = 0; i < k; ++i) {
+                                const double p = static_cast<double>(x[static_cast<std::size_t>(t * ldx + i)]) * w[static_cast<std::size_t>(r * ldw + i)];
+                                ref += p;
+                                mag += std::fabs(p);
+                            }
+                            EXPECT_NEAR(c[static_cast<std::size_t>(t * ldc + r)], ref, (static_cast<double>(k) + 8) * u * mag)
+                                << which << " k=" << k << " mt=" << mt << " nr=" << nr << " t=" << t << " r=" << r;
+                        }
+                    EXPECT_EQ(c[static_cast<std::size_t>(3 * ldc + 6)], 1.0f) << which << ": wrote outside the tile";
+                }
+        };
+        check("native", [](auto... a) { K::detail::native::gemm_micro_any(a...); });
+#if defined(MINIGPT_AVX512F_DISPATCH)
+        if (simd::avx512f::supported()) check("avx512", [](auto... a) { K::detail::avx512::gemm_micro_any(a...); });
+#endif
+    }
 }
 
 TEST(Matmul, Block32TypesAllShapes) {

@@ -18,8 +18,10 @@
 #include <xsimd/xsimd.hpp>
 
 #include "minigpt/core/tensor.hpp"
+#include "minigpt/kernels/matmul_dot.hpp"
 #include "minigpt/quant/quant.hpp"
 #include "minigpt/simd/convert.hpp"
+#include "minigpt/simd/float_ops.hpp"
 #include "minigpt/simd/reduce.hpp"
 
 namespace minigpt::kernels::detail {
@@ -33,56 +35,25 @@ inline constexpr std::int64_t k_block = 1024;
 inline constexpr std::int64_t k_token_block = 192;   // tokens per cache block: 192 x 1024 floats = 768 KiB of L2
 inline constexpr std::int64_t k_gemm_chunk_rows = 64; // rows per piece of parallel_for_balanced (a multiple of k_gemm_nr)
 
-// c[t*ldc + r] += sum_{i<k} x[t*ldx + i] * w[r*ldw + i] for t < MT, r < NR.
-template <int MT, int NR>
-inline void gemm_micro(const float* x, std::int64_t ldx, const float* w, std::int64_t ldw, std::int64_t k, float* c,
-                       std::int64_t ldc) {
-    using B = simd::f32_batch;
-    constexpr std::int64_t L = static_cast<std::int64_t>(B::size);
-    B acc[MT * NR];
-    for (auto& a : acc) a = B(0.0f);
-    std::int64_t i = 0;
-    for (; i + L <= k; i += L) {
-        B wv[NR];
-        for (int r = 0; r < NR; ++r) {
-            wv[r] = B::load_unaligned(w + r * ldw + i);
-            simd::keep_in_register(wv[r]);
-        }
-        for (int t = 0; t < MT; ++t) {
-            B xv = B::load_unaligned(x + t * ldx + i);
-            simd::keep_in_register(xv);
-            for (int r = 0; r < NR; ++r) acc[t * NR + r] = xsimd::fma(xv, wv[r], acc[t * NR + r]);
-        }
-    }
-    float sums[MT * NR];
-    simd::reduce_add_each(acc, MT * NR, sums);
-    for (; i < k; ++i)
-        for (int t = 0; t < MT; ++t)
-            for (int r = 0; r < NR; ++r) sums[t * NR + r] += x[t * ldx + i] * w[r * ldw + i];
-    for (int t = 0; t < MT; ++t)
-        for (int r = 0; r < NR; ++r) c[t * ldc + r] += sums[t * NR + r];
-}
+// gemm_micro_any(mt, nr, x, ldx, w, ldw, k, c, ldc): c[t*ldc + r] += sum_{i<k} x[t*ldx + i] *
+// w[r*ldw + i] for t < mt <= 4, r < nr <= 4. Written once in matmul_gemm_micro.inl and compiled as
+// the float row kernels are (matmul_dot.hpp): namespace native on xsimd, and on x86-64 namespace
+// avx512 with AVX-512 target attributes, picked at run time by float_dots_use_avx512().
+namespace native {
+using ops = simd::native_f32_ops;
+#define MINIGPT_FLOAT_KERNEL_TARGET
+#include "minigpt/kernels/matmul_gemm_micro.inl"
+#undef MINIGPT_FLOAT_KERNEL_TARGET
+}  // namespace native
 
-template <int NR>
-inline void gemm_micro_tokens(int mt, const float* x, std::int64_t ldx, const float* w, std::int64_t ldw, std::int64_t k,
-                              float* c, std::int64_t ldc) {
-    switch (mt) {
-        case 4: gemm_micro<4, NR>(x, ldx, w, ldw, k, c, ldc); return;
-        case 3: gemm_micro<3, NR>(x, ldx, w, ldw, k, c, ldc); return;
-        case 2: gemm_micro<2, NR>(x, ldx, w, ldw, k, c, ldc); return;
-        default: gemm_micro<1, NR>(x, ldx, w, ldw, k, c, ldc); return;
-    }
-}
-
-inline void gemm_micro_any(int mt, int nr, const float* x, std::int64_t ldx, const float* w, std::int64_t ldw,
-                           std::int64_t k, float* c, std::int64_t ldc) {
-    switch (nr) {
-        case 4: gemm_micro_tokens<4>(mt, x, ldx, w, ldw, k, c, ldc); return;
-        case 3: gemm_micro_tokens<3>(mt, x, ldx, w, ldw, k, c, ldc); return;
-        case 2: gemm_micro_tokens<2>(mt, x, ldx, w, ldw, k, c, ldc); return;
-        default: gemm_micro_tokens<1>(mt, x, ldx, w, ldw, k, c, ldc); return;
-    }
-}
+#if defined(MINIGPT_AVX512F_DISPATCH)
+namespace avx512 {
+using ops = simd::avx512f::f32_ops;
+#define MINIGPT_FLOAT_KERNEL_TARGET MINIGPT_TARGET_AVX512F
+#include "minigpt/kernels/matmul_gemm_micro.inl"
+#undef MINIGPT_FLOAT_KERNEL_TARGET
+}  // namespace avx512
+#endif
 
 // Y[:, r0:r1) = X · W[r0:r1)ᵀ for one thread's range of weight rows. Y is (n_tokens, n_out).
 inline void gemm_rows(const tensor& w, const float* x, float* y, std::int64_t n_tokens, std::int64_t r0, std::int64_t r1) {
@@ -91,6 +62,7 @@ inline void gemm_rows(const tensor& w, const float* x, float* y, std::int64_t n_
     const std::int64_t stride = w.stride_bytes(0);
     const std::int64_t bs = block_size(type), bb = block_bytes(type);
     alignas(64) float tile[k_gemm_nr * k_block];  // (k_gemm_nr, k_block) decoded weights, 16 KiB
+    [[maybe_unused]] const bool use_avx512 = float_dots_use_avx512();
 
     for (std::int64_t t = 0; t < n_tokens; ++t) std::fill(y + t * n_out + r0, y + t * n_out + r1, 0.0f);
     for (std::int64_t t0 = 0; t0 < n_tokens; t0 += k_token_block) {
@@ -103,13 +75,27 @@ inline void gemm_rows(const tensor& w, const float* x, float* y, std::int64_t n_
                 // Every dtype, f32 included, is copied into the contiguous tile: rows of W (and X)
                 // n_in floats apart alias to the same L1 sets when n_in is a multiple of 1024, and
                 // the conflict misses cost more than the copy.
-                for (int i = 0; i < nr; ++i)
-                    quant::dequantize_row_unchecked(type, row + i * stride + k0 / bs * bb, tile + i * k_block, kl);
+                for (int i = 0; i < nr; ++i) {
+                    const std::byte* src = row + i * stride + k0 / bs * bb;
+#if defined(MINIGPT_AVX512F_DISPATCH)
+                    if (use_avx512 && type == dtype::f16) {
+                        avx512::decode_float_row<float_kind::f16>(src, tile + i * k_block, kl);
+                        continue;
+                    }
+#endif
+                    quant::dequantize_row_unchecked(type, src, tile + i * k_block, kl);
+                }
                 const float* wt = tile;
                 const std::int64_t ldw = k_block;
                 for (std::int64_t t = t0; t < t1; t += k_gemm_mt) {
                     const int mt = static_cast<int>(std::min<std::int64_t>(k_gemm_mt, t1 - t));
-                    gemm_micro_any(mt, nr, x + t * n_in + k0, n_in, wt, ldw, kl, y + t * n_out + r, n_out);
+#if defined(MINIGPT_AVX512F_DISPATCH)
+                    if (use_avx512) {
+                        avx512::gemm_micro_any(mt, nr, x + t * n_in + k0, n_in, wt, ldw, kl, y + t * n_out + r, n_out);
+                        continue;
+                    }
+#endif
+                    native::gemm_micro_any(mt, nr, x + t * n_in + k0, n_in, wt, ldw, kl, y + t * n_out + r, n_out);
                 }
             }
         }

@@ -17,6 +17,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "minigpt/simd/convert.hpp"
+#include "minigpt/simd/reduce.hpp"
 
 namespace minigpt::simd {
 
@@ -25,12 +26,14 @@ struct native_f32_ops {
     static constexpr std::int64_t lanes = static_cast<std::int64_t>(f32_lanes);
     static reg zero() { return reg(0.0f); }
     static reg load(const float* p) { return reg::load_unaligned(p); }
+    static void store(float* p, reg v) { v.store_unaligned(p); }
     static reg load_f16(const std::uint16_t* p) { return simd::load_f16<>(p); }
     static reg load_bf16(const std::uint16_t* p) { return simd::load_bf16<>(p); }
     static reg fma(reg a, reg b, reg c) { return xsimd::fma(a, b, c); }
     static reg add(reg a, reg b) { return a + b; }
     static float reduce(reg a) { return xsimd::hadd(a); }
     static void keep(reg& a) { keep_in_register(a); }
+    static void reduce_each(const reg* v, int n, float* out) { reduce_add_each(v, n, out); }
 };
 
 }  // namespace minigpt::simd
@@ -61,6 +64,7 @@ struct f32_ops {
     static constexpr std::int64_t lanes = 16;
     MINIGPT_AVX512F_OP reg zero() { return _mm512_setzero_ps(); }
     MINIGPT_AVX512F_OP reg load(const float* p) { return _mm512_loadu_ps(p); }
+    MINIGPT_AVX512F_OP void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
     // The maskz forms with a full mask avoid GCC 12's false -Wmaybe-uninitialized on the
     // _mm512_undefined_* pass-through operand of the plain intrinsics; the code is the same.
     MINIGPT_AVX512F_OP reg load_f16(const std::uint16_t* p) {
@@ -83,6 +87,11 @@ struct f32_ops {
         return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
     }
     MINIGPT_AVX512F_OP void keep(reg& a) { asm("" : "+v"(a)); }
+    // out[i] = sum of the lanes of v[i]; one at a time (this twin only runs in builds without
+    // AVX-512 flags, where the GEMM tile's 16 reductions are a few percent of its work).
+    MINIGPT_AVX512F_OP void reduce_each(const reg* v, int n, float* out) {
+        for (int i = 0; i < n; ++i) out[i] = reduce(v[i]);
+    }
 };
 #undef MINIGPT_AVX512F_OP
 
