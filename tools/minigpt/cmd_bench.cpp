@@ -86,6 +86,7 @@ int run_bench(const std::vector<std::string>& args) {
         .value({"-r", "--repetitions"}, "repetitions of each test", "5")
         .value({"-b", "--batch-size"}, "prompt tokens per forward chunk", "512")
         .value({"-ctk", "--cache-type-k"}, "KV cache type: f32 or f16", "f32")
+        .value({"-nr", "--no-repack"}, "1: use Q4_0/Q8_0 weights in place from the file, not repacked", "0")
         .value({"-o", "--output"}, "output format: md or json", "md");
     f.parse(args);
     if (f.help()) { std::cout << f.usage(); return 0; }
@@ -115,7 +116,8 @@ int run_bench(const std::vector<std::string>& args) {
     std::vector<std::pair<int, result>> results;
     for (auto nt : threads) {
         context ctx(m, {.n_ctx = n_ctx, .n_batch = f.integer("--batch-size"),
-                        .kv_type = parse_dtype(f.str("--cache-type-k")), .n_threads = static_cast<int>(nt)});
+                        .kv_type = parse_dtype(f.str("--cache-type-k")), .n_threads = static_cast<int>(nt),
+                        .repack = f.integer("--no-repack") == 0});
         auto time_it = [&](auto&& body) {
             const auto t0 = std::chrono::steady_clock::now();
             body();
@@ -158,7 +160,8 @@ int run_bench(const std::vector<std::string>& args) {
         auto arr = nlohmann::json::array();
         for (const auto& [nt, r] : results) {
             arr.push_back({{"model_filename", m->path()}, {"model_type", label}, {"model_size", m->n_bytes()},
-                           {"model_n_params", m->n_params()}, {"n_threads", nt}, {"test", r.test},
+                           {"model_n_params", m->n_params()}, {"n_threads", nt},
+                           {"no_repack", f.integer("--no-repack") != 0}, {"test", r.test},
                            {"n_prompt", r.test.rfind("pp", 0) == 0 ? r.n_tokens : 0},
                            {"n_gen", r.test.rfind("tg", 0) == 0 ? r.n_tokens : 0},
                            {"avg_ts", r.mean()}, {"stddev_ts", r.stddev()}, {"samples_ts", r.ts}});

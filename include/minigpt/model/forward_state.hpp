@@ -70,10 +70,9 @@ struct model_matrices {
     kernels::packed_matrix output;
 
     model_matrices() = default;
-    model_matrices(const model_weights& w, int n_threads) {
+    model_matrices(const model_weights& w, int n_threads, kernels::pack_policy policy = kernels::pack_policy::when_faster) {
         // One buffer for every packed copy, so the whole model's repacked weights sit in 2 MiB pages
         // (core/memory.hpp) even though most single matrices are smaller than a huge page.
-        constexpr auto policy = kernels::pack_policy::when_faster;
         auto for_each_tensor = [&w](auto&& fn) {
             for (const auto& L : w.layers)
                 for (const tensor* t : {&L.attn_q, &L.attn_k, &L.attn_v, &L.attn_qkv, &L.attn_output, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
