@@ -9,27 +9,17 @@
 #include <vector>
 
 #include "minigpt/kernels/matmul.hpp"
+#include "test_data.hpp"
 
 using namespace minigpt;
 namespace K = minigpt::kernels;
-
-namespace {
-
-std::vector<float> gaussian(std::size_t n, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(0.0f, 1.0f);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(rng);
-    return v;
-}
-
-}  // namespace
+using minigpt::test::gaussian;
 
 TEST(BaselineBuild, PicksAvx512KernelsAtRunTime) {
 #if defined(__AVX512F__)
     GTEST_SKIP() << "this test must be compiled without AVX-512 flags";
 #elif defined(MINIGPT_AVX512F_DISPATCH)
-    EXPECT_EQ(K::detail::float_dots_use_avx512(), simd::avx512f::supported());
+    EXPECT_EQ(K::detail::float_kernels_use_avx512(), simd::avx512f::supported());
     EXPECT_EQ(K::detail::packed_kernels_vectorised(), simd::vnni512::supported());
     if (!simd::avx512f::supported()) GTEST_SKIP() << "this CPU has no AVX-512: the baseline kernels run";
 #else

@@ -14,11 +14,13 @@
 #include <unistd.h>
 
 #include "minigpt/knn.hpp"
+#include "test_data.hpp"
 
 namespace {
 
 using namespace minigpt;
 using namespace minigpt::knn;
+using minigpt::test::gaussian;
 
 std::string temp_path(const std::string& name) {
     return (std::filesystem::temp_directory_path() / ("minigpt_knn_" + std::to_string(::getpid()) + "_" + name)).string();
@@ -32,14 +34,6 @@ struct temp_file {
         std::remove((path + ".ivf").c_str());
     }
 };
-
-std::vector<float> gaussian(std::int64_t n, std::uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> g(0.0f, scale);
-    std::vector<float> v(static_cast<std::size_t>(n));
-    for (auto& x : v) x = g(rng);
-    return v;
-}
 
 // A store in memory from float keys (n, dim), converted to `type`.
 std::shared_ptr<const datastore> memory_store(const std::vector<float>& keys, std::int64_t dim, dtype type,

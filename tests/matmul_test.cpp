@@ -23,21 +23,15 @@
 #include <vector>
 
 #include "minigpt/kernels/matmul.hpp"
+#include "test_data.hpp"
 
 using namespace minigpt;
 namespace K = minigpt::kernels;
+using minigpt::test::gaussian;
 
 namespace {
 
 constexpr double u = 0x1p-24;
-
-std::vector<float> gaussian(std::size_t n, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(0.0f, 1.0f);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(rng);
-    return v;
-}
 
 tensor random_weights(dtype t, std::int64_t n_out, std::int64_t n_in, unsigned seed) {
     tensor w = tensor::empty(t, {n_out, n_in});

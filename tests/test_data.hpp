@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <random>
 #include <stdexcept>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,15 @@ namespace minigpt::test {
 inline std::string shared_path(const std::string& rel) {
     const char* env = std::getenv("MINIGPT_SHARED");
     return std::string(env ? env : MINIGPT_SHARED_DIR) + "/" + rel;
+}
+
+// n samples of N(0, scale^2) from mt19937(seed): the random inputs of the kernel and kNN tests.
+inline std::vector<float> gaussian(std::int64_t n, std::uint32_t seed, float scale = 1.0f) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> g(0.0f, scale);
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (auto& x : v) x = g(rng);
+    return v;
 }
 
 inline bool shared_exists(const std::string& rel) { return std::filesystem::exists(shared_path(rel)); }

@@ -132,7 +132,7 @@ inline bool is_float_type(dtype t) { return t == dtype::f32 || t == dtype::f16 |
 // Rows [r0, r1) of a float-type W against every token.
 inline void float_rows(const tensor& w, const float* x, float* y, std::int64_t n_tokens, std::int64_t r0, std::int64_t r1) {
     const std::int64_t n_in = w.dim(1);
-    [[maybe_unused]] const bool use_avx512 = float_dots_use_avx512();
+    [[maybe_unused]] const bool use_avx512 = float_kernels_use_avx512();
     auto run = [&]<float_kind K>() {
         rows_by_tokens(w, y, n_tokens, r0, r1, [&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
 #if defined(MINIGPT_AVX512F_DISPATCH)

@@ -22,9 +22,9 @@
 #include <xsimd/xsimd.hpp>
 
 #include "minigpt/core/half.hpp"
+#include "minigpt/kernels/float_kernels.hpp"
 #include "minigpt/quant/blocks.hpp"
 #include "minigpt/simd/convert.hpp"
-#include "minigpt/simd/float_ops.hpp"
 #include "minigpt/simd/int8.hpp"
 
 namespace minigpt::kernels::detail {
@@ -100,44 +100,7 @@ inline void quantize_act_256(const float* x, act_q8_256* a, std::int64_t n) {
 
 // ---- float weights -----------------------------------------------------------------------
 
-enum class float_kind { f32, f16, bf16 };
-
-template <float_kind K>
-inline float weight_at(const std::byte* row, std::int64_t i) {
-    if constexpr (K == float_kind::f32) return reinterpret_cast<const float*>(row)[i];
-    else if constexpr (K == float_kind::f16) return fp16_to_fp32(reinterpret_cast<const std::uint16_t*>(row)[i]);
-    else return bf16_to_fp32(reinterpret_cast<const std::uint16_t*>(row)[i]);
-}
-
-// dot_float_rows<K, R>(w, stride, x, n, out), written once in matmul_dot_float.inl and compiled
-// twice: in namespace native on xsimd at the build's own width, and on x86-64 in namespace avx512
-// with AVX-512 target attributes, for builds without AVX-512 flags running on a CPU with it
-// (simd/float_ops.hpp; kernels::matmul picks one at run time).
-namespace native {
-using ops = simd::native_f32_ops;
-#define MINIGPT_FLOAT_KERNEL_TARGET
-#include "minigpt/kernels/matmul_dot_float.inl"
-#undef MINIGPT_FLOAT_KERNEL_TARGET
-}  // namespace native
-
-#if defined(MINIGPT_AVX512F_DISPATCH)
-namespace avx512 {
-using ops = simd::avx512f::f32_ops;
-#define MINIGPT_FLOAT_KERNEL_TARGET MINIGPT_TARGET_AVX512F
-#include "minigpt/kernels/matmul_dot_float.inl"
-#undef MINIGPT_FLOAT_KERNEL_TARGET
-}  // namespace avx512
-#endif
-
-// True when the float row kernels should be the avx512 twins: the build's own flags lack AVX-512
-// and the CPU has it.
-inline bool float_dots_use_avx512() {
-#if defined(MINIGPT_AVX512F_DISPATCH) && !defined(__AVX512F__)
-    return simd::avx512f::supported();
-#else
-    return false;
-#endif
-}
+// float_kind, weight_at and dot_float_rows are in float_kernels.hpp (compiled twice, for run-time choice).
 
 // ---- Q8_0 x act_q8_32 --------------------------------------------------------------------
 

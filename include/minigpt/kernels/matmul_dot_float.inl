@@ -1,6 +1,6 @@
-// The float row-dot kernel, included twice by matmul_dot.hpp (no include guard, on purpose): once
+// The float row-dot kernel, included twice by float_kernels.hpp (no include guard, on purpose): once
 // per set of vector operations `ops` (simd/float_ops.hpp), with MINIGPT_FLOAT_KERNEL_TARGET the
-// target attribute that set needs. Not a header of its own: include matmul_dot.hpp.
+// target attribute that set needs. Not a header of its own: include float_kernels.hpp.
 
 template <float_kind K>
 MINIGPT_FLOAT_KERNEL_TARGET __attribute__((always_inline)) inline ops::reg load_weights(const std::byte* row, std::int64_t i) {

@@ -18,10 +18,9 @@
 #include <xsimd/xsimd.hpp>
 
 #include "minigpt/core/tensor.hpp"
-#include "minigpt/kernels/matmul_dot.hpp"
+#include "minigpt/kernels/float_kernels.hpp"
 #include "minigpt/quant/quant.hpp"
 #include "minigpt/simd/convert.hpp"
-#include "minigpt/simd/float_ops.hpp"
 #include "minigpt/simd/reduce.hpp"
 
 namespace minigpt::kernels::detail {
@@ -35,26 +34,6 @@ inline constexpr std::int64_t k_block = 1024;
 inline constexpr std::int64_t k_token_block = 192;   // tokens per cache block: 192 x 1024 floats = 768 KiB of L2
 inline constexpr std::int64_t k_gemm_chunk_rows = 64; // rows per piece of parallel_for_balanced (a multiple of k_gemm_nr)
 
-// gemm_micro_any(mt, nr, x, ldx, w, ldw, k, c, ldc): c[t*ldc + r] += sum_{i<k} x[t*ldx + i] *
-// w[r*ldw + i] for t < mt <= 4, r < nr <= 4. Written once in matmul_gemm_micro.inl and compiled as
-// the float row kernels are (matmul_dot.hpp): namespace native on xsimd, and on x86-64 namespace
-// avx512 with AVX-512 target attributes, picked at run time by float_dots_use_avx512().
-namespace native {
-using ops = simd::native_f32_ops;
-#define MINIGPT_FLOAT_KERNEL_TARGET
-#include "minigpt/kernels/matmul_gemm_micro.inl"
-#undef MINIGPT_FLOAT_KERNEL_TARGET
-}  // namespace native
-
-#if defined(MINIGPT_AVX512F_DISPATCH)
-namespace avx512 {
-using ops = simd::avx512f::f32_ops;
-#define MINIGPT_FLOAT_KERNEL_TARGET MINIGPT_TARGET_AVX512F
-#include "minigpt/kernels/matmul_gemm_micro.inl"
-#undef MINIGPT_FLOAT_KERNEL_TARGET
-}  // namespace avx512
-#endif
-
 // Y[:, r0:r1) = X · W[r0:r1)ᵀ for one thread's range of weight rows. Y is (n_tokens, n_out).
 inline void gemm_rows(const tensor& w, const float* x, float* y, std::int64_t n_tokens, std::int64_t r0, std::int64_t r1) {
     const std::int64_t n_in = w.dim(1), n_out = w.dim(0);
@@ -62,7 +41,7 @@ inline void gemm_rows(const tensor& w, const float* x, float* y, std::int64_t n_
     const std::int64_t stride = w.stride_bytes(0);
     const std::int64_t bs = block_size(type), bb = block_bytes(type);
     alignas(64) float tile[k_gemm_nr * k_block];  // (k_gemm_nr, k_block) decoded weights, 16 KiB
-    [[maybe_unused]] const bool use_avx512 = float_dots_use_avx512();
+    [[maybe_unused]] const bool use_avx512 = float_kernels_use_avx512();
 
     for (std::int64_t t = 0; t < n_tokens; ++t) std::fill(y + t * n_out + r0, y + t * n_out + r1, 0.0f);
     for (std::int64_t t0 = 0; t0 < n_tokens; t0 += k_token_block) {

@@ -1,6 +1,6 @@
-// The GEMM micro-kernel, included twice by matmul_gemm.hpp (no include guard, on purpose): once per
+// The GEMM micro-kernel, included twice by float_kernels.hpp (no include guard, on purpose): once per
 // set of vector operations `ops` (simd/float_ops.hpp), with MINIGPT_FLOAT_KERNEL_TARGET the target
-// attribute that set needs. Not a header of its own: include matmul_gemm.hpp.
+// attribute that set needs. Not a header of its own: include float_kernels.hpp.
 
 // c[t*ldc + r] += sum_{i<k} x[t*ldx + i] * w[r*ldw + i] for t < MT, r < NR.
 template <int MT, int NR>
