@@ -269,6 +269,7 @@ inline void matmul_shared(std::initializer_list<matmul_target> targets, const fl
     }
     const quant::act_q8_32_seeded* act =
         packed ? detail::quantize_activations_seeded(x, n_tokens, first.n_in(), first.type(), n_threads) : nullptr;
+    if (!packed) x = detail::aligned_activations(x, n_tokens * first.n_in());
     const std::int64_t unit_bytes = packed ? first.layout().group_bytes : first.source().stride_bytes(0);
     const int threads = n_bytes * std::min<std::int64_t>(n_tokens, 8) < detail::k_parallel_min_bytes ? 1 : n_threads;
     parallel_for_balanced(n_units, threads, [&](std::int64_t b, std::int64_t e) {
