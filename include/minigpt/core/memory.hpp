@@ -42,21 +42,37 @@ inline std::shared_ptr<std::byte> small_buffer(std::size_t n_bytes, fill f) {
 
 }  // namespace detail
 
+#if defined(MINIGPT_HAVE_MMAP)
+namespace detail {
+
+// n_bytes of fresh anonymous memory with protection `prot` starting on a 2 MiB boundary, or nullptr
+// when mmap fails: over-reserve by one huge page, then give back both ends. Only aligned 2 MiB ranges
+// can be backed by a huge page; io::mapped_file reserves a file's range this way too (PROT_NONE,
+// then maps the file over it).
+inline void* map_huge_aligned(std::size_t n_bytes, int prot) noexcept {
+    constexpr std::size_t H = k_huge_page_bytes;
+    if (n_bytes > SIZE_MAX - H) return nullptr;
+    // A PROT_NONE reservation commits no memory (MAP_NORESERVE); usable memory is accounted as usual.
+    void* r = ::mmap(nullptr, n_bytes + H, prot, MAP_PRIVATE | MAP_ANONYMOUS | (prot == PROT_NONE ? MAP_NORESERVE : 0), -1, 0);
+    if (r == MAP_FAILED) return nullptr;
+    const auto begin = reinterpret_cast<std::uintptr_t>(r);
+    const std::uintptr_t aligned = (begin + H - 1) / H * H, end = begin + n_bytes + H;
+    if (aligned > begin) ::munmap(r, aligned - begin);
+    if (end > aligned + n_bytes) ::munmap(reinterpret_cast<void*>(aligned + n_bytes), end - (aligned + n_bytes));
+    return reinterpret_cast<void*>(aligned);
+}
+
+}  // namespace detail
+#endif
+
 // n_bytes of 64-byte aligned memory, zero-filled when asked (large buffers are zero anyway).
 inline std::shared_ptr<std::byte> heap_buffer(std::size_t n_bytes, fill f = fill::zero) {
 #if defined(MINIGPT_HAVE_MMAP)
     constexpr std::size_t H = k_huge_page_bytes;
     if (n_bytes >= H && n_bytes <= SIZE_MAX - 2 * H) {
         const std::size_t n_mapped = (n_bytes + H - 1) / H * H;
-        // Over-reserve by one huge page, then trim both ends so the kept range starts on a
-        // 2 MiB boundary: only aligned 2 MiB ranges can be backed by a huge page.
-        void* r = ::mmap(nullptr, n_mapped + H, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (r == MAP_FAILED) throw error("out of memory mapping " + std::to_string(n_bytes) + " bytes");
-        const auto begin = reinterpret_cast<std::uintptr_t>(r);
-        const std::uintptr_t aligned = (begin + H - 1) / H * H, end = begin + n_mapped + H;
-        if (aligned > begin) ::munmap(r, aligned - begin);
-        if (end > aligned + n_mapped) ::munmap(reinterpret_cast<void*>(aligned + n_mapped), end - (aligned + n_mapped));
-        auto* p = reinterpret_cast<std::byte*>(aligned);
+        auto* p = static_cast<std::byte*>(detail::map_huge_aligned(n_mapped, PROT_READ | PROT_WRITE));
+        if (!p) throw error("out of memory mapping " + std::to_string(n_bytes) + " bytes");
 #ifdef MADV_HUGEPAGE
         ::madvise(p, n_mapped, MADV_HUGEPAGE);  // advisory: without THP the memory is just 4 KiB pages
 #endif

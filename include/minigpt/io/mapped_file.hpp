@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "minigpt/core/error.hpp"
+#include "minigpt/core/memory.hpp"
 
 namespace minigpt::io {
 
@@ -113,23 +114,14 @@ public:
 private:
     mapped_file() = default;
 
-    static constexpr std::size_t huge_page = std::size_t(2) << 20;
+    static constexpr std::size_t huge_page = k_huge_page_bytes;
 
-    // A free range of n_bytes starting on a huge-page boundary: reserve n_bytes + 2 MiB of
-    // address space, keep the aligned part (mmap MAP_FIXED replaces it with the file) and give
-    // back the slack. A file offset 0 at an aligned address keeps file and virtual offsets
-    // congruent modulo 2 MiB, which is what a huge page-table entry needs. nullptr (let the
-    // kernel choose) for small files or when the reservation fails.
+    // Where to map a file of n_bytes: a reserved range on a huge-page boundary (mmap MAP_FIXED then
+    // replaces it with the file; file offset 0 at an aligned address keeps file and virtual offsets
+    // congruent modulo 2 MiB, which a huge page-table entry needs), or nullptr (let the kernel
+    // choose) for small files or when the reservation fails.
     static void* huge_aligned_address(std::size_t n_bytes) noexcept {
-        if (n_bytes < huge_page || n_bytes > SIZE_MAX - huge_page) return nullptr;
-        void* r = ::mmap(nullptr, n_bytes + huge_page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (r == MAP_FAILED) return nullptr;
-        const auto begin = reinterpret_cast<std::uintptr_t>(r);
-        const std::uintptr_t aligned = (begin + huge_page - 1) / huge_page * huge_page;
-        if (aligned > begin) ::munmap(r, aligned - begin);
-        const std::uintptr_t end = begin + n_bytes + huge_page, used_end = aligned + n_bytes;
-        if (end > used_end) ::munmap(reinterpret_cast<void*>(used_end), end - used_end);
-        return reinterpret_cast<void*>(aligned);
+        return n_bytes < huge_page ? nullptr : minigpt::detail::map_huge_aligned(n_bytes, PROT_NONE);
     }
 
     [[noreturn]] static void throw_errno(const std::string& path, const std::string& what) {
