@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "minigpt/core/memory.hpp"
@@ -63,6 +64,14 @@ struct forward_state {
 // 7B model several seconds), so it reports progress on a terminal.
 struct layer_matrices {
     kernels::packed_matrix attn_q, attn_k, attn_v, attn_qkv, attn_output, ffn_gate, ffn_up, ffn_down;
+
+    // Each matrix role and the layer_weights tensor it is prepared from: the one list that both
+    // sizes the packed arena and fills it (model_matrices).
+    static constexpr std::pair<tensor layer_weights::*, kernels::packed_matrix layer_matrices::*> roles[] = {
+        {&layer_weights::attn_q, &layer_matrices::attn_q},           {&layer_weights::attn_k, &layer_matrices::attn_k},
+        {&layer_weights::attn_v, &layer_matrices::attn_v},           {&layer_weights::attn_qkv, &layer_matrices::attn_qkv},
+        {&layer_weights::attn_output, &layer_matrices::attn_output}, {&layer_weights::ffn_gate, &layer_matrices::ffn_gate},
+        {&layer_weights::ffn_up, &layer_matrices::ffn_up},           {&layer_weights::ffn_down, &layer_matrices::ffn_down}};
 };
 
 struct model_matrices {
@@ -73,29 +82,23 @@ struct model_matrices {
     model_matrices(const model_weights& w, int n_threads, kernels::pack_policy policy = kernels::pack_policy::when_faster) {
         // One buffer for every packed copy, so the whole model's repacked weights sit in 2 MiB pages
         // (core/memory.hpp) even though most single matrices are smaller than a huge page.
-        auto for_each_tensor = [&w](auto&& fn) {
-            for (const auto& L : w.layers)
-                for (const tensor* t : {&L.attn_q, &L.attn_k, &L.attn_v, &L.attn_qkv, &L.attn_output, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
-                    fn(*t);
-            fn(w.output);
-        };
-        std::size_t n_bytes = 0;
-        for_each_tensor([&](const tensor& t) {
-            if (!t.empty()) n_bytes += kernels::packed_matrix::packed_bytes(t, policy);
-        });
+        auto packed_bytes = [policy](const tensor& t) { return t.empty() ? 0 : kernels::packed_matrix::packed_bytes(t, policy); };
+        std::size_t n_bytes = packed_bytes(w.output);
+        for (const auto& L : w.layers)
+            for (const auto& [weight, matrix] : layer_matrices::roles) n_bytes += packed_bytes(L.*weight);
         const std::shared_ptr<std::byte> arena = n_bytes ? heap_buffer(n_bytes, fill::none) : nullptr;
         std::size_t offset = 0;
         auto prepare = [&](const tensor& t) {
             if (t.empty()) return kernels::packed_matrix();
-            const std::size_t n = kernels::packed_matrix::packed_bytes(t, policy);
+            const std::size_t n = packed_bytes(t);
             std::shared_ptr<std::byte> slice = n ? std::shared_ptr<std::byte>(arena, arena.get() + offset) : nullptr;
             offset += n;
             return kernels::packed_matrix(t, policy, n_threads, std::move(slice));
         };
         progress bar("preparing weights (layers)", static_cast<std::int64_t>(w.layers.size()) + 1);
         for (const auto& L : w.layers) {
-            layers.push_back({prepare(L.attn_q), prepare(L.attn_k), prepare(L.attn_v), prepare(L.attn_qkv),
-                              prepare(L.attn_output), prepare(L.ffn_gate), prepare(L.ffn_up), prepare(L.ffn_down)});
+            layer_matrices& M = layers.emplace_back();
+            for (const auto& [weight, matrix] : layer_matrices::roles) M.*matrix = prepare(L.*weight);
             bar.update(static_cast<std::int64_t>(layers.size()));
         }
         output = prepare(w.output);
