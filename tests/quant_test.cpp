@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "minigpt/quant/quant.hpp"
+#include "minigpt/simd/avx512f.hpp"
 #include "minigpt/quant/repack.hpp"
 
 using namespace minigpt;
@@ -171,6 +172,31 @@ TEST(QuantDecode, VectorHalfMatchesScalarOnAllPatterns) {
     for (std::size_t i = 0; i < src.size(); ++i) ASSERT_EQ(enc[i], fp32_to_fp16(src[i])) << std::hex << std::bit_cast<std::uint32_t>(src[i]);
     quantize_row(dtype::bf16, src.data(), enc.data(), static_cast<std::int64_t>(src.size()));
     for (std::size_t i = 0; i < src.size(); ++i) ASSERT_EQ(enc[i], fp32_to_bf16(src[i]));
+}
+
+// The AVX-512 row converters that builds without F16C flags pick at run time (simd/avx512f.hpp),
+// bit for bit against the scalar codecs: every fp16 pattern, random f32 bits (NaN, inf, subnormal
+// results included), and a length with a tail.
+TEST(QuantDecode, Avx512HalfRowConvertersMatchScalar) {
+#if defined(MINIGPT_AVX512F_DISPATCH)
+    if (!simd::avx512f::supported()) GTEST_SKIP() << "this CPU has no AVX-512";
+    for (std::int64_t n : {65536, 17}) {
+        std::vector<std::uint16_t> halves(static_cast<std::size_t>(n));
+        for (std::size_t i = 0; i < halves.size(); ++i) halves[i] = static_cast<std::uint16_t>(i * 4099u);
+        std::vector<float> out(halves.size());
+        simd::avx512f::f16_to_f32_row(halves.data(), out.data(), n);
+        for (std::size_t i = 0; i < halves.size(); ++i)
+            ASSERT_EQ(std::bit_cast<std::uint32_t>(out[i]), std::bit_cast<std::uint32_t>(fp16_to_fp32(halves[i]))) << i;
+        std::mt19937 rng(static_cast<unsigned>(n));
+        std::vector<float> src(static_cast<std::size_t>(n));
+        for (auto& x : src) x = std::bit_cast<float>(static_cast<std::uint32_t>(rng()));
+        std::vector<std::uint16_t> enc(src.size());
+        simd::avx512f::f32_to_f16_row(src.data(), enc.data(), n);
+        for (std::size_t i = 0; i < src.size(); ++i) ASSERT_EQ(enc[i], fp32_to_fp16(src[i])) << std::hex << std::bit_cast<std::uint32_t>(src[i]);
+    }
+#else
+    GTEST_SKIP() << "no run-time dispatch on this compiler or architecture";
+#endif
 }
 
 // The vector dequantisers behind dequantize_row against the scalar reference codecs, bit for

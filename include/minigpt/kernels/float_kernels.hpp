@@ -4,7 +4,7 @@
 // in an .inl file included here per namespace against that namespace's vector operations `ops`:
 //
 //  * dot_float_rows<K, R>(w, stride, x, n, out): R f32/f16/bf16 weight rows dotted with x
-//    (matmul_dot_float.inl; decode), and decode_float_row<K> (the GEMM's fp16 tile decode);
+//    (matmul_dot_float.inl; decode);
 //  * gemm_micro_any(mt, nr, x, ldx, w, ldw, k, c, ldc): c[t*ldc + r] += sum_{i<k} x[t*ldx + i] *
 //    w[r*ldw + i] for t < mt <= 4, r < nr <= 4 (matmul_gemm_micro.inl; prefill).
 //

@@ -47,11 +47,3 @@ MINIGPT_FLOAT_KERNEL_TARGET inline void dot_float_rows(const std::byte* w, std::
     }
 }
 
-// out[i] = weight i of a float row for i < n: the blocked GEMM's tile decode (matmul_gemm.hpp),
-// where a build without F16C flags would otherwise convert fp16 in software.
-template <float_kind K>
-MINIGPT_FLOAT_KERNEL_TARGET inline void decode_float_row(const std::byte* row, float* out, std::int64_t n) {
-    std::int64_t i = 0;
-    for (; i + ops::lanes <= n; i += ops::lanes) ops::store(out + i, load_weights<K>(row, i));
-    for (; i < n; ++i) out[i] = weight_at<K>(row, i);
-}

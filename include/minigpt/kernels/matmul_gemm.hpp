@@ -54,16 +54,8 @@ inline void gemm_rows(const tensor& w, const float* x, float* y, std::int64_t n_
                 // Every dtype, f32 included, is copied into the contiguous tile: rows of W (and X)
                 // n_in floats apart alias to the same L1 sets when n_in is a multiple of 1024, and
                 // the conflict misses cost more than the copy.
-                for (int i = 0; i < nr; ++i) {
-                    const std::byte* src = row + i * stride + k0 / bs * bb;
-#if defined(MINIGPT_AVX512F_DISPATCH)
-                    if (use_avx512 && type == dtype::f16) {
-                        avx512::decode_float_row<float_kind::f16>(src, tile + i * k_block, kl);
-                        continue;
-                    }
-#endif
-                    quant::dequantize_row_unchecked(type, src, tile + i * k_block, kl);
-                }
+                for (int i = 0; i < nr; ++i)
+                    quant::dequantize_row_unchecked(type, row + i * stride + k0 / bs * bb, tile + i * k_block, kl);
                 const float* wt = tile;
                 const std::int64_t ldw = k_block;
                 for (std::int64_t t = t0; t < t1; t += k_gemm_mt) {

@@ -22,13 +22,13 @@
 #include <cstdint>
 #include <cstring>
 
-#include "minigpt/simd/float_ops.hpp"
+#include "minigpt/simd/avx512f.hpp"
 
 #define MINIGPT_TARGET_AVX512_VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
 
 namespace minigpt::simd::vnni512 {
 
-// True when the CPU (and OS) run AVX-512 F/BW/VL/DQ (simd/float_ops.hpp) and VNNI: Intel Ice Lake
+// True when the CPU (and OS) run AVX-512 F/BW/VL/DQ (simd/avx512f.hpp) and VNNI: Intel Ice Lake
 // and later server parts, AMD Zen 4 and later. Checked once.
 inline bool supported() {
     static const bool yes = avx512f::supported() && __builtin_cpu_supports("avx512vnni");

@@ -18,6 +18,7 @@
 #endif
 
 #include "minigpt/core/half.hpp"
+#include "minigpt/simd/avx512f.hpp"
 
 namespace minigpt::simd {
 
@@ -104,8 +105,11 @@ inline xsimd::batch<float, A> load_i8_as_f32(const std::int8_t* p) {
     return xsimd::batch<float, A>::load_aligned(tmp);
 }
 
-// n fp16 / bf16 values to f32 (any n).
+// n fp16 / bf16 values to f32 (any n); fp16 through AVX-512 chosen at run time in builds without F16C.
 inline void f16_to_f32_row(const std::uint16_t* src, float* dst, std::int64_t n) {
+#if defined(MINIGPT_AVX512F_DISPATCH) && !defined(__F16C__)
+    if (avx512f::supported()) return avx512f::f16_to_f32_row(src, dst, n);
+#endif
     const std::int64_t n_vec = n - n % static_cast<std::int64_t>(f32_lanes);
     for (std::int64_t i = 0; i < n_vec; i += f32_lanes) load_f16<>(src + i).store_unaligned(dst + i);
     for (std::int64_t i = n_vec; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
@@ -118,6 +122,9 @@ inline void bf16_to_f32_row(const std::uint16_t* src, float* dst, std::int64_t n
 
 // n f32 values to fp16, round to nearest even.
 inline void f32_to_f16_row(const float* src, std::uint16_t* dst, std::int64_t n) {
+#if defined(MINIGPT_AVX512F_DISPATCH) && !defined(__F16C__)
+    if (avx512f::supported()) return avx512f::f32_to_f16_row(src, dst, n);
+#endif
     std::int64_t i = 0;
 #if defined(__F16C__)
     for (; i + 8 <= n; i += 8)
