@@ -8,9 +8,12 @@
 // (f32/f16/bf16) meet the f32 activation directly; quantised weights meet an
 // activation quantised once per call to 8-bit blocks (quant::act_q8_32 / act_q8_256)
 // and multiply in exact int32 arithmetic, applying the float block scales once per
-// block. Each fast kernel has a scalar twin (`*_scalar`) computing the same sum: it
-// is the portable fallback when simd/int8.hpp has no integer dot product, and the
-// tests run it against the double-precision reference too.
+// block. The quantised kernels' AVX2 forms (`*_avx2`) carry target attributes and
+// run after a CPU check in builds without AVX2 flags (simd/int8.hpp), so a baseline
+// x86-64 build does not fall back to scalar code on any CPU made since 2013. Each
+// fast kernel has a scalar twin (`*_scalar`) computing the same sum: it is the
+// portable fallback elsewhere, and the tests run it against the double-precision
+// reference too.
 #pragma once
 
 #include <algorithm>
@@ -114,6 +117,25 @@ inline float dot_q8_0_scalar(const block_q8_0* w, const act_q8_32* a, std::int64
     return s;
 }
 
+#if defined(MINIGPT_SIMD_INT8_AVX2)
+template <int R>
+MINIGPT_TARGET_AVX2 inline void dot_q8_0_rows_avx2(const std::byte* w, std::int64_t stride, const act_q8_32* a, std::int64_t n_blocks,
+                                                   float* out) {
+    simd::f32x8 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = simd::zero_f32x8();
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+        simd::i8x32 xq = simd::load_i8x32(a[b].qs);
+        simd::keep_in_register(xq);
+        for (int r = 0; r < R; ++r) {
+            const auto* wb = reinterpret_cast<const block_q8_0*>(w + r * stride) + b;
+            const simd::i32x8 p = simd::dot_i8i8(_mm256_setzero_si256(), simd::load_i8x32(wb->qs), xq);
+            acc[r] = simd::fma_i32(acc[r], p, simd::f16_scale(wb->d) * a[b].d);
+        }
+    }
+    for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]);
+}
+#endif
+
 template <int R>
 inline void dot_q8_0_rows(const std::byte* w, std::int64_t stride, const act_q8_32* a, std::int64_t n_blocks, float* out) {
 #if defined(MINIGPT_SIMD_INT8_512)
@@ -140,20 +162,10 @@ inline void dot_q8_0_rows(const std::byte* w, std::int64_t stride, const act_q8_
         if (n_blocks % 2)
             out[r] += dot_q8_0_scalar(reinterpret_cast<const block_q8_0*>(w + r * stride) + n_blocks - 1, a + n_blocks - 1, 1);
     }
-#elif defined(MINIGPT_SIMD_INT8)
-    simd::f32x8 acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = simd::f32x8(0.0f);
-    for (std::int64_t b = 0; b < n_blocks; ++b) {
-        simd::i8x32 xq = simd::load_i8x32(a[b].qs);
-        simd::keep_in_register(xq);
-        for (int r = 0; r < R; ++r) {
-            const auto* wb = reinterpret_cast<const block_q8_0*>(w + r * stride) + b;
-            const simd::i32x8 p = simd::dot_i8i8(simd::i32x8(0), simd::load_i8x32(wb->qs), xq);
-            acc[r] = simd::fma_i32(acc[r], p, simd::half_to_float(wb->d) * a[b].d);
-        }
-    }
-    for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]);
 #else
+#if defined(MINIGPT_SIMD_INT8_AVX2)
+    if (simd::int8_avx2_supported()) return dot_q8_0_rows_avx2<R>(w, stride, a, n_blocks, out);
+#endif
     for (int r = 0; r < R; ++r) out[r] = dot_q8_0_scalar(reinterpret_cast<const block_q8_0*>(w + r * stride), a, n_blocks);
 #endif
 }
@@ -173,6 +185,26 @@ inline float dot_q4_0_scalar(const block_q4_0* w, const act_q8_32* a, std::int64
     }
     return s;
 }
+
+#if defined(MINIGPT_SIMD_INT8_AVX2)
+template <int R>
+MINIGPT_TARGET_AVX2 inline void dot_q4_0_rows_avx2(const std::byte* w, std::int64_t stride, const act_q8_32* a, std::int64_t n_blocks,
+                                                   float* out) {
+    simd::f32x8 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = simd::zero_f32x8();
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+        simd::i8x32 xq = simd::load_i8x32(a[b].qs);
+        simd::keep_in_register(xq);
+        const simd::i32x8 offset = simd::lane0(-8 * a[b].sum);
+        for (int r = 0; r < R; ++r) {
+            const auto* wb = reinterpret_cast<const block_q4_0*>(w + r * stride) + b;
+            const simd::i32x8 p = simd::dot_u8i8(offset, simd::unpack_nibbles_16(wb->qs), xq);
+            acc[r] = simd::fma_i32(acc[r], p, simd::f16_scale(wb->d) * a[b].d);
+        }
+    }
+    for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]);
+}
+#endif
 
 template <int R>
 inline void dot_q4_0_rows(const std::byte* w, std::int64_t stride, const act_q8_32* a, std::int64_t n_blocks, float* out) {
@@ -198,21 +230,10 @@ inline void dot_q4_0_rows(const std::byte* w, std::int64_t stride, const act_q8_
         if (n_blocks % 2)
             out[r] += dot_q4_0_scalar(reinterpret_cast<const block_q4_0*>(w + r * stride) + n_blocks - 1, a + n_blocks - 1, 1);
     }
-#elif defined(MINIGPT_SIMD_INT8)
-    simd::f32x8 acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = simd::f32x8(0.0f);
-    for (std::int64_t b = 0; b < n_blocks; ++b) {
-        simd::i8x32 xq = simd::load_i8x32(a[b].qs);
-        simd::keep_in_register(xq);
-        const simd::i32x8 offset = simd::lane0(-8 * a[b].sum);
-        for (int r = 0; r < R; ++r) {
-            const auto* wb = reinterpret_cast<const block_q4_0*>(w + r * stride) + b;
-            const simd::i32x8 p = simd::dot_u8i8(offset, simd::unpack_nibbles_16(wb->qs), xq);
-            acc[r] = simd::fma_i32(acc[r], p, simd::half_to_float(wb->d) * a[b].d);
-        }
-    }
-    for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]);
 #else
+#if defined(MINIGPT_SIMD_INT8_AVX2)
+    if (simd::int8_avx2_supported()) return dot_q4_0_rows_avx2<R>(w, stride, a, n_blocks, out);
+#endif
     for (int r = 0; r < R; ++r) out[r] = dot_q4_0_scalar(reinterpret_cast<const block_q4_0*>(w + r * stride), a, n_blocks);
 #endif
 }
@@ -259,12 +280,13 @@ inline float dot_q4_k_scalar(const block_q4_k* w, const act_q8_256* a, std::int6
     return s;
 }
 
+#if defined(MINIGPT_SIMD_INT8_AVX2)
 template <int R>
-inline void dot_q4_k_rows(const std::byte* w, std::int64_t stride, const act_q8_256* a, std::int64_t n_blocks, float* out) {
-#if defined(MINIGPT_SIMD_INT8)
+MINIGPT_TARGET_AVX2 inline void dot_q4_k_rows_avx2(const std::byte* w, std::int64_t stride, const act_q8_256* a, std::int64_t n_blocks,
+                                                   float* out) {
     simd::f32x8 acc[R];
     float mins[R];
-    for (int r = 0; r < R; ++r) acc[r] = simd::f32x8(0.0f), mins[r] = 0.0f;
+    for (int r = 0; r < R; ++r) acc[r] = simd::zero_f32x8(), mins[r] = 0.0f;
     for (std::int64_t b = 0; b < n_blocks; ++b) {
         std::int32_t group32[8];  // activation sums per sub-block of 32
         for (int sb = 0; sb < 8; ++sb) group32[sb] = a[b].bsums[2 * sb] + a[b].bsums[2 * sb + 1];
@@ -272,24 +294,30 @@ inline void dot_q4_k_rows(const std::byte* w, std::int64_t stride, const act_q8_
             const auto* wb = reinterpret_cast<const block_q4_k*>(w + r * stride) + b;
             std::uint8_t sm[16];
             q4_k_unpack_scales(wb->scales, sm);
-            simd::i32x8 isum(0);
+            simd::i32x8 isum = _mm256_setzero_si256();
             for (int c = 0; c < 4; ++c) {
                 const simd::u8x32 v = simd::load_u8x32(wb->qs + 32 * c);
                 isum = simd::dot_u8i8_scaled(isum, simd::low_nibbles(v), simd::load_i8x32(a[b].qs + 64 * c),
-                                             simd::i16x16(static_cast<std::int16_t>(sm[2 * c])));
+                                             simd::splat_i16(static_cast<std::int16_t>(sm[2 * c])));
                 isum = simd::dot_u8i8_scaled(isum, simd::high_nibbles(v), simd::load_i8x32(a[b].qs + 64 * c + 32),
-                                             simd::i16x16(static_cast<std::int16_t>(sm[2 * c + 1])));
+                                             simd::splat_i16(static_cast<std::int16_t>(sm[2 * c + 1])));
             }
             std::int32_t msum = 0;
             for (int sb = 0; sb < 8; ++sb) msum += sm[8 + sb] * group32[sb];
-            acc[r] = simd::fma_i32(acc[r], isum, simd::half_to_float(wb->d) * a[b].d);
-            mins[r] += simd::half_to_float(wb->dmin) * a[b].d * static_cast<float>(msum);
+            acc[r] = simd::fma_i32(acc[r], isum, simd::f16_scale(wb->d) * a[b].d);
+            mins[r] += simd::f16_scale(wb->dmin) * a[b].d * static_cast<float>(msum);
         }
     }
     for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]) - mins[r];
-#else
-    for (int r = 0; r < R; ++r) out[r] = dot_q4_k_scalar(reinterpret_cast<const block_q4_k*>(w + r * stride), a, n_blocks);
+}
 #endif
+
+template <int R>
+inline void dot_q4_k_rows(const std::byte* w, std::int64_t stride, const act_q8_256* a, std::int64_t n_blocks, float* out) {
+#if defined(MINIGPT_SIMD_INT8_AVX2)
+    if (simd::int8_avx2_supported()) return dot_q4_k_rows_avx2<R>(w, stride, a, n_blocks, out);
+#endif
+    for (int r = 0; r < R; ++r) out[r] = dot_q4_k_scalar(reinterpret_cast<const block_q4_k*>(w + r * stride), a, n_blocks);
 }
 
 // ---- Q6_K x act_q8_256 -------------------------------------------------------------------
@@ -319,12 +347,15 @@ inline float dot_q6_k_scalar(const block_q6_k* w, const act_q8_256* a, std::int6
     return s;
 }
 
+#if defined(MINIGPT_SIMD_INT8_AVX2)
 template <int R>
-inline void dot_q6_k_rows(const std::byte* w, std::int64_t stride, const act_q8_256* a, std::int64_t n_blocks, float* out) {
-#if defined(MINIGPT_SIMD_INT8)
+MINIGPT_TARGET_AVX2 inline void dot_q6_k_rows_avx2(const std::byte* w, std::int64_t stride, const act_q8_256* a, std::int64_t n_blocks,
+                                                   float* out) {
+    using simd::bits_and;
+    using simd::bits_or;
     simd::f32x8 acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = simd::f32x8(0.0f);
-    const simd::u8x32 mask_hi(0x30);
+    for (int r = 0; r < R; ++r) acc[r] = simd::zero_f32x8();
+    const simd::u8x32 mask_hi = simd::splat_u8(0x30);
     for (std::int64_t b = 0; b < n_blocks; ++b) {
         for (int r = 0; r < R; ++r) {
             const auto* wb = reinterpret_cast<const block_q6_k*>(w + r * stride) + b;
@@ -337,22 +368,28 @@ inline void dot_q6_k_rows(const std::byte* w, std::int64_t stride, const act_q8_
                 const simd::u8x32 qh = simd::load_u8x32(wb->qh + 32 * h);
                 const std::int8_t* sc = wb->scales + 8 * h;
                 const std::int8_t* x = a[b].qs + 128 * h;
-                const simd::u8x32 q1 = simd::low_nibbles(ql0) | (simd::shift_left_u8<4>(qh) & mask_hi);
-                const simd::u8x32 q2 = simd::low_nibbles(ql1) | (simd::shift_left_u8<2>(qh) & mask_hi);
-                const simd::u8x32 q3 = simd::high_nibbles(ql0) | (qh & mask_hi);
-                const simd::u8x32 q4 = simd::high_nibbles(ql1) | (simd::shift_right_u8<2>(qh) & mask_hi);
+                const simd::u8x32 q1 = bits_or(simd::low_nibbles(ql0), bits_and(simd::shift_left_u8<4>(qh), mask_hi));
+                const simd::u8x32 q2 = bits_or(simd::low_nibbles(ql1), bits_and(simd::shift_left_u8<2>(qh), mask_hi));
+                const simd::u8x32 q3 = bits_or(simd::high_nibbles(ql0), bits_and(qh, mask_hi));
+                const simd::u8x32 q4 = bits_or(simd::high_nibbles(ql1), bits_and(simd::shift_right_u8<2>(qh), mask_hi));
                 isum = simd::dot_u8i8_scaled(isum, q1, simd::load_i8x32(x), simd::scales_lo_hi(sc[0], sc[1]));
                 isum = simd::dot_u8i8_scaled(isum, q2, simd::load_i8x32(x + 32), simd::scales_lo_hi(sc[2], sc[3]));
                 isum = simd::dot_u8i8_scaled(isum, q3, simd::load_i8x32(x + 64), simd::scales_lo_hi(sc[4], sc[5]));
                 isum = simd::dot_u8i8_scaled(isum, q4, simd::load_i8x32(x + 96), simd::scales_lo_hi(sc[6], sc[7]));
             }
-            acc[r] = simd::fma_i32(acc[r], isum, simd::half_to_float(wb->d) * a[b].d);
+            acc[r] = simd::fma_i32(acc[r], isum, simd::f16_scale(wb->d) * a[b].d);
         }
     }
     for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]);
-#else
-    for (int r = 0; r < R; ++r) out[r] = dot_q6_k_scalar(reinterpret_cast<const block_q6_k*>(w + r * stride), a, n_blocks);
+}
 #endif
+
+template <int R>
+inline void dot_q6_k_rows(const std::byte* w, std::int64_t stride, const act_q8_256* a, std::int64_t n_blocks, float* out) {
+#if defined(MINIGPT_SIMD_INT8_AVX2)
+    if (simd::int8_avx2_supported()) return dot_q6_k_rows_avx2<R>(w, stride, a, n_blocks, out);
+#endif
+    for (int r = 0; r < R; ++r) out[r] = dot_q6_k_scalar(reinterpret_cast<const block_q6_k*>(w + r * stride), a, n_blocks);
 }
 
 }  // namespace minigpt::kernels::detail

@@ -40,7 +40,7 @@ inline void dequantize_q4_0(const block_q4_0* b, float* y, std::int64_t n) {
 #if defined(MINIGPT_SIMD_INT8)
         // One 32-byte store: the byte loop below compiles to stores the widening loads cannot
         // forward from, which made this 5x slower than the scalar reference.
-        xsimd::bitwise_cast<simd::i8x32>(simd::unpack_nibbles_16(b[i].qs) - simd::u8x32(8)).store_aligned(q);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q), _mm256_sub_epi8(simd::unpack_nibbles_16(b[i].qs), simd::splat_u8(8)));
 #else
         for (int j = 0; j < k_qk / 2; ++j) {
             q[j] = static_cast<std::int8_t>((b[i].qs[j] & 0x0f) - 8);

@@ -3,12 +3,20 @@
 // The quantised kernels multiply 8-bit weights (or 4/6-bit values widened to bytes)
 // by 8-bit activations and accumulate in int32, which is exact, so the only error of
 // a quantised matmul is the activation rounding. xsimd 8 has no u8*i8 dot product,
-// so the instructions are wrapped here, on 256-bit xsimd batches (one 32-element
-// block per register): AVX-512 VNNI (vpdpbusd / vpdpwssd on ymm) or AVX-VNNI when
-// the compiler targets them, otherwise AVX2 vpmaddubsw + vpmaddwd. MINIGPT_SIMD_INT8
-// is defined when any of these exists; without it the kernels use their scalar loops.
-// With AVX-512 BW + VNNI, MINIGPT_SIMD_INT8_512 adds 512-bit forms that take two 32-element
-// blocks per register, halving the instruction count of the Q8_0 / Q4_0 kernels.
+// so the instructions are wrapped here on raw 256-bit registers (one 32-element block
+// per register): AVX-512 VNNI (vpdpbusd / vpdpwssd on ymm) or AVX-VNNI when the compiler
+// targets them, otherwise AVX2 vpmaddubsw + vpmaddwd.
+//
+// Every function carries MINIGPT_TARGET_AVX2 (AVX2 + FMA + F16C), and so must every kernel
+// that calls them with vectors in flight, so that they compile in any x86-64 build, as
+// simd/avx512f.hpp's do: MINIGPT_SIMD_INT8_AVX2 says they exist (x86-64, GCC or Clang).
+// A build whose own flags include AVX2 defines MINIGPT_SIMD_INT8 and calls the kernels
+// directly; a baseline x86-64 build (no -march) calls them after int8_avx2_supported() has
+// checked the CPU, and otherwise runs the kernels' scalar loops. (xsimd cannot serve: a
+// translation unit compiled without AVX2 has no 256-bit integer batches.)
+// With AVX-512 BW + VNNI in the build's flags, MINIGPT_SIMD_INT8_512 adds 512-bit forms
+// that take two 32-element blocks per register, halving the instruction count of the
+// Q8_0 / Q4_0 row kernels.
 //
 // vpmaddubsw saturates its int16 pair sums, so the AVX2 fallback is exact only when
 // a0*b0 + a1*b1 fits in int16; the preconditions below guarantee that (unsigned
@@ -19,54 +27,78 @@
 
 #include <xsimd/xsimd.hpp>
 
-#if defined(__AVX2__)
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #include <immintrin.h>
+#define MINIGPT_SIMD_INT8_AVX2 1
+#define MINIGPT_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define MINIGPT_SIMD_INT8 1
+#endif
 #endif
 
 namespace minigpt::simd {
 
+#if defined(MINIGPT_SIMD_INT8_AVX2)
+
+// True when the kernels may run the AVX2 forms: always in a build targeting AVX2, otherwise
+// when the CPU has AVX2, FMA and F16C (Intel Haswell, AMD Zen and later). Checked once.
+inline bool int8_avx2_supported() {
 #if defined(MINIGPT_SIMD_INT8)
-
-#if defined(__FMA__)
-using arch256 = xsimd::fma3<xsimd::avx2>;
+    return true;
 #else
-using arch256 = xsimd::avx2;
+    static const bool yes = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    }();
+    return yes;
 #endif
-using u8x32 = xsimd::batch<std::uint8_t, arch256>;
-using i8x32 = xsimd::batch<std::int8_t, arch256>;
-using i16x16 = xsimd::batch<std::int16_t, arch256>;
-using i32x8 = xsimd::batch<std::int32_t, arch256>;
-using f32x8 = xsimd::batch<float, arch256>;
+}
 
-inline u8x32 load_u8x32(const std::uint8_t* p) { return u8x32::load_unaligned(p); }
-inline i8x32 load_i8x32(const std::int8_t* p) { return i8x32::load_unaligned(p); }
+// Names for what a register holds; all are raw 256-bit registers.
+using u8x32 = __m256i;
+using i8x32 = __m256i;
+using i16x16 = __m256i;
+using i32x8 = __m256i;
+using f32x8 = __m256;
+
+#define MINIGPT_INT8_OP MINIGPT_TARGET_AVX2 __attribute__((always_inline)) inline
+
+MINIGPT_INT8_OP u8x32 load_u8x32(const std::uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+MINIGPT_INT8_OP i8x32 load_i8x32(const std::int8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+MINIGPT_INT8_OP u8x32 splat_u8(std::uint8_t v) { return _mm256_set1_epi8(static_cast<char>(v)); }
+MINIGPT_INT8_OP i16x16 splat_i16(std::int16_t v) { return _mm256_set1_epi16(v); }
+MINIGPT_INT8_OP u8x32 bits_and(u8x32 a, u8x32 b) { return _mm256_and_si256(a, b); }
+MINIGPT_INT8_OP u8x32 bits_or(u8x32 a, u8x32 b) { return _mm256_or_si256(a, b); }
+MINIGPT_INT8_OP f32x8 zero_f32x8() { return _mm256_setzero_ps(); }
+
+// One fp16 value as f32 (exact), in one instruction.
+MINIGPT_INT8_OP float f16_scale(std::uint16_t h) { return _cvtsh_ss(h); }
 
 // 16 packed bytes -> 32 bytes: the 16 low nibbles, then the 16 high nibbles (Q4_0's order).
-inline u8x32 unpack_nibbles_16(const std::uint8_t* p) {
+MINIGPT_INT8_OP u8x32 unpack_nibbles_16(const std::uint8_t* p) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
     return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
 }
 
-inline u8x32 low_nibbles(u8x32 v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
-inline u8x32 high_nibbles(u8x32 v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f)); }
+MINIGPT_INT8_OP u8x32 low_nibbles(u8x32 v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0f)); }
+MINIGPT_INT8_OP u8x32 high_nibbles(u8x32 v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0f)); }
 
 // Per-byte shifts (x86 has none): 16-bit shift, then drop the bits that crossed a byte.
-template <int n> inline u8x32 shift_left_u8(u8x32 v) {
+template <int n> MINIGPT_INT8_OP u8x32 shift_left_u8(u8x32 v) {
     return _mm256_and_si256(_mm256_slli_epi16(v, n), _mm256_set1_epi8(static_cast<char>((0xff << n) & 0xff)));
 }
-template <int n> inline u8x32 shift_right_u8(u8x32 v) {
+template <int n> MINIGPT_INT8_OP u8x32 shift_right_u8(u8x32 v) {
     return _mm256_and_si256(_mm256_srli_epi16(v, n), _mm256_set1_epi8(static_cast<char>(0xff >> n)));
 }
 
 // acc[i] + sum_{k<4} a[4i+k] * b[4i+k], a unsigned, b signed. Requires a <= 127 (exact on
 // every target then); Q4/Q6 values (<= 63) satisfy it.
-inline i32x8 dot_u8i8(i32x8 acc, u8x32 a, i8x32 b) {
+MINIGPT_INT8_OP i32x8 dot_u8i8(i32x8 acc, u8x32 a, i8x32 b) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpbusd_epi32(__m256i(acc), __m256i(a), __m256i(b));
+    return _mm256_dpbusd_epi32(acc, a, b);
 #elif defined(__AVXVNNI__)
-    return _mm256_dpbusd_avx_epi32(__m256i(acc), __m256i(a), __m256i(b));
+    return _mm256_dpbusd_avx_epi32(acc, a, b);
 #else
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)));
 #endif
@@ -74,13 +106,13 @@ inline i32x8 dot_u8i8(i32x8 acc, u8x32 a, i8x32 b) {
 
 // As dot_u8i8 with both operands signed. Moves a's sign onto b (|a| <= 128 fits the unsigned
 // side); requires b in -127..127 so that negating b cannot overflow.
-inline i32x8 dot_i8i8(i32x8 acc, i8x32 a, i8x32 b) {
+MINIGPT_INT8_OP i32x8 dot_i8i8(i32x8 acc, i8x32 a, i8x32 b) {
     const __m256i abs_a = _mm256_abs_epi8(a);
     const __m256i signed_b = _mm256_sign_epi8(b, a);
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpbusd_epi32(__m256i(acc), abs_a, signed_b);
+    return _mm256_dpbusd_epi32(acc, abs_a, signed_b);
 #elif defined(__AVXVNNI__)
-    return _mm256_dpbusd_avx_epi32(__m256i(acc), abs_a, signed_b);
+    return _mm256_dpbusd_avx_epi32(acc, abs_a, signed_b);
 #else
     // |a| * |b| <= 128 * 127: a pair sum fits int16 exactly.
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(abs_a, signed_b), _mm256_set1_epi16(1)));
@@ -90,12 +122,12 @@ inline i32x8 dot_i8i8(i32x8 acc, i8x32 a, i8x32 b) {
 // acc[i] + scales[2i] * (a[4i]b[4i] + a[4i+1]b[4i+1]) + scales[2i+1] * (a[4i+2]b[4i+2] + a[4i+3]b[4i+3]):
 // byte products summed in pairs, then weighted by one int16 scale per pair. Requires a <= 127
 // (pair sums then fit int16 without saturation).
-inline i32x8 dot_u8i8_scaled(i32x8 acc, u8x32 a, i8x32 b, i16x16 scales) {
+MINIGPT_INT8_OP i32x8 dot_u8i8_scaled(i32x8 acc, u8x32 a, i8x32 b, i16x16 scales) {
     const __m256i pairs = _mm256_maddubs_epi16(a, b);
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpwssd_epi32(__m256i(acc), pairs, __m256i(scales));
+    return _mm256_dpwssd_epi32(acc, pairs, scales);
 #elif defined(__AVXVNNI__)
-    return _mm256_dpwssd_avx_epi32(__m256i(acc), pairs, __m256i(scales));
+    return _mm256_dpwssd_avx_epi32(acc, pairs, scales);
 #else
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scales));
 #endif
@@ -103,23 +135,29 @@ inline i32x8 dot_u8i8_scaled(i32x8 acc, u8x32 a, i8x32 b, i16x16 scales) {
 
 // int16 scale vector whose low 8 lanes (bytes 0..15 of a dot_u8i8_scaled operand) are lo and
 // high 8 lanes (bytes 16..31) are hi.
-inline i16x16 scales_lo_hi(std::int16_t lo, std::int16_t hi) {
+MINIGPT_INT8_OP i16x16 scales_lo_hi(std::int16_t lo, std::int16_t hi) {
     return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(lo)), _mm_set1_epi16(hi), 1);
 }
 
 // An int32 vector holding v in lane 0 and zeros elsewhere: seeds an accumulator with a
 // per-block offset correction at the cost of one move.
-inline i32x8 lane0(std::int32_t v) { return _mm256_zextsi128_si256(_mm_cvtsi32_si128(v)); }
+MINIGPT_INT8_OP i32x8 lane0(std::int32_t v) { return _mm256_zextsi128_si256(_mm_cvtsi32_si128(v)); }
 
 // acc + float(v) * s.
-inline f32x8 fma_i32(f32x8 acc, i32x8 v, float s) {
-    return xsimd::fma(xsimd::to_float(v), f32x8(s), acc);
+MINIGPT_INT8_OP f32x8 fma_i32(f32x8 acc, i32x8 v, float s) { return _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(s), acc); }
+
+MINIGPT_INT8_OP float reduce_add(f32x8 v) {
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
 }
 
-inline float reduce_add(f32x8 v) { return xsimd::hadd(v); }
-inline std::int32_t reduce_add(i32x8 v) { return xsimd::hadd(v); }
+// Pins a vector in a register: GCC otherwise reloads a value that many instructions share.
+MINIGPT_INT8_OP void keep_in_register(__m256i& v) { asm("" : "+x"(v)); }
 
-#endif  // MINIGPT_SIMD_INT8
+#undef MINIGPT_INT8_OP
+
+#endif  // MINIGPT_SIMD_INT8_AVX2
 
 #if defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #define MINIGPT_SIMD_INT8_512 1
