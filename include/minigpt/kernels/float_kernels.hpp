@@ -1,7 +1,8 @@
 // The float kernels that run-time dispatch covers, compiled twice: in namespace native on xsimd
 // at the build's own width, and on x86-64 in namespace avx512 with AVX-512 target attributes, for
 // builds without AVX-512 flags running on a CPU with it (simd/float_ops.hpp). Each is written once,
-// in an .inl file included here per namespace against that namespace's vector operations `ops`:
+// in an .inl file included here per namespace against that namespace's vector operations (`ops`,
+// and `dot_ops` for the row-dot kernel: 256-bit registers where AVX-512 is there; simd/float_ops.hpp):
 //
 //  * dot_float_rows<K, R>(w, stride, x, n, out): R f32/f16/bf16 weight rows dotted with x
 //    (matmul_dot_float.inl; decode);
@@ -31,6 +32,7 @@ inline float weight_at(const std::byte* row, std::int64_t i) {
 
 namespace native {
 using ops = simd::native_f32_ops;
+using dot_ops = simd::native_dot_ops;
 #define MINIGPT_FLOAT_KERNEL_TARGET
 #include "minigpt/kernels/matmul_dot_float.inl"
 #include "minigpt/kernels/matmul_gemm_micro.inl"
@@ -40,6 +42,7 @@ using ops = simd::native_f32_ops;
 #if defined(MINIGPT_AVX512F_DISPATCH)
 namespace avx512 {
 using ops = simd::avx512f::f32_ops;
+using dot_ops = simd::avx512f::f32x8_ops;
 #define MINIGPT_FLOAT_KERNEL_TARGET MINIGPT_TARGET_AVX512F
 #include "minigpt/kernels/matmul_dot_float.inl"
 #include "minigpt/kernels/matmul_gemm_micro.inl"

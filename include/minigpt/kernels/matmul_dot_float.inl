@@ -1,25 +1,26 @@
 // The float row-dot kernel, included twice by float_kernels.hpp (no include guard, on purpose): once
-// per set of vector operations `ops` (simd/float_ops.hpp), with MINIGPT_FLOAT_KERNEL_TARGET the
+// per set of vector operations `dot_ops` (simd/float_ops.hpp), with MINIGPT_FLOAT_KERNEL_TARGET the
 // target attribute that set needs. Not a header of its own: include float_kernels.hpp.
 
 template <float_kind K>
-MINIGPT_FLOAT_KERNEL_TARGET __attribute__((always_inline)) inline ops::reg load_weights(const std::byte* row, std::int64_t i) {
-    if constexpr (K == float_kind::f32) return ops::load(reinterpret_cast<const float*>(row) + i);
-    else if constexpr (K == float_kind::f16) return ops::load_f16(reinterpret_cast<const std::uint16_t*>(row) + i);
-    else return ops::load_bf16(reinterpret_cast<const std::uint16_t*>(row) + i);
+MINIGPT_FLOAT_KERNEL_TARGET __attribute__((always_inline)) inline dot_ops::reg load_weights(const std::byte* row, std::int64_t i) {
+    if constexpr (K == float_kind::f32) return dot_ops::load(reinterpret_cast<const float*>(row) + i);
+    else if constexpr (K == float_kind::f16) return dot_ops::load_f16(reinterpret_cast<const std::uint16_t*>(row) + i);
+    else return dot_ops::load_bf16(reinterpret_cast<const std::uint16_t*>(row) + i);
 }
 
 // out[r] = dot(row r, x) for R rows starting at w, `stride` bytes apart; any n.
 template <float_kind K, int R>
 MINIGPT_FLOAT_KERNEL_TARGET inline void dot_float_rows(const std::byte* w, std::int64_t stride, const float* x, std::int64_t n,
                                                        float* out) {
+    using ops = dot_ops;
     using B = ops::reg;
     constexpr std::int64_t L = ops::lanes;
     // U accumulators per row, so that one row (decode) has U FMA chains in flight: with 2, one core
     // streamed f16 rows from memory ~8% slower than with 4. U is the same for every R, so a row's sum
     // does not depend on how rows were grouped (results are the same for any thread count); with
     // 16 vector registers (AVX2) 4 rows x 4 accumulators would spill, so there it stays 2.
-    constexpr int U = L >= 16 ? 4 : 2;
+    constexpr int U = ops::dot_chains;
     B acc[U][R];
     for (int u = 0; u < U; ++u)
         for (int r = 0; r < R; ++r) acc[u][r] = ops::zero();

@@ -33,6 +33,7 @@ inline bool supported() {
 struct f32_ops {
     using reg = __m512;
     static constexpr std::int64_t lanes = 16;
+    static constexpr int dot_chains = 4;
     MINIGPT_AVX512F_OP reg zero() { return _mm512_setzero_ps(); }
     MINIGPT_AVX512F_OP reg load(const float* p) { return _mm512_loadu_ps(p); }
     MINIGPT_AVX512F_OP void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
@@ -63,6 +64,27 @@ struct f32_ops {
     MINIGPT_AVX512F_OP void reduce_each(const reg* v, int n, float* out) {
         for (int i = 0; i < n; ++i) out[i] = reduce(v[i]);
     }
+};
+// The row-dot kernel's operations (simd/float_ops.hpp's native_dot_ops for builds with AVX-512
+// flags): 256-bit registers, of which AVX-512 VL gives 32, so 4 rows x 4 chains fit.
+struct f32x8_ops {
+    using reg = __m256;
+    static constexpr std::int64_t lanes = 8;
+    static constexpr int dot_chains = 4;
+    MINIGPT_AVX512F_OP reg zero() { return _mm256_setzero_ps(); }
+    MINIGPT_AVX512F_OP reg load(const float* p) { return _mm256_loadu_ps(p); }
+    MINIGPT_AVX512F_OP reg load_f16(const std::uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+    MINIGPT_AVX512F_OP reg load_bf16(const std::uint16_t* p) {
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+    }
+    MINIGPT_AVX512F_OP reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+    MINIGPT_AVX512F_OP reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+    MINIGPT_AVX512F_OP float reduce(reg a) {
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+    }
+    MINIGPT_AVX512F_OP void keep(reg& a) { asm("" : "+v"(a)); }
 };
 #undef MINIGPT_AVX512F_OP
 
