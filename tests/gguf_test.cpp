@@ -19,6 +19,10 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "minigpt/io/gguf.hpp"
 #include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/io/mapped_file.hpp"
@@ -79,6 +83,40 @@ TEST(MappedFile, LargeFileIsHugePageAligned) {
         auto f = mapped_file::open(path);
         ASSERT_EQ(f->size(), n_bytes);
         EXPECT_EQ(reinterpret_cast<std::uintptr_t>(f->data()) % (std::uintptr_t(2) << 20), 0u);
+        EXPECT_EQ(std::memcmp(f->data(), bytes.data(), n_bytes), 0);
+    }
+    std::filesystem::remove_all(dir);
+}
+
+// access_hint::populate faults the whole file in before open returns: mincore then reports every
+// page of the mapping resident, without the test touching a byte (the file was evicted from the
+// page cache first, so the pages cannot be left over from writing it). Contents as written.
+TEST(MappedFile, PopulateFaultsEveryPageIn) {
+    const auto dir = test::temp_dir("mapped");
+    const auto path = (dir / "populate.bin").string();
+    const std::size_t n_bytes = (std::size_t(9) << 20) + 4097;
+    std::vector<unsigned char> bytes(n_bytes);
+    for (std::size_t i = 0; i < n_bytes; ++i) bytes[i] = static_cast<unsigned char>(i * 2246822519u >> 11);
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(n_bytes));
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    ::fdatasync(fd);  // dirty pages cannot be dropped
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+    {
+        const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        const std::size_t n_pages = (n_bytes + page - 1) / page;
+        auto resident_pages = [&](const mapped_file& f) {
+            std::vector<unsigned char> vec(n_pages);
+            if (::mincore(const_cast<std::byte*>(f.data()), n_bytes, vec.data()) != 0) return std::size_t(0);
+            std::size_t n = 0;
+            for (unsigned char v : vec) n += v & 1;
+            return n;
+        };
+        auto lazy = mapped_file::open(path);
+        const std::size_t before = resident_pages(*lazy);
+        auto f = mapped_file::open(path, access_hint::populate);
+        EXPECT_EQ(resident_pages(*f), n_pages) << "resident before populating: " << before << " of " << n_pages;
         EXPECT_EQ(std::memcmp(f->data(), bytes.data(), n_bytes), 0);
     }
     std::filesystem::remove_all(dir);

@@ -10,6 +10,7 @@
 // faults in parallel. Smaller buffers come from aligned_alloc. Both are 64-byte aligned.
 #pragma once
 
+#include <cstdio>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -64,6 +65,19 @@ inline void* map_huge_aligned(std::size_t n_bytes, int prot) noexcept {
 
 }  // namespace detail
 #endif
+
+// Bytes of memory the kernel could hand out now without swapping (MemAvailable of /proc/meminfo,
+// which counts reclaimable page cache), or 0 when unknown.
+inline std::uint64_t available_memory_bytes() {
+    std::FILE* f = std::fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kib = 0;
+    while (std::fgets(line, sizeof line, f))
+        if (std::sscanf(line, "MemAvailable: %llu kB", &kib) == 1) break;
+    std::fclose(f);
+    return kib > UINT64_MAX / 1024 ? UINT64_MAX : static_cast<std::uint64_t>(kib) * 1024;
+}
 
 // n_bytes of 64-byte aligned memory, zero-filled when asked (large buffers are zero anyway).
 inline std::shared_ptr<std::byte> heap_buffer(std::size_t n_bytes, fill f = fill::zero) {

@@ -13,6 +13,7 @@
 // it is mapped, touching the lost pages raises SIGBUS; minigpt cannot guard that.
 #pragma once
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -27,6 +28,7 @@
 
 #include "minigpt/core/error.hpp"
 #include "minigpt/core/memory.hpp"
+#include "minigpt/core/progress.hpp"
 
 namespace minigpt::io {
 
@@ -35,7 +37,8 @@ enum class access_hint {
     normal,      // kernel default read-ahead
     sequential,  // one front-to-back pass (conversion, checksums): aggressive read-ahead
     random,      // scattered lookups (kNN stores, sparse embeddings): no read-ahead
-    willneed,    // start reading the whole file in the background now (model weights)
+    willneed,    // start reading the whole file in the background now
+    populate,    // read the whole file in now, front to back, on the calling thread (model weights)
 };
 
 class mapped_file {
@@ -107,12 +110,40 @@ public:
             case access_hint::sequential: advice = MADV_SEQUENTIAL; break;
             case access_hint::random: advice = MADV_RANDOM; break;
             case access_hint::willneed: advice = MADV_WILLNEED; break;
+            case access_hint::populate: break;
         }
+        if (hint == access_hint::populate) return populate(start, length + (offset - start));
         ::madvise(static_cast<char*>(map_) + start, static_cast<std::size_t>(length + (offset - start)), advice);
     }
 
 private:
     mapped_file() = default;
+
+    // Faults [start, start + length) in front to back (start page-aligned), 32 MiB at a time, with a
+    // progress line on a terminal. Read-faults in one sequential pass let read-ahead fill the page
+    // cache with whole 2 MiB folios (the mapping is MADV_HUGEPAGE), which the map then uses as huge
+    // pages; left to the first decode, two threads faulting different parts of the file at once
+    // left ~10% of GPT-2 124M's weights in 4 KiB pages. MADV_POPULATE_READ (Linux 5.14) does the
+    // faulting without touching the bytes; older kernels get one read per page instead.
+    void populate(std::uint64_t start, std::uint64_t length) const noexcept {
+        constexpr std::uint64_t step = std::uint64_t(32) << 20;
+        const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+        progress bar("loading " + path_, static_cast<std::int64_t>(length >> 20));
+        auto* base = static_cast<const volatile unsigned char*>(map_) + start;
+        for (std::uint64_t done = 0; done < length; done += step) {
+            const std::uint64_t n = std::min(step, length - done);
+            bool faulted = false;
+#ifdef MADV_POPULATE_READ
+            faulted = ::madvise(const_cast<unsigned char*>(base + done), static_cast<std::size_t>(n), MADV_POPULATE_READ) == 0;
+#endif
+            if (!faulted) {
+                unsigned sum = 0;
+                for (std::uint64_t i = 0; i < n; i += page) sum += base[done + i];
+                (void)sum;
+            }
+            bar.update(static_cast<std::int64_t>((done + n) >> 20));
+        }
+    }
 
     static constexpr std::size_t huge_page = k_huge_page_bytes;
 

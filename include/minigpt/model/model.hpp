@@ -13,6 +13,7 @@
 #include <string>
 
 #include "minigpt/core/error.hpp"
+#include "minigpt/core/memory.hpp"
 #include "minigpt/io/gguf.hpp"
 #include "minigpt/io/llama2c.hpp"
 #include "minigpt/model/config.hpp"
@@ -88,11 +89,16 @@ struct model_options {
 class model {
 public:
     // Opens a GGUF file or a llama2.c checkpoint (told apart by the GGUF magic).
+    // A file that fits in the memory available is read in at once, front to back (see
+    // io::access_hint::populate: the weights then sit in 2 MiB pages); a larger one is paged in as
+    // it is used.
     static std::shared_ptr<const model> load(const std::string& path, const model_options& options = {}) {
         auto file = io::mapped_file::open(path);
+        const std::uint64_t available = available_memory_bytes();
+        const auto hint = available == 0 || file->size() <= available ? io::access_hint::populate : io::access_hint::normal;
         if (file->size() >= 4 && std::memcmp(file->data(), "GGUF", 4) == 0)
-            return from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::open(path)), options);
-        return from_llama2c(std::make_shared<const io::llama2c_checkpoint>(io::llama2c_checkpoint::open(path)));
+            return from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::open(path, hint)), options);
+        return from_llama2c(std::make_shared<const io::llama2c_checkpoint>(io::llama2c_checkpoint::open(path, hint)));
     }
 
     static std::shared_ptr<const model> from_gguf(std::shared_ptr<const io::gguf_file> f, const model_options& options = {}) {
