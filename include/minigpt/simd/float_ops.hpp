@@ -45,8 +45,8 @@ struct native_f32_ops {
 #if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 // The row-dot kernel's operations in an AVX-512 build: 256-bit registers, 4 chains per row (32
 // registers hold 4 rows x 4 chains plus the shared activations). Streaming f32 rows from memory,
-// 256-bit FMAs kept two cores at ~98% of the read loop's bandwidth where 512-bit ones reached
-// ~91% (AMD Zen 4, which splits 512-bit operations in two; docs/kernels.md).
+// 256-bit FMAs kept two cores at ~100% of the read loop's bandwidth where 512-bit ones reached
+// 90-94% (AMD Zen 4, which splits 512-bit operations in two; docs/kernels.md).
 struct native_dot_ops {
     using reg = xsimd::batch<float, xsimd::fma3<xsimd::avx2>>;
     static constexpr std::int64_t lanes = 8;
