@@ -14,6 +14,8 @@
 
 #include <cstdint>
 
+#include "minigpt/simd/int8.hpp"  // reduce_add(__m256): the one 256-bit horizontal sum
+
 #define MINIGPT_TARGET_AVX512F __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
 
 namespace minigpt::simd::avx512f {
@@ -53,10 +55,7 @@ struct f32_ops {
         // (GCC 12 implements _mm512_castps512_ps256 with an undefined pass-through too.)
         const __m256 low = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xf, _mm512_castps_pd(a), 0));
         const __m256 high = _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xf, _mm512_castps_pd(a), 1));
-        const __m256 s8 = _mm256_add_ps(low, high);
-        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
-        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+        return simd::reduce_add(_mm256_add_ps(low, high));
     }
     MINIGPT_AVX512F_OP void keep(reg& a) { asm("" : "+v"(a)); }
     // out[i] = sum of the lanes of v[i]; one at a time (this twin only runs in builds without
@@ -79,11 +78,7 @@ struct f32x8_ops {
     }
     MINIGPT_AVX512F_OP reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
     MINIGPT_AVX512F_OP reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
-    MINIGPT_AVX512F_OP float reduce(reg a) {
-        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
-    }
+    MINIGPT_AVX512F_OP float reduce(reg a) { return simd::reduce_add(a); }
     MINIGPT_AVX512F_OP void keep(reg& a) { asm("" : "+v"(a)); }
 };
 #undef MINIGPT_AVX512F_OP

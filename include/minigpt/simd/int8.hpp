@@ -146,6 +146,7 @@ MINIGPT_INT8_OP i32x8 lane0(std::int32_t v) { return _mm256_zextsi128_si256(_mm_
 // acc + float(v) * s.
 MINIGPT_INT8_OP f32x8 fma_i32(f32x8 acc, i32x8 v, float s) { return _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(s), acc); }
 
+// Sum of the 8 lanes (also the float kernels' 256-bit and 512-bit reductions, simd/avx512f.hpp).
 MINIGPT_INT8_OP float reduce_add(f32x8 v) {
     __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
