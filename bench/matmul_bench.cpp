@@ -23,6 +23,7 @@
 
 #include "minigpt/core/threads.hpp"
 #include "minigpt/kernels/matmul.hpp"
+#include "read_loop.hpp"
 
 using namespace minigpt;
 
@@ -138,25 +139,7 @@ void BM_read_bandwidth(benchmark::State& state) {
         buffer_data = reinterpret_cast<float*>(huge_pages.get());
     }
 
-    using B = xsimd::batch<float>;
-    constexpr std::int64_t L = static_cast<std::int64_t>(B::size);
-    for (auto _ : state) {
-        float partial[64] = {};
-        parallel_for(n_threads, n_threads, [&](std::int64_t t0, std::int64_t t1) {
-            for (std::int64_t t = t0; t < t1; ++t) {
-                const std::int64_t b = n / n_threads * t, e = t + 1 == n_threads ? n : n / n_threads * (t + 1);
-                B a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
-                for (std::int64_t i = b; i + 4 * L <= e; i += 4 * L) {
-                    a0 += B::load_aligned(buffer_data + i);
-                    a1 += B::load_aligned(buffer_data + i + L);
-                    a2 += B::load_aligned(buffer_data + i + 2 * L);
-                    a3 += B::load_aligned(buffer_data + i + 3 * L);
-                }
-                partial[t] = xsimd::hadd(a0 + a1 + a2 + a3);
-            }
-        });
-        benchmark::DoNotOptimize(partial);
-    }
+    for (auto _ : state) benchmark::DoNotOptimize(minigpt::bench::read_all(buffer_data, n, n_threads));
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * n * static_cast<std::int64_t>(sizeof(float)));
 }
 
