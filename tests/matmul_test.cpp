@@ -184,31 +184,39 @@ TEST(Matmul, FloatTypesAllShapes) {
 // lengths with and without vector tails, against the double reference with the float budget.
 TEST(Matmul, FloatRowKernelsBothCompilations) {
     for (dtype t : {dtype::f32, dtype::f16, dtype::bf16})
-        for (std::int64_t n_in : {1, 15, 16, 100, 768, 4352}) {
+        for (std::int64_t n_in : {1, 15, 16, 100, 191, 192, 200, 768, 4352}) {
             SCOPED_TRACE(std::string(dtype_name(t)) + " n_in=" + std::to_string(n_in));
             const tensor w = random_weights(t, 4, n_in, static_cast<unsigned>(n_in + 3));
             const auto wd = decoded(w);
             const auto x = gaussian(static_cast<std::size_t>(n_in), static_cast<unsigned>(n_in + 4));
-            auto check = [&](const char* which, auto kernel) {
-                float one[4], four[4];
+            // kernel<R>: dot_float_rows<K, R>; range: dot_float_row_range<K> (decode, with the first
+            // vectors of x held in registers across rows: 192 floats where it holds 24 vectors of 8).
+            auto check = [&](const char* which, auto kernel, auto range) {
+                float one[4], four[4], ranged[4];
                 for (int r = 0; r < 4; ++r) kernel.template operator()<1>(w.raw() + r * w.stride_bytes(0), w.stride_bytes(0), x.data(), n_in, one + r);
                 kernel.template operator()<4>(w.raw(), w.stride_bytes(0), x.data(), n_in, four);
+                range(w.raw(), w.stride_bytes(0), x.data(), n_in, ranged, 4);
                 for (int r = 0; r < 4; ++r) {
                     double ref = 0;
                     for (std::int64_t i = 0; i < n_in; ++i) ref += static_cast<double>(wd[static_cast<std::size_t>(r * n_in + i)]) * x[static_cast<std::size_t>(i)];
                     const double tol = budget_for(t, wd, x.data(), n_in, r).plain;
                     EXPECT_NEAR(one[r], ref, tol) << which << " R=1 row " << r;
                     EXPECT_EQ(four[r], one[r]) << which << ": a row's sum must not depend on R";
+                    EXPECT_EQ(ranged[r], one[r]) << which << ": the one-token range kernel must sum as R=1 does";
                 }
             };
             auto run = [&]<K::detail::float_kind FK>() {
                 check("native", []<int R>(const std::byte* p, std::int64_t st, const float* xx, std::int64_t n, float* out) {
                     K::detail::native::dot_float_rows<FK, R>(p, st, xx, n, out);
+                }, [](const std::byte* p, std::int64_t st, const float* xx, std::int64_t n, float* out, std::int64_t rows) {
+                    K::detail::native::dot_float_row_range<FK>(p, st, xx, n, out, rows);
                 });
 #if defined(MINIGPT_AVX512F_DISPATCH)
                 if (simd::avx512f::supported())
                     check("avx512", []<int R>(const std::byte* p, std::int64_t st, const float* xx, std::int64_t n, float* out) {
                         K::detail::avx512::dot_float_rows<FK, R>(p, st, xx, n, out);
+                    }, [](const std::byte* p, std::int64_t st, const float* xx, std::int64_t n, float* out, std::int64_t rows) {
+                        K::detail::avx512::dot_float_row_range<FK>(p, st, xx, n, out, rows);
                     });
 #endif
             };

@@ -134,6 +134,13 @@ inline void float_rows(const tensor& w, const float* x, float* y, std::int64_t n
     const std::int64_t n_in = w.dim(1);
     [[maybe_unused]] const bool use_avx512 = float_kernels_use_avx512();
     auto run = [&]<float_kind K>() {
+        if (n_tokens == 1) {
+            const std::byte* row = w.raw() + r0 * w.stride_bytes(0);
+#if defined(MINIGPT_AVX512F_DISPATCH)
+            if (use_avx512) return avx512::dot_float_row_range<K>(row, w.stride_bytes(0), x, n_in, y + r0, r1 - r0);
+#endif
+            return native::dot_float_row_range<K>(row, w.stride_bytes(0), x, n_in, y + r0, r1 - r0);
+        }
         rows_by_tokens(w, y, n_tokens, r0, r1, [&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
 #if defined(MINIGPT_AVX512F_DISPATCH)
             if (use_avx512) return avx512::dot_float_rows<K, R>(row, stride, x + t * n_in, n_in, out);

@@ -48,3 +48,55 @@ MINIGPT_FLOAT_KERNEL_TARGET inline void dot_float_rows(const std::byte* w, std::
     }
 }
 
+// dot_float_rows<K, 1> for one row whose x vectors [0, H) are already in registers xh (H a multiple
+// of the chain count, H * lanes <= n): the same operations in the same order, so the same sum.
+template <float_kind K, int H>
+MINIGPT_FLOAT_KERNEL_TARGET __attribute__((always_inline)) inline float dot_float_row_held(const std::byte* row, const float* x,
+                                                                                           std::int64_t n, const dot_ops::reg* xh) {
+    using ops = dot_ops;
+    using B = ops::reg;
+    constexpr std::int64_t L = ops::lanes;
+    constexpr int U = ops::dot_chains;
+    static_assert(H % U == 0);
+    B acc[U];
+    for (int u = 0; u < U; ++u) acc[u] = ops::zero();
+#pragma GCC unroll 64
+    for (int h = 0; h < H; h += U)
+#pragma GCC unroll 8
+        for (int u = 0; u < U; ++u) acc[u] = ops::fma(load_weights<K>(row, (h + u) * L), xh[h + u], acc[u]);
+    std::int64_t i = H * L;
+    for (; i + U * L <= n; i += U * L) {
+        B xs[U];
+        for (int u = 0; u < U; ++u) {
+            xs[u] = ops::load(x + i + u * L);
+            ops::keep(xs[u]);
+        }
+        for (int u = 0; u < U; ++u) acc[u] = ops::fma(load_weights<K>(row, i + u * L), xs[u], acc[u]);
+    }
+    for (; i + L <= n; i += L) acc[0] = ops::fma(load_weights<K>(row, i), ops::load(x + i), acc[0]);
+    B sum = acc[0];
+    for (int u = 1; u < U; ++u) sum = ops::add(sum, acc[u]);
+    float s = ops::reduce(sum);
+    for (std::int64_t j = i; j < n; ++j) s = std::fma(weight_at<K>(row, j), x[j], s);
+    return s;
+}
+
+// out[r] = dot(row r, x) for n_rows rows from w, `stride` bytes apart: the one-token case (decode).
+// The first dot_ops::held_x vectors of x stay in registers across the rows, so that only the rest
+// are reloaded per row: the activation loads compete with the weight misses for the core's load
+// slots, and holding 24 of GPT-2's 96 vectors made 2-thread GEMV stream ~6% faster (1.04x the read
+// loop's bandwidth against 0.98x, fast minutes). Same sums as dot_float_rows<K, 1>.
+template <float_kind K>
+MINIGPT_FLOAT_KERNEL_TARGET inline void dot_float_row_range(const std::byte* w, std::int64_t stride, const float* x, std::int64_t n,
+                                                            float* out, std::int64_t n_rows) {
+    constexpr int H = dot_ops::held_x;
+    if constexpr (H > 0) {
+        if (n >= H * dot_ops::lanes) {
+            dot_ops::reg xh[H];
+            for (int h = 0; h < H; ++h) xh[h] = dot_ops::load(x + h * dot_ops::lanes);
+            for (std::int64_t r = 0; r < n_rows; ++r) out[r] = dot_float_row_held<K, H>(w + r * stride, x, n, xh);
+            return;
+        }
+    }
+    for (std::int64_t r = 0; r < n_rows; ++r) dot_float_rows<K, 1>(w + r * stride, stride, x, n, out + r);
+}

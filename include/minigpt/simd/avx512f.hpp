@@ -36,6 +36,7 @@ struct f32_ops {
     using reg = __m512;
     static constexpr std::int64_t lanes = 16;
     static constexpr int dot_chains = 4;
+    static constexpr int held_x = 0;
     MINIGPT_AVX512F_OP reg zero() { return _mm512_setzero_ps(); }
     MINIGPT_AVX512F_OP reg load(const float* p) { return _mm512_loadu_ps(p); }
     MINIGPT_AVX512F_OP void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
@@ -70,6 +71,7 @@ struct f32x8_ops {
     using reg = __m256;
     static constexpr std::int64_t lanes = 8;
     static constexpr int dot_chains = 4;
+    static constexpr int held_x = 24;
     MINIGPT_AVX512F_OP reg zero() { return _mm256_setzero_ps(); }
     MINIGPT_AVX512F_OP reg load(const float* p) { return _mm256_loadu_ps(p); }
     MINIGPT_AVX512F_OP reg load_f16(const std::uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }

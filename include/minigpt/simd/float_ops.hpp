@@ -30,6 +30,7 @@ struct native_f32_ops {
     // Independent FMA chains per row in the row-dot kernel: 4 where 32 vector registers hold 4
     // rows x 4 chains (AVX-512), else 2 (16 registers).
     static constexpr int dot_chains = lanes >= 16 ? 4 : 2;
+    static constexpr int held_x = 0;  // x vectors the one-token row kernel keeps in registers
     static reg zero() { return reg(0.0f); }
     static reg load(const float* p) { return reg::load_unaligned(p); }
     static void store(float* p, reg v) { v.store_unaligned(p); }
@@ -51,6 +52,7 @@ struct native_dot_ops {
     using reg = xsimd::batch<float, xsimd::fma3<xsimd::avx2>>;
     static constexpr std::int64_t lanes = 8;
     static constexpr int dot_chains = 4;
+    static constexpr int held_x = 24;  // + 4 chains + temporaries: 32 registers
     static reg zero() { return reg(0.0f); }
     static reg load(const float* p) { return reg::load_unaligned(p); }
     static reg load_f16(const std::uint16_t* p) { return simd::load_f16<xsimd::fma3<xsimd::avx2>>(p); }
