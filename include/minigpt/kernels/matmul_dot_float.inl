@@ -9,10 +9,13 @@ MINIGPT_FLOAT_KERNEL_TARGET __attribute__((always_inline)) inline dot_ops::reg l
     else return dot_ops::load_bf16(reinterpret_cast<const std::uint16_t*>(row) + i);
 }
 
-// out[r] = dot(row r, x) for R rows starting at w, `stride` bytes apart; any n.
-template <float_kind K, int R>
-MINIGPT_FLOAT_KERNEL_TARGET inline void dot_float_rows(const std::byte* w, std::int64_t stride, const float* x, std::int64_t n,
-                                                       float* out) {
+// out[r] = dot(row r, x) for R rows starting at w, `stride` bytes apart; any n. When H > 0, x's
+// vectors [0, H) are already in registers xh (H a multiple of the chain count, H * lanes <= n) and
+// are used instead of loading them: the same operations in the same order, so the same sums.
+template <float_kind K, int R, int H>
+MINIGPT_FLOAT_KERNEL_TARGET __attribute__((always_inline)) inline void dot_float_rows_body(const std::byte* w, std::int64_t stride,
+                                                                                           const float* x, std::int64_t n, float* out,
+                                                                                           const dot_ops::reg* xh) {
     using ops = dot_ops;
     using B = ops::reg;
     constexpr std::int64_t L = ops::lanes;
@@ -21,10 +24,16 @@ MINIGPT_FLOAT_KERNEL_TARGET inline void dot_float_rows(const std::byte* w, std::
     // does not depend on how rows were grouped (results are the same for any thread count); with
     // 16 vector registers (AVX2) 4 rows x 4 accumulators would spill, so there it stays 2.
     constexpr int U = ops::dot_chains;
+    static_assert(H % U == 0);
     B acc[U][R];
     for (int u = 0; u < U; ++u)
         for (int r = 0; r < R; ++r) acc[u][r] = ops::zero();
-    std::int64_t i = 0;
+#pragma GCC unroll 64
+    for (int h = 0; h < H; h += U)
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+            for (int u = 0; u < U; ++u) acc[u][r] = ops::fma(load_weights<K>(w + r * stride, (h + u) * L), xh[h + u], acc[u][r]);
+    std::int64_t i = H * L;
     for (; i + U * L <= n; i += U * L) {
         B xs[U];
         for (int u = 0; u < U; ++u) {
@@ -48,37 +57,10 @@ MINIGPT_FLOAT_KERNEL_TARGET inline void dot_float_rows(const std::byte* w, std::
     }
 }
 
-// dot_float_rows<K, 1> for one row whose x vectors [0, H) are already in registers xh (H a multiple
-// of the chain count, H * lanes <= n): the same operations in the same order, so the same sum.
-template <float_kind K, int H>
-MINIGPT_FLOAT_KERNEL_TARGET __attribute__((always_inline)) inline float dot_float_row_held(const std::byte* row, const float* x,
-                                                                                           std::int64_t n, const dot_ops::reg* xh) {
-    using ops = dot_ops;
-    using B = ops::reg;
-    constexpr std::int64_t L = ops::lanes;
-    constexpr int U = ops::dot_chains;
-    static_assert(H % U == 0);
-    B acc[U];
-    for (int u = 0; u < U; ++u) acc[u] = ops::zero();
-#pragma GCC unroll 64
-    for (int h = 0; h < H; h += U)
-#pragma GCC unroll 8
-        for (int u = 0; u < U; ++u) acc[u] = ops::fma(load_weights<K>(row, (h + u) * L), xh[h + u], acc[u]);
-    std::int64_t i = H * L;
-    for (; i + U * L <= n; i += U * L) {
-        B xs[U];
-        for (int u = 0; u < U; ++u) {
-            xs[u] = ops::load(x + i + u * L);
-            ops::keep(xs[u]);
-        }
-        for (int u = 0; u < U; ++u) acc[u] = ops::fma(load_weights<K>(row, i + u * L), xs[u], acc[u]);
-    }
-    for (; i + L <= n; i += L) acc[0] = ops::fma(load_weights<K>(row, i), ops::load(x + i), acc[0]);
-    B sum = acc[0];
-    for (int u = 1; u < U; ++u) sum = ops::add(sum, acc[u]);
-    float s = ops::reduce(sum);
-    for (std::int64_t j = i; j < n; ++j) s = std::fma(weight_at<K>(row, j), x[j], s);
-    return s;
+template <float_kind K, int R>
+MINIGPT_FLOAT_KERNEL_TARGET inline void dot_float_rows(const std::byte* w, std::int64_t stride, const float* x, std::int64_t n,
+                                                       float* out) {
+    dot_float_rows_body<K, R, 0>(w, stride, x, n, out, nullptr);
 }
 
 // out[r] = dot(row r, x) for n_rows rows from w, `stride` bytes apart: the one-token case (decode).
@@ -94,7 +76,7 @@ MINIGPT_FLOAT_KERNEL_TARGET inline void dot_float_row_range(const std::byte* w, 
         if (n >= H * dot_ops::lanes) {
             dot_ops::reg xh[H];
             for (int h = 0; h < H; ++h) xh[h] = dot_ops::load(x + h * dot_ops::lanes);
-            for (std::int64_t r = 0; r < n_rows; ++r) out[r] = dot_float_row_held<K, H>(w + r * stride, x, n, xh);
+            for (std::int64_t r = 0; r < n_rows; ++r) dot_float_rows_body<K, 1, H>(w + r * stride, stride, x, n, out + r, xh);
             return;
         }
     }
