@@ -95,6 +95,13 @@ TEST(TokenizerVectors, LlamaSpmMatchesLlamaCpp) {
     expect_vectors(llama(), shared_path("vocab/ggml-vocab-llama-spm.gguf"));
 }
 
+TEST(TokenizerVectors, DeepseekLlmMatchesLlamaCpp) {
+    MINIGPT_REQUIRE_SHARED("vocab/ggml-vocab-deepseek-llm.gguf");
+    const auto tok = tokenizer::from_gguf(io::gguf_file::open(shared_path("vocab/ggml-vocab-deepseek-llm.gguf")));
+    EXPECT_EQ(tok.vocab().pre, "deepseek-llm");
+    expect_vectors(tok, shared_path("vocab/ggml-vocab-deepseek-llm.gguf"));
+}
+
 TEST(TokenizerVectors, Llama2cTokenizerBinGivesTheSameIds) {
     MINIGPT_REQUIRE_SHARED("vocab/llama2-tokenizer.bin");
     NEED_LLAMA();
@@ -121,7 +128,8 @@ TEST(TokenizerVectors, Gpt2TinyPrompt) {
 
 TEST(Vocab, SyntheticVocabEqualsStories260KMetadata) {
     MINIGPT_REQUIRE_SHARED("models/stories260K.gguf");
-    const vocab_data file = vocab_from_gguf(io::gguf_file::open(shared_path("models/stories260K.gguf")));
+    vocab_data file = vocab_from_gguf(io::gguf_file::open(shared_path("models/stories260K.gguf")));
+    file.name.clear();  // general.name is the model's, not the vocabulary's
     const vocab_data synth = synthetic_vocab(512);
     EXPECT_EQ(synth, file);
     ASSERT_EQ(synth.scores.size(), file.scores.size());
@@ -204,8 +212,13 @@ TEST(Tokenizer, ConstructorValidates) {
     v.merges = {"a b", "nospace"};
     EXPECT_THROW((void)tokenizer{v}, error);
     v.merges = {"a b"};
-    v.pre = "llama-bpe";  // another pre-tokenizer: refused, not silently replaced
-    EXPECT_THROW((void)tokenizer{v}, error);
+    v.pre = "no-such-pre";  // an unknown pre-tokenizer: refused by name, not silently replaced
+    try {
+        (void)tokenizer{v};
+        ADD_FAILURE() << "no error for an unknown pre-tokenizer";
+    } catch (const error& e) {
+        EXPECT_NE(std::string(e.what()).find("'no-such-pre'"), std::string::npos) << e.what();
+    }
 }
 
 // Strings whose decode(encode(s)) must give s back exactly.

@@ -3,12 +3,13 @@
 // GPT-2 tokens are strings over a 256-character alphabet that stands for bytes: printable Latin-1
 // bytes stand for themselves, the other 68 bytes for U+0100.. in order (gpt2_byte_to_cp), so every
 // byte string has a spelling and decoding is exact. Encoding: the pre-tokenizer splits the text into
-// words (unicode_pretokenize.hpp); each word starts as one symbol per byte and the adjacent pair with
+// words (pretokenizer.hpp: the vocabulary's tokenizer.ggml.pre); each word starts as one symbol per byte and the adjacent pair with
 // the lowest merge rank is merged until no listed merge applies (ties: leftmost first, as in
 // llama.cpp and Hugging Face). Symbols are token ids and merges a (left id, right id) table, so the
 // loop never builds or hashes strings; a heap with lazy deletion over a linked list of symbols keeps
 // long words (a paragraph of Chinese is one word) at O(n log n). Within one encode call, a word
-// seen before is copied from its first encoding.
+// seen before is copied from its first encoding. With ignore_merges (llama3, tekken) a word that is
+// itself a token is emitted as that token without merging, as llama.cpp does.
 #pragma once
 
 #include <algorithm>
@@ -20,7 +21,7 @@
 #include <vector>
 
 #include "minigpt/core/error.hpp"
-#include "minigpt/text/unicode_pretokenize.hpp"
+#include "minigpt/text/pretokenizer.hpp"
 #include "minigpt/text/utf8.hpp"
 #include "minigpt/text/vocab.hpp"
 #include "minigpt/text/vocab_index.hpp"
@@ -73,7 +74,10 @@ public:
 
     // `usable[id]` says whether plain text may produce token id (normal tokens, not control ones).
     bpe_encoder(const vocab_data& v, const string_index& index, const std::vector<std::uint8_t>& usable)
-        : n_vocab_(v.n_vocab()), unk_id_(v.unk_id) {
+        : n_vocab_(v.n_vocab()), unk_id_(v.unk_id), index_(&index) {
+        const unicode::pre_spec spec = unicode::pre_spec_for(v.pre);
+        pre_ = unicode::pretokenizer(spec);
+        ignore_merges_ = spec.ignore_merges;
         // Strings that are not (usable) tokens but occur in merges get ids from n_vocab up, so
         // chains of merges through them still apply; a final symbol with such an id is written
         // out byte by byte.
@@ -109,7 +113,18 @@ public:
         std::vector<symbol> symbols;
         std::vector<candidate> heap;
         word_cache cache;
-        unicode::split_gpt2(text, [&](std::string_view word) {
+        std::string spelled;
+        pre_.split(text, [&](std::string_view word) {
+            if (ignore_merges_ && word.size() > 1) {
+                // llama.cpp looks the word up among all tokens, whatever their type.
+                spelled.clear();
+                const auto& b2c = gpt2_byte_to_cp();
+                for (const char c : word) utf8::append(spelled, b2c[static_cast<unsigned char>(c)]);
+                if (const std::int32_t id = index_->find(spelled); id >= 0) {
+                    out.push_back(id);
+                    return;
+                }
+            }
             if (word.size() == 1) {
                 emit(symbol{initial_id_[static_cast<unsigned char>(word[0])], -1, -1, 0, 1}, word, out);
                 return;
@@ -202,6 +217,9 @@ private:
 
     std::int32_t n_vocab_ = 0;
     std::int32_t unk_id_ = -1;
+    const string_index* index_ = nullptr;  // the tokenizer's; it outlives the encoder
+    unicode::pretokenizer pre_;
+    bool ignore_merges_ = false;
     std::array<std::int32_t, 256> initial_id_{};  // symbol id of each byte's one-character spelling
     std::array<std::int32_t, 256> byte_token_{};  // the same when it is a token, else -1
     pair_index<merge> merges_;

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -26,6 +27,7 @@
 
 #include "minigpt/core/error.hpp"
 #include "minigpt/text/bpe_tokenizer.hpp"
+#include "minigpt/text/pretokenizer.hpp"
 #include "minigpt/text/spm_tokenizer.hpp"
 #include "minigpt/text/utf8.hpp"
 #include "minigpt/text/vocab.hpp"
@@ -34,17 +36,19 @@
 
 namespace minigpt {
 
-// Pre-tokenizer names (tokenizer.ggml.pre) for which llama.cpp uses GPT-2's split, which is the
-// one implemented. An absent name also means GPT-2's split here (llama.cpp would use an older
-// multi-regex split and warn); other names are refused rather than tokenized differently.
-inline constexpr std::string_view k_gpt2_pretokenizers[] = {
-    "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v1-en", "jina-v2-es", "jina-v2-de",
-    "jina-v2-code", "roberta-bpe", "mpt", "olmo", "jais"};
-
 // Token texts llama.cpp treats as end of generation besides the EOS/EOT ids.
 inline constexpr std::string_view k_eog_token_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
     "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>"};
+
+// A byte range [offset, offset + length) of a text.
+struct text_range {
+    std::size_t offset = 0, length = 0;
+};
+
+// Per-token attributes llama.cpp sets beyond the token type (its LLAMA_TOKEN_ATTR_LSTRIP/RSTRIP):
+// a special token found in text swallows the ASCII whitespace before it (lstrip) or after it (rstrip).
+enum token_strip : std::uint8_t { strip_none = 0, strip_left = 1, strip_right = 2 };
 
 class tokenizer {
 public:
@@ -54,9 +58,21 @@ public:
 
     static tokenizer from_gguf(const io::gguf_file& f) { return tokenizer(vocab_from_gguf(f)); }
 
-    // Token ids of `text`, with BOS first if add_bos (see add_bos_default()). Never throws for any
-    // input bytes, except add_bos on a vocabulary without BOS.
+    // Token ids of `text`, with BOS first if add_bos (see add_bos_default()). User-defined tokens
+    // (e.g. runs of spaces in GPT-NeoX vocabularies) are always cut out first, as llama.cpp does;
+    // control and unknown tokens only with parse_special. Never throws for any input bytes, except
+    // add_bos on a vocabulary without BOS.
     std::vector<std::int32_t> encode(std::string_view text, bool add_bos, bool parse_special = false) const {
+        return encode_with_literals(text, add_bos, parse_special, {});
+    }
+
+    // As encode(text, add_bos, parse_special), except that control and unknown tokens are never
+    // recognised where their text overlaps one of the `literals` ranges (user-supplied content in a
+    // rendered chat prompt): a user typing "<|im_end|>" gets the characters, not the end of the turn.
+    // The text is otherwise tokenized as one piece, so the ids equal llama.cpp's whenever the
+    // literals contain no special-token text.
+    std::vector<std::int32_t> encode_with_literals(std::string_view text, bool add_bos, bool parse_special,
+                                                   std::span<const text_range> literals) const {
         const state& s = *s_;
         std::vector<std::int32_t> out;
         out.reserve(text.size() / 3 + 2);
@@ -64,12 +80,12 @@ public:
             if (s.v.bos_id < 0) throw error("tokenizer::encode: add_bos asked for, but the vocabulary has no BOS token");
             out.push_back(s.v.bos_id);
         }
-        if (!parse_special || s.specials.empty()) {
+        if (s.specials.empty()) {
             encode_fragment(text, true, out);
             return out;
         }
         bool after_special = true;
-        for (const auto& f : partition_special(text)) {
+        for (const auto& f : partition_special(text, parse_special, literals)) {
             if (f.id >= 0) {
                 out.push_back(f.id);
                 after_special = true;
@@ -99,7 +115,10 @@ public:
     std::int32_t bos() const { return s_->v.bos_id; }
     std::int32_t eos() const { return s_->v.eos_id; }
     bool is_eog(std::int32_t id) const { return id >= 0 && id < n_vocab() && s_->eog[static_cast<std::size_t>(id)]; }
+    // The token's type as llama.cpp uses it: end-of-generation texts such as "<|im_end|>" are
+    // control tokens whatever the file says (llama.cpp overrides them the same way).
     token_type type_of(std::int32_t id) const { return s_->type(check(id)); }
+    std::uint8_t strip_of(std::int32_t id) const { return s_->strip[check(id)]; }  // token_strip bits
     bool add_bos_default() const { return s_->v.add_bos; }
     const std::string& chat_template() const { return s_->v.chat_template; }
     const vocab_data& vocab() const { return s_->v; }
@@ -122,6 +141,8 @@ private:
         std::vector<std::uint8_t> usable;    // (n_vocab) may plain text produce this token?
         std::vector<std::uint8_t> rendered;  // (n_vocab) does decode() show this token?
         std::vector<std::uint8_t> eog;       // (n_vocab)
+        std::vector<token_type> types;       // (n_vocab) with llama.cpp's overrides
+        std::vector<std::uint8_t> strip;     // (n_vocab) token_strip bits
         std::vector<std::string> pieces;     // (n_vocab) token_to_piece
         std::vector<std::int32_t> specials;  // ids split out by parse_special, longest text first
         text_detail::bpe_encoder bpe;
@@ -133,12 +154,21 @@ private:
             strip_leading_space = spm && v.add_space_prefix;
             index = text_detail::string_index(v.tokens);
             const auto n = v.tokens.size();
+            types = v.types.empty() ? std::vector<token_type>(n, token_type::normal) : v.types;
             usable.resize(n);
             rendered.resize(n);
             eog.resize(n);
             pieces.resize(n);
+            strip.assign(n, strip_none);
+            for (const std::int32_t id : {v.eos_id, v.eot_id})
+                if (id >= 0) eog[static_cast<std::size_t>(id)] = 1;
+            for (const auto text : k_eog_token_texts)
+                if (const std::int32_t id = index.find(text); id >= 0) {
+                    eog[static_cast<std::size_t>(id)] = 1;
+                    types[static_cast<std::size_t>(id)] = token_type::control;
+                }
             for (std::size_t id = 0; id < n; ++id) {
-                const token_type t = type(id);
+                const token_type t = types[id];
                 usable[id] = t == token_type::normal || t == token_type::undefined;
                 rendered[id] = t != token_type::control && t != token_type::unknown && t != token_type::unused;
                 if ((t == token_type::control || t == token_type::user_defined || t == token_type::unknown) &&
@@ -149,17 +179,40 @@ private:
             std::stable_sort(specials.begin(), specials.end(), [&](std::int32_t a, std::int32_t b) {
                 return v.tokens[static_cast<std::size_t>(a)].size() > v.tokens[static_cast<std::size_t>(b)].size();
             });
-            for (const std::int32_t id : {v.eos_id, v.eot_id})
-                if (id >= 0) eog[static_cast<std::size_t>(id)] = 1;
-            for (const auto text : k_eog_token_texts)
-                if (const std::int32_t id = index.find(text); id >= 0) eog[static_cast<std::size_t>(id)] = 1;
+            set_strip_attributes();
             if (spm) spm_enc = text_detail::spm_encoder(v, index, usable);
             else bpe = text_detail::bpe_encoder(v, index, usable);
+        }
+
+        // GGUF files carry no per-token attributes; llama.cpp sets lstrip/rstrip from names:
+        // jina-v2 vocabularies' <mask> strips on the left; in Phi-3 models (general.name contains
+        // "phi-3" or "phi3") every special token strips on the right except <unk>, <s>, <|endoftext|>.
+        void set_strip_attributes() {
+            auto contains_any = [](std::string_view s, std::initializer_list<std::string_view> subs) {
+                for (const auto sub : subs)
+                    if (s.find(sub) != std::string_view::npos) return true;
+                return false;
+            };
+            auto set = [&](std::string_view text, std::uint8_t bit, bool on) {
+                const std::int32_t id = index.find(text);
+                if (id < 0) return;
+                auto& a = strip[static_cast<std::size_t>(id)];
+                a = on ? static_cast<std::uint8_t>(a | bit) : static_cast<std::uint8_t>(a & ~bit);
+            };
+            std::string name = v.name;
+            for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            if (contains_any(v.pre, {"jina-v2-de", "jina-v2-es", "jina-v2-code"})) {
+                set("<mask>", strip_left, true);
+            } else if (contains_any(name, {"phi-3", "phi3"})) {
+                for (const std::int32_t id : specials) strip[static_cast<std::size_t>(id)] |= strip_right;
+                set("</s>", strip_right, true);
+                for (const auto t : {"<unk>", "<s>", "<|endoftext|>"}) set(t, strip_right, false);
+            }
         }
         state(const state&) = delete;
         state& operator=(const state&) = delete;
 
-        token_type type(std::size_t id) const { return v.types.empty() ? token_type::normal : v.types[id]; }
+        token_type type(std::size_t id) const { return types[id]; }
 
         void validate() const {
             if (v.model != "llama" && v.model != "gpt2")
@@ -182,9 +235,7 @@ private:
                 if (id < -1 || id >= static_cast<std::int64_t>(n))
                     throw error("tokenizer: " + std::string(name) + " " + std::to_string(id) + " is out of range for " +
                                 std::to_string(n) + " tokens");
-            if (v.model == "gpt2" && !v.pre.empty() &&
-                std::find(std::begin(k_gpt2_pretokenizers), std::end(k_gpt2_pretokenizers), v.pre) == std::end(k_gpt2_pretokenizers))
-                throw error("tokenizer: pre-tokenizer '" + v.pre + "' is not supported (only GPT-2's split: 'gpt-2' and names llama.cpp treats alike)");
+            if (v.model == "gpt2") (void)unicode::pre_spec_for(v.pre);  // names an unknown pre-tokenizer
         }
 
         std::string make_piece(std::size_t id, token_type t) const {
@@ -232,12 +283,25 @@ private:
         else s_->bpe.encode(text, out);
     }
 
-    // llama.cpp's split at special tokens: each special token, longest first, is cut out of all
-    // text fragments that remain, left to right.
-    std::vector<fragment> partition_special(std::string_view text) const {
+    // llama.cpp's split at special tokens (tokenizer_st_partition): each special token, longest
+    // first, is cut out of all text fragments that remain, left to right. Control and unknown
+    // tokens take part only with parse_special, and never where they overlap a literal range.
+    // A token with the lstrip (rstrip) attribute drops the ASCII whitespace before (after) it.
+    std::vector<fragment> partition_special(std::string_view text, bool parse_special, std::span<const text_range> literals) const {
+        const state& s = *s_;
+        auto in_literal = [&](std::size_t b, std::size_t e) {
+            for (const auto& r : literals)
+                if (b < r.offset + r.length && r.offset < e) return true;
+            return false;
+        };
+        auto is_space = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
         std::vector<fragment> frags{{-1, 0, text.size()}}, next;
-        for (const std::int32_t sid : s_->specials) {
-            const std::string& t = s_->v.tokens[static_cast<std::size_t>(sid)];
+        for (const std::int32_t sid : s.specials) {
+            const auto t_type = s.types[static_cast<std::size_t>(sid)];
+            const bool parse_only = t_type == token_type::control || t_type == token_type::unknown;
+            if (parse_only && !parse_special) continue;
+            const std::string& t = s.v.tokens[static_cast<std::size_t>(sid)];
+            const std::uint8_t strip = s.strip[static_cast<std::size_t>(sid)];
             next.clear();
             bool found = false;
             for (const fragment& f : frags) {
@@ -245,17 +309,28 @@ private:
                     next.push_back(f);
                     continue;
                 }
-                std::size_t pos = f.offset;
-                const std::size_t end = f.offset + f.length;
+                std::size_t base = f.offset, search = f.offset;
+                std::size_t end = f.offset + f.length;
                 for (;;) {
-                    const std::size_t k = text.substr(pos, end - pos).find(t);
+                    const std::size_t k = text.substr(search, end - search).find(t);
                     if (k == std::string_view::npos) break;
+                    const std::size_t match = search + k;
+                    if (parse_only && in_literal(match, match + t.size())) {
+                        search = match + 1;
+                        continue;
+                    }
                     found = true;
-                    if (k > 0) next.push_back({-1, pos, k});
-                    next.push_back({sid, pos + k, t.size()});
-                    pos += k + t.size();
+                    std::size_t left_end = match;
+                    if (strip & strip_left)
+                        while (left_end > base && is_space(text[left_end - 1])) --left_end;
+                    if (left_end > base) next.push_back({-1, base, left_end - base});
+                    next.push_back({sid, match, t.size()});
+                    base = match + t.size();
+                    if ((strip & strip_right) && base < end)
+                        while (base < end && is_space(text[base])) ++base;
+                    search = base;
                 }
-                if (pos < end) next.push_back({-1, pos, end - pos});
+                if (base < end) next.push_back({-1, base, end - base});
             }
             if (found) frags.swap(next);
         }

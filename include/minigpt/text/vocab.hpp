@@ -42,6 +42,7 @@ struct vocab_data {
     bool add_eos = false;
     bool add_space_prefix = true;       // SentencePiece: encode " " + text
     std::string chat_template;          // tokenizer.chat_template, if any
+    std::string name;                   // general.name, if any: llama.cpp derives token attributes from it
 
     std::int32_t n_vocab() const { return static_cast<std::int32_t>(tokens.size()); }
     bool operator==(const vocab_data&) const = default;

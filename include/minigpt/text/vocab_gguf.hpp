@@ -15,6 +15,7 @@
 #include "minigpt/core/error.hpp"
 #include "minigpt/io/gguf.hpp"
 #include "minigpt/io/gguf_writer.hpp"
+#include "minigpt/text/pretokenizer.hpp"
 #include "minigpt/text/vocab.hpp"
 
 namespace minigpt {
@@ -71,6 +72,16 @@ inline vocab_data vocab_from_gguf(const io::gguf_file& f) {
         throw error(f.path() + ": tokenizer.ggml.merges is missing or empty (required for a 'gpt2' tokenizer)");
 
     apply_model_defaults(v);
+    if (v.model == "gpt2") {
+        // Some pre-tokenizers change the defaults (llama3 adds BOS, chatglm has none); an unknown
+        // name is reported when the tokenizer is built, so that `info` can still read the file.
+        try {
+            const auto spec = unicode::pre_spec_for(v.pre);
+            if (spec.add_bos) v.add_bos = true;
+            if (spec.no_bos) v.bos_id = -1;
+        } catch (const error&) {
+        }
+    }
     for (const auto& k : detail::k_vocab_id_keys) {
         const auto id = f.find<std::int64_t>(k.key);
         if (!id) continue;
@@ -84,6 +95,7 @@ inline vocab_data vocab_from_gguf(const io::gguf_file& f) {
     v.add_eos = f.get_or<bool>("tokenizer.ggml.add_eos_token", v.add_eos);
     v.add_space_prefix = f.get_or<bool>("tokenizer.ggml.add_space_prefix", v.add_space_prefix);
     v.chat_template = f.get_or<std::string>("tokenizer.chat_template", "");
+    v.name = f.get_or<std::string>("general.name", "");
     return v;
 }
 
@@ -119,6 +131,7 @@ inline void write_vocab(io::gguf_writer& w, const vocab_data& v) {
     w.set("tokenizer.ggml.add_eos_token", v.add_eos);
     if (v.add_space_prefix != defaults.add_space_prefix) w.set("tokenizer.ggml.add_space_prefix", v.add_space_prefix);
     if (!v.chat_template.empty()) w.set("tokenizer.chat_template", v.chat_template);
+    if (!v.name.empty()) w.set("general.name", v.name);
 }
 
 }  // namespace minigpt
