@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "minigpt/core/error.hpp"
+#include "minigpt/generate/non_finite.hpp"
 #include "minigpt/generate/sampler.hpp"
 #include "minigpt/generate/sampling_params.hpp"
 #include "minigpt/generate/stop_matcher.hpp"
@@ -48,9 +49,11 @@ struct llm {
         r.vocab = std::make_shared<const tokenizer>(r.weights->gguf() && tokenizer_path.empty()
                                                         ? tokenizer::from_gguf(*r.weights->gguf())  // already mapped
                                                         : load_tokenizer(path, tokenizer_path));
-        if (r.vocab->n_vocab() > r.weights->config().n_vocab)
-            throw error(path + ": tokenizer has " + std::to_string(r.vocab->n_vocab()) + " tokens but the model only " +
-                        std::to_string(r.weights->config().n_vocab));
+        // As llama.cpp: the vocabulary and the embedding rows must match. Fewer tokens would let the
+        // model sample ids the tokenizer cannot decode; more, ids the model cannot embed.
+        if (r.vocab->n_vocab() != r.weights->config().n_vocab)
+            throw error(path + ": tokenizer has " + std::to_string(r.vocab->n_vocab()) + " tokens but the model " +
+                        std::to_string(r.weights->config().n_vocab) + " (token_embd.weight rows)");
         return r;
     }
 };
@@ -143,7 +146,14 @@ inline generation_output generate_from_tokens(context& ctx, const tokenizer& tok
     stream_decoder decoder(tok, tok.decode(history).empty());
     std::chrono::steady_clock::time_point t_first;
     for (std::int32_t i = 0; params.max_tokens < 0 || i < params.max_tokens; ++i) {
-        const std::int32_t id = smp.sample(ctx.logits(0));  // also records id for the penalties
+        std::int32_t id = 0;
+        try {
+            id = smp.sample(ctx.logits(0));  // also records id for the penalties
+        } catch (const non_finite_logit_error& e) {
+            // The tokens now in the context are history's last n_past (history may hold more after a shift).
+            const auto n = std::min<std::size_t>(history.size(), static_cast<std::size_t>(ctx.n_past()));
+            throw_non_finite(ctx, std::span(history).subspan(history.size() - n), e.what());
+        }
         out.tokens.push_back(id);
         ++out.stats.n_generated;
         if (i == 0) {

@@ -24,6 +24,12 @@
 
 namespace minigpt {
 
+// A NaN or +inf logit reached the sampler (generation turns it into a located model-file error).
+class non_finite_logit_error : public error {
+public:
+    using error::error;
+};
+
 struct candidate {
     std::int32_t id;
     float logit;
@@ -203,7 +209,7 @@ public:
     std::vector<candidate>& raw_items() noexcept { return items_; }
 
     [[noreturn]] static void throw_bad_logit(std::int32_t id, float l) {
-        throw error("sampler: logit of token " + std::to_string(id) + " is " + std::to_string(l) +
+        throw non_finite_logit_error("sampler: logit of token " + std::to_string(id) + " is " + std::to_string(l) +
                     " (logits must be finite or -inf)");
     }
 

@@ -150,7 +150,8 @@ inline tool_call_record parse_tool_call(std::string_view segment, const std::str
     nlohmann::json j;
     try {
         j = nlohmann::json::parse(body);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
+        // Not only parse_error: a number beyond double's range (1e400) is an out_of_range.
         call.arguments = body;
         error_text = "error: malformed tool call JSON: " + std::string(e.what());
         return call;

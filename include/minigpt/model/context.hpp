@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "minigpt/core/error.hpp"
+#include "minigpt/core/memory.hpp"
 #include "minigpt/core/threads.hpp"
 #include "minigpt/kernels/matmul.hpp"
 #include "minigpt/kernels/ops.hpp"
@@ -53,8 +54,11 @@ inline std::shared_ptr<const model_matrices> shared_matrices(const std::shared_p
 
 }  // namespace detail
 
+// The context size when none is given and the model was trained on more (llama.cpp's default n_ctx).
+inline constexpr std::int64_t k_default_n_ctx = 4096;
+
 struct context_params {
-    std::int64_t n_ctx = 0;            // positions the KV cache holds; 0: the model's training context
+    std::int64_t n_ctx = 0;            // positions the KV cache holds; 0: the training context, at most k_default_n_ctx
     std::int64_t n_batch = 512;        // tokens per forward chunk during prefill
     dtype kv_type = dtype::f32;        // f32 or f16
     int n_threads = 0;                 // 0: physical cores
@@ -65,6 +69,25 @@ struct context_params {
     bool repack = true;
 };
 
+// Refuses a KV cache larger than the memory available now (`available_bytes`, 0: unknown): its pages
+// are only committed when written, so the allocation would succeed and the process be killed later.
+// The message says which n_ctx (-c) fits.
+inline void check_kv_fits_memory(const model_config& c, const context_params& p, std::uint64_t available_bytes) {
+    if (available_bytes == 0 || (p.kv_type != dtype::f32 && p.kv_type != dtype::f16)) return;  // kv_cache names a bad type
+    const std::uint64_t per_position = checked_mul(2 * static_cast<std::uint64_t>(c.n_layer),
+                                                   row_bytes(p.kv_type, static_cast<std::uint64_t>(c.kv_dim())), "KV cache size");
+    const std::uint64_t need = checked_mul(per_position, static_cast<std::uint64_t>(p.n_ctx), "KV cache size");
+    if (need <= available_bytes) return;
+    const std::uint64_t fits = available_bytes / per_position / 256 * 256;  // a round number of positions
+    constexpr double mib = 1024.0 * 1024.0;
+    throw error("context: a KV cache of " + std::to_string(p.n_ctx) + " positions needs " +
+                std::to_string(static_cast<long long>(need / mib)) + " MiB but only " +
+                std::to_string(static_cast<long long>(available_bytes / mib)) + " MiB of memory is available; " +
+                (fits > 0 ? "n_ctx (-c) " + std::to_string(fits) + " or less fits"
+                          : std::string("not even 256 positions fit")) +
+                (p.kv_type == dtype::f32 ? " (an f16 cache takes half)" : ""));
+}
+
 // Which positions of a decode() call get logits.
 enum class logits_for { last, all, none };
 
@@ -73,11 +96,14 @@ public:
     explicit context(std::shared_ptr<const model> m, context_params p = {}) : model_(std::move(m)), params_(p) {
         if (!model_) throw error("context: null model");
         const auto& c = model_->config();
-        if (params_.n_ctx <= 0) params_.n_ctx = c.n_ctx_train > 0 ? c.n_ctx_train : 2048;
+        // Default as llama.cpp's (n_ctx 4096): a file's context_length alone (up to 2^24) must not
+        // reserve gigabytes of KV cache nobody asked for.
+        if (params_.n_ctx <= 0) params_.n_ctx = c.n_ctx_train > 0 ? std::min(c.n_ctx_train, k_default_n_ctx) : k_default_n_ctx;
         if (c.arch == architecture::gpt2 && params_.n_ctx > c.n_ctx_train)
             throw error("context: n_ctx " + std::to_string(params_.n_ctx) + " exceeds the " +
                         std::to_string(c.n_ctx_train) + " learned positions of this GPT-2 model");
         if (params_.n_ctx > (1 << 24)) throw error("context: n_ctx too large");
+        check_kv_fits_memory(c, params_, available_memory_bytes());
         params_.n_batch = std::clamp<std::int64_t>(params_.n_batch, 1, params_.n_ctx);
         kv_ = kv_cache(c.n_layer, params_.n_ctx, c.kv_dim(), params_.kv_type);
         matrices_ = detail::shared_matrices(model_, params_.n_threads,

@@ -331,7 +331,8 @@ inline std::vector<chat_message> chat_messages_from_json(std::string_view json_t
     nlohmann::json j;
     try {
         j = nlohmann::json::parse(json_text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
+        // Not only parse_error: a number beyond double's range (1e400) is an out_of_range.
         throw error(source + ": not valid JSON: " + e.what());
     }
     if (!j.is_array()) throw error(source + ": expected a JSON array of {\"role\", \"content\"} objects");
