@@ -1,7 +1,7 @@
 // Built without -march=native (tests/CMakeLists.txt), as a consumer's program would be by default:
 // checks that the kernels chosen at run time are the AVX-512 ones on a CPU that has it (the float
 // row kernels, simd/float_ops.hpp; the packed integer kernels, simd/avx512_vnni.hpp), that the
-// quantised row kernels (Q8_0, Q4_0 in place, Q4_K, Q6_K) take their AVX2 forms on a CPU with AVX2
+// quantised row kernels (Q8_0, Q4_0 in place, and every other quantised type) take their AVX2 forms on a CPU with AVX2
 // (simd/int8.hpp), and that the public matmul still agrees with the double-precision reference
 // from this translation unit.
 #include <gtest/gtest.h>
@@ -55,10 +55,14 @@ TEST(BaselineBuild, MatmulMatchesReference) {
                              test_case{dtype::bf16, K::pack_policy::when_faster}, test_case{dtype::q8_0, K::pack_policy::when_faster},
                              test_case{dtype::q4_0, K::pack_policy::when_faster}, test_case{dtype::q8_0, K::pack_policy::never},
                              test_case{dtype::q4_0, K::pack_policy::never}, test_case{dtype::q4_k, K::pack_policy::when_faster},
-                             test_case{dtype::q6_k, K::pack_policy::when_faster}})
+                             test_case{dtype::q6_k, K::pack_policy::when_faster}, test_case{dtype::q4_1, K::pack_policy::when_faster},
+                             test_case{dtype::q5_0, K::pack_policy::when_faster}, test_case{dtype::q5_1, K::pack_policy::when_faster},
+                             test_case{dtype::iq4_nl, K::pack_policy::when_faster}, test_case{dtype::q2_k, K::pack_policy::when_faster},
+                             test_case{dtype::q3_k, K::pack_policy::when_faster}, test_case{dtype::q5_k, K::pack_policy::when_faster},
+                             test_case{dtype::iq4_xs, K::pack_policy::when_faster}})
         for (std::int64_t n_tokens : {1, 5, 40}) {
             // The K-quants' super-blocks hold 256 values; the activation is rounded per block of 32 or 256.
-            const bool k_quant = t == dtype::q4_k || t == dtype::q6_k;
+            const bool k_quant = block_size(t) == 256;
             const std::int64_t n_in = k_quant ? 768 : 800, act_block = k_quant ? 256 : 32;
             SCOPED_TRACE(std::string(dtype_name(t)) + (policy == K::pack_policy::never ? " in place" : "") +
                          " n_tokens=" + std::to_string(n_tokens));

@@ -125,8 +125,9 @@ TEST(Dtype, Geometry) {
     EXPECT_EQ(row_bytes(dtype::f16, 7), 14u);
     EXPECT_THROW(row_bytes(dtype::q8_0, 33), shape_error);
     EXPECT_EQ(parse_dtype("Q4_K"), dtype::q4_k);
-    EXPECT_THROW(parse_dtype("q5_1"), error);
-    EXPECT_FALSE(find_dtype(3).has_value());  // q4_1: not supported
+    EXPECT_EQ(parse_dtype("Q5_1"), dtype::q5_1);
+    EXPECT_THROW(parse_dtype("q8_1"), error);
+    EXPECT_FALSE(find_dtype(9).has_value());  // q8_1: an activation type only
     EXPECT_THROW(traits(static_cast<dtype>(99)), error);
 }
 

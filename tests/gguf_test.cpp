@@ -460,9 +460,12 @@ TEST(GgufHostile, TensorInfoProblems) {
     expect_format_error(one_tensor([](image& m) { m.tensor_info("t", {1024, 1024}, 0, 0); }), "extend beyond the end of the file");
     expect_format_error(one_tensor([](image& m) { m.tensor_info("t", {4}, 0, 16); }), "not a multiple of the alignment 32");
     expect_format_error(one_tensor([](image& m) { m.tensor_info("t", {4}, 0, std::uint64_t(-32)); }), "beyond the end");
-    expect_format_error(one_tensor([](image& m) { m.tensor_info("blk.0.ffn_up.weight", {32}, 3, 0); }), "'blk.0.ffn_up.weight' has ggml type 3 (q4_1)");
+    expect_format_error(one_tensor([](image& m) { m.tensor_info("blk.0.ffn_up.weight", {32}, 9, 0); }), "'blk.0.ffn_up.weight' has ggml type 9 (q8_1)");
     expect_format_error(one_tensor([](image& m) { m.tensor_info("t", {32}, 1000, 0); }), "ggml type 1000");
     expect_format_error(one_tensor([](image& m) { m.tensor_info("t", {33, 2}, 8, 0); }), "not a whole number of q8_0 blocks");
+    // A Q5_K matrix of a 960-wide model (llama-quantize falls back to Q5_1 for such rows instead).
+    expect_format_error(one_tensor([](image& m) { m.tensor_info("blk.0.attn_q.weight", {960, 2}, 13, 0); }),
+                        "'blk.0.attn_q.weight': row of 960 elements is not a whole number of q5_k blocks of 256");
     expect_format_error(one_tensor([](image& m) { m.tensor_info("", {4}, 0, 0); }), "empty name");
     image cut;
     cut.header(3, 1, 0).str("t").u32(2).i64(4);  // the second dimension is missing

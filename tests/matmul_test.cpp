@@ -47,7 +47,7 @@ std::vector<float> decoded(const tensor& w) {
     return out;
 }
 
-std::int64_t act_block(dtype t) { return t == dtype::q4_k || t == dtype::q6_k ? 256 : 32; }
+std::int64_t act_block(dtype t) { return block_size(t) == 256 ? 256 : 32; }
 
 struct budget {
     double act;    // activation rounding
@@ -269,8 +269,16 @@ TEST(Matmul, Block32TypesAllShapes) {
                 for (std::int64_t n_tokens : {1, 3, 17, 64, 70}) check_case({t, n_out, n_in, n_tokens});
 }
 
+// The other 32-element types (Q4_1, Q5_0, Q5_1, IQ4_NL): row kernels and the GEMM path.
+TEST(Matmul, MoreBlock32TypesAllShapes) {
+    for (dtype t : {dtype::q4_1, dtype::q5_0, dtype::q5_1, dtype::iq4_nl})
+        for (std::int64_t n_in : {32, 256, 960})
+            for (std::int64_t n_out : {1, 7, 33})
+                for (std::int64_t n_tokens : {1, 3, 17}) check_case({t, n_out, n_in, n_tokens});
+}
+
 TEST(Matmul, KQuantTypesAllShapes) {
-    for (dtype t : {dtype::q4_k, dtype::q6_k})
+    for (dtype t : {dtype::q4_k, dtype::q6_k, dtype::q2_k, dtype::q3_k, dtype::q5_k, dtype::iq4_xs})
         for (std::int64_t n_in : {256, 4352})
             for (std::int64_t n_out : {1, 7, 33})
                 for (std::int64_t n_tokens : {1, 3, 17, 64}) check_case({t, n_out, n_in, n_tokens});
@@ -315,7 +323,8 @@ TEST(Matmul, HandComputedF32) {
 // The scalar twins (the portable fallback when simd/int8.hpp has no integer dot product),
 // against the quantised-activation reference with the tight float budget.
 TEST(Matmul, ScalarIntegerKernels) {
-    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_k, dtype::q6_k}) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_k, dtype::q6_k, dtype::q4_1, dtype::q5_0, dtype::q5_1, dtype::iq4_nl,
+                    dtype::q2_k, dtype::q3_k, dtype::q5_k, dtype::iq4_xs}) {
         SCOPED_TRACE(std::string(dtype_name(t)));
         const std::int64_t n_in = 4352;
         const tensor w = random_weights(t, 3, n_in, 11);
@@ -333,6 +342,14 @@ TEST(Matmul, ScalarIntegerKernels) {
                 case dtype::q8_0: got = K::detail::dot_q8_0_scalar(static_cast<const quant::block_q8_0*>(row), a32.data(), n_in / 32); break;
                 case dtype::q4_0: got = K::detail::dot_q4_0_scalar(static_cast<const quant::block_q4_0*>(row), a32.data(), n_in / 32); break;
                 case dtype::q4_k: got = K::detail::dot_q4_k_scalar(static_cast<const quant::block_q4_k*>(row), a256.data(), n_in / 256); break;
+                case dtype::q4_1: got = K::detail::dot_q4_1_scalar(static_cast<const quant::block_q4_1*>(row), a32.data(), n_in / 32); break;
+                case dtype::q5_0: got = K::detail::dot_q5_0_scalar(static_cast<const quant::block_q5_0*>(row), a32.data(), n_in / 32); break;
+                case dtype::q5_1: got = K::detail::dot_q5_1_scalar(static_cast<const quant::block_q5_1*>(row), a32.data(), n_in / 32); break;
+                case dtype::iq4_nl: got = K::detail::dot_iq4_nl_scalar(static_cast<const quant::block_iq4_nl*>(row), a32.data(), n_in / 32); break;
+                case dtype::q2_k: got = K::detail::dot_q2_k_scalar(static_cast<const quant::block_q2_k*>(row), a256.data(), n_in / 256); break;
+                case dtype::q3_k: got = K::detail::dot_q3_k_scalar(static_cast<const quant::block_q3_k*>(row), a256.data(), n_in / 256); break;
+                case dtype::q5_k: got = K::detail::dot_q5_k_scalar(static_cast<const quant::block_q5_k*>(row), a256.data(), n_in / 256); break;
+                case dtype::iq4_xs: got = K::detail::dot_iq4_xs_scalar(static_cast<const quant::block_iq4_xs*>(row), a256.data(), n_in / 256); break;
                 default: got = K::detail::dot_q6_k_scalar(static_cast<const quant::block_q6_k*>(row), a256.data(), n_in / 256); break;
             }
             double want = 0;
@@ -524,7 +541,7 @@ TEST(Matmul, BadInputThrows) {
     } catch (const shape_error& e) {
         EXPECT_NE(std::string(e.what()).find("(2, 2, 64)"), std::string::npos) << e.what();
     }
-    // A weight of an unsupported type cannot exist: the tensor refuses it (q4_1 = 3).
+    // A weight of an unsupported type cannot exist: the tensor refuses it (q8_1 = 9).
     float storage[64] = {};
-    EXPECT_THROW(tensor::view(static_cast<dtype>(3), {1, 32}, storage), error);
+    EXPECT_THROW(tensor::view(static_cast<dtype>(9), {1, 32}, storage), error);
 }

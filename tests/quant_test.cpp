@@ -373,7 +373,7 @@ TEST(QuantErrors, BadInputThrows) {
     EXPECT_THROW(dequantize_row(dtype::q8_0, nullptr, buf, 32), shape_error);
     EXPECT_THROW(quantize_row(dtype::f16, buf, nullptr, 4), shape_error);
     EXPECT_THROW(dequantize_row(dtype::f32, buf, buf, -1), shape_error);
-    EXPECT_THROW(dequantize_row(static_cast<dtype>(3), blocks, buf, 32), error);  // q4_1: not supported
+    EXPECT_THROW(dequantize_row(static_cast<dtype>(9), blocks, buf, 32), error);  // q8_1: not a weight type
     EXPECT_THROW(quantize_row(static_cast<dtype>(99), buf, blocks, 32), error);
     try {
         dequantize_row(dtype::q6_k, blocks, buf, 100);

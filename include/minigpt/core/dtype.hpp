@@ -19,9 +19,17 @@ enum class dtype : std::uint32_t {
     f32 = 0,
     f16 = 1,
     q4_0 = 2,
+    q4_1 = 3,
+    q5_0 = 6,
+    q5_1 = 7,
     q8_0 = 8,
+    q2_k = 10,
+    q3_k = 11,
     q4_k = 12,
+    q5_k = 13,
     q6_k = 14,
+    iq4_nl = 20,
+    iq4_xs = 23,
     bf16 = 30,
 };
 
@@ -36,9 +44,17 @@ inline constexpr dtype_traits k_dtype_table[] = {
     {dtype::f32, "f32", 1, 4},
     {dtype::f16, "f16", 1, 2},
     {dtype::q4_0, "q4_0", 32, 18},
+    {dtype::q4_1, "q4_1", 32, 20},
+    {dtype::q5_0, "q5_0", 32, 22},
+    {dtype::q5_1, "q5_1", 32, 24},
     {dtype::q8_0, "q8_0", 32, 34},
+    {dtype::q2_k, "q2_k", 256, 84},
+    {dtype::q3_k, "q3_k", 256, 110},
     {dtype::q4_k, "q4_k", 256, 144},
+    {dtype::q5_k, "q5_k", 256, 176},
     {dtype::q6_k, "q6_k", 256, 210},
+    {dtype::iq4_nl, "iq4_nl", 32, 18},
+    {dtype::iq4_xs, "iq4_xs", 256, 136},
     {dtype::bf16, "bf16", 1, 2},
 };
 
@@ -66,7 +82,7 @@ inline dtype parse_dtype(std::string_view s) {
     for (auto& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
     for (const auto& t : k_dtype_table)
         if (t.name == lower) return t.type;
-    throw error("unknown element type '" + std::string(s) + "' (expected f32, f16, bf16, q8_0, q4_0, q4_k or q6_k)");
+    throw error("unknown element type '" + std::string(s) + "' (expected f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl or iq4_xs)");
 }
 
 // Bytes taken by a row of n_elements; throws if n_elements is not a whole number of blocks.

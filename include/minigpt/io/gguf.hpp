@@ -248,7 +248,7 @@ private:
         const auto tr = find_dtype(type_id);
         if (!tr)
             c.fail_at(type_at, who + " has ggml type " + std::to_string(type_id) + " (" + ggml_type_name(type_id) +
-                                   "), which minigpt does not support (supported: f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)");
+                                   "), which minigpt does not support (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)");
         info.type = tr->type;
         if (static_cast<std::uint64_t>(ne[0]) % tr->block_size != 0)
             c.fail_at(dims_at, who + ": row of " + std::to_string(ne[0]) + " elements is not a whole number of " +

@@ -30,6 +30,7 @@
 #include "minigpt/core/tensor.hpp"
 #include "minigpt/core/threads.hpp"
 #include "minigpt/kernels/matmul_dot.hpp"
+#include "minigpt/kernels/matmul_dot_more.hpp"
 #include "minigpt/kernels/matmul_gemm.hpp"
 #include "minigpt/kernels/matmul_packed.hpp"
 #include "minigpt/quant/quant.hpp"
@@ -167,29 +168,39 @@ inline void matmul_dots(const tensor& w, const float* x, float* y, std::int64_t 
         parallel_for_balanced(n_out, threads, [&](std::int64_t r0, std::int64_t r1) { rows_by_tokens(w, y, n_tokens, r0, r1, rows); },
                               balanced_chunk(w.stride_bytes(0)));
     };
-    if (w.type() == dtype::q8_0 || w.type() == dtype::q4_0) {
+    auto rows_32 = [&](auto kernel) {
         const std::int64_t nb = n_in / quant::k_qk;
         const quant::act_q8_32* act = quantize_activations<quant::act_q8_32>(x, n_tokens, n_in);
-        if (w.type() == dtype::q8_0)
-            run([&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
-                dot_q8_0_rows<R>(row, stride, act + t * nb, nb, out);
-            });
-        else
-            run([&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
-                dot_q4_0_rows<R>(row, stride, act + t * nb, nb, out);
-            });
-        return;
+        run([&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
+            kernel.template operator()<R>(row, stride, act + t * nb, nb, out);
+        });
+    };
+    auto rows_256 = [&](auto kernel) {
+        const std::int64_t nb = n_in / quant::k_qk_k;
+        const quant::act_q8_256* act = quantize_activations<quant::act_q8_256>(x, n_tokens, n_in);
+        run([&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
+            kernel.template operator()<R>(row, stride, act + t * nb, nb, out);
+        });
+    };
+#define MINIGPT_KERNEL(NAME) []<int R>(const std::byte* row, std::int64_t stride, const auto* act, std::int64_t nb, float* out) { \
+        NAME<R>(row, stride, act, nb, out);                                                                                   \
     }
-    const std::int64_t nb = n_in / quant::k_qk_k;
-    const quant::act_q8_256* act = quantize_activations<quant::act_q8_256>(x, n_tokens, n_in);
-    if (w.type() == dtype::q4_k)
-        run([&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
-            dot_q4_k_rows<R>(row, stride, act + t * nb, nb, out);
-        });
-    else
-        run([&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
-            dot_q6_k_rows<R>(row, stride, act + t * nb, nb, out);
-        });
+    switch (w.type()) {
+        case dtype::q8_0: return rows_32(MINIGPT_KERNEL(dot_q8_0_rows));
+        case dtype::q4_0: return rows_32(MINIGPT_KERNEL(dot_q4_0_rows));
+        case dtype::q4_1: return rows_32(MINIGPT_KERNEL(dot_q4_1_rows));
+        case dtype::q5_0: return rows_32(MINIGPT_KERNEL(dot_q5_0_rows));
+        case dtype::q5_1: return rows_32(MINIGPT_KERNEL(dot_q5_1_rows));
+        case dtype::iq4_nl: return rows_32(MINIGPT_KERNEL(dot_iq4_nl_rows));
+        case dtype::q2_k: return rows_256(MINIGPT_KERNEL(dot_q2_k_rows));
+        case dtype::q3_k: return rows_256(MINIGPT_KERNEL(dot_q3_k_rows));
+        case dtype::q4_k: return rows_256(MINIGPT_KERNEL(dot_q4_k_rows));
+        case dtype::q5_k: return rows_256(MINIGPT_KERNEL(dot_q5_k_rows));
+        case dtype::q6_k: return rows_256(MINIGPT_KERNEL(dot_q6_k_rows));
+        case dtype::iq4_xs: return rows_256(MINIGPT_KERNEL(dot_iq4_xs_rows));
+        default: return;  // float types were handled above
+    }
+#undef MINIGPT_KERNEL
 }
 
 inline void matmul_gemm(const tensor& w, const float* x, float* y, std::int64_t n_tokens, int n_threads) {

@@ -14,6 +14,8 @@
 
 #include "minigpt/quant/blocks.hpp"
 #include "minigpt/quant/reference.hpp"
+#include "minigpt/quant/reference_k.hpp"
+#include "minigpt/quant/reference_q.hpp"
 #include "minigpt/simd/convert.hpp"
 #include "minigpt/simd/int8.hpp"
 
@@ -89,6 +91,52 @@ inline void dequantize_q6_k(const block_q6_k* b, float* y, std::int64_t n) {
         }
         for (int g = 0; g < 16; ++g)
             detail::scale_bytes(q + 16 * g, d * static_cast<float>(b[i].scales[g]), y + i * k_qk_k + 16 * g, 16);
+    }
+}
+
+// Q5_0 / Q5_1: values gathered to bytes, then one product (and for Q5_1 the fused + m of the
+// reference's q * d + m, which is what ggml's expression compiles to with FMA).
+inline void dequantize_q5_0(const block_q5_0* b, float* y, std::int64_t n) {
+    for (std::int64_t i = 0; i < n / k_qk; ++i) {
+        int v[k_qk];
+        ref::q5_values(b[i].qs, b[i].qh, v);
+        std::int8_t q[k_qk];
+        for (int j = 0; j < k_qk; ++j) q[j] = static_cast<std::int8_t>(v[j] - 16);
+        detail::scale_bytes(q, simd::half_to_float(b[i].d), y + i * k_qk, k_qk);
+    }
+}
+
+inline void dequantize_q5_1(const block_q5_1* b, float* y, std::int64_t n) {
+    using detail::B;
+    using detail::L;
+    for (std::int64_t i = 0; i < n / k_qk; ++i) {
+        int v[k_qk];
+        ref::q5_values(b[i].qs, b[i].qh, v);
+        std::int8_t q[k_qk];
+        for (int j = 0; j < k_qk; ++j) q[j] = static_cast<std::int8_t>(v[j]);
+        const B d(simd::half_to_float(b[i].d)), m(simd::half_to_float(b[i].m));
+        for (int j = 0; j < k_qk; j += L) xsimd::fma(simd::load_i8_as_f32(q + j), d, m).store_unaligned(y + i * k_qk + j);
+    }
+}
+
+inline void dequantize_q5_k(const block_q5_k* b, float* y, std::int64_t n) {
+    using detail::B;
+    using detail::L;
+    for (std::int64_t i = 0; i < n / k_qk_k; ++i) {
+        const float d = simd::half_to_float(b[i].d), dmin = simd::half_to_float(b[i].dmin);
+        std::int8_t q[k_qk_k];
+        for (int c = 0; c < 4; ++c)
+            for (int l = 0; l < 32; ++l) {
+                q[64 * c + l] = static_cast<std::int8_t>((b[i].qs[32 * c + l] & 0x0f) | (((b[i].qh[l] >> (2 * c)) & 1) << 4));
+                q[64 * c + 32 + l] = static_cast<std::int8_t>((b[i].qs[32 * c + l] >> 4) | (((b[i].qh[l] >> (2 * c + 1)) & 1) << 4));
+            }
+        for (int s = 0; s < 8; ++s) {
+            int sc, m;
+            ref::q4_k_scale_min(s, b[i].scales, sc, m);
+            const B ds(d * static_cast<float>(sc)), dm(dmin * static_cast<float>(m));
+            for (int j = 32 * s; j < 32 * s + 32; j += L)
+                xsimd::fms(ds, simd::load_i8_as_f32(q + j), dm).store_unaligned(y + i * k_qk_k + j);
+        }
     }
 }
 

@@ -18,6 +18,8 @@
 #include "minigpt/quant/blocks.hpp"
 #include "minigpt/quant/dequant_fast.hpp"
 #include "minigpt/quant/reference.hpp"
+#include "minigpt/quant/reference_k.hpp"
+#include "minigpt/quant/reference_q.hpp"
 #include "minigpt/simd/convert.hpp"
 
 namespace minigpt::quant {
@@ -48,6 +50,14 @@ inline void dequantize_row_unchecked(dtype type, const void* src, float* dst, st
         case dtype::q4_0: fast::dequantize_q4_0(static_cast<const block_q4_0*>(src), dst, n); return;
         case dtype::q4_k: fast::dequantize_q4_k(static_cast<const block_q4_k*>(src), dst, n); return;
         case dtype::q6_k: fast::dequantize_q6_k(static_cast<const block_q6_k*>(src), dst, n); return;
+        case dtype::q4_1: ref::dequantize_q4_1(static_cast<const block_q4_1*>(src), dst, n); return;
+        case dtype::q5_0: fast::dequantize_q5_0(static_cast<const block_q5_0*>(src), dst, n); return;
+        case dtype::q5_1: fast::dequantize_q5_1(static_cast<const block_q5_1*>(src), dst, n); return;
+        case dtype::q2_k: ref::dequantize_q2_k(static_cast<const block_q2_k*>(src), dst, n); return;
+        case dtype::q3_k: ref::dequantize_q3_k(static_cast<const block_q3_k*>(src), dst, n); return;
+        case dtype::q5_k: fast::dequantize_q5_k(static_cast<const block_q5_k*>(src), dst, n); return;
+        case dtype::iq4_nl: ref::dequantize_iq4_nl(static_cast<const block_iq4_nl*>(src), dst, n); return;
+        case dtype::iq4_xs: ref::dequantize_iq4_xs(static_cast<const block_iq4_xs*>(src), dst, n); return;
     }
 }
 
@@ -57,9 +67,9 @@ inline void dequantize_row(dtype type, const void* src, float* dst, std::int64_t
     dequantize_row_unchecked(type, src, dst, n);
 }
 
-// Stores the n floats at src as type `type` at dst (row_bytes(type, n) bytes). Q8_0 and Q4_0
-// round exactly as ggml's reference quantisers; Q4_K / Q6_K use minigpt's reference quantiser
-// (same format, different scale search); f16/bf16 round to nearest even.
+// Stores the n floats at src as type `type` at dst (row_bytes(type, n) bytes). Every quantised
+// type rounds as llama-quantize does without an importance matrix (ggml's reference quantisers and
+// scale searches, quant/reference*.hpp); f16/bf16 round to nearest even.
 inline void quantize_row(dtype type, const float* src, void* dst, std::int64_t n) {
     detail::check_row("quantize_row", type, src != nullptr, dst != nullptr, n);
     if (n == 0) return;
@@ -73,8 +83,16 @@ inline void quantize_row(dtype type, const float* src, void* dst, std::int64_t n
         }
         case dtype::q8_0: ref::quantize_q8_0(src, static_cast<block_q8_0*>(dst), n); return;
         case dtype::q4_0: ref::quantize_q4_0(src, static_cast<block_q4_0*>(dst), n); return;
-        case dtype::q4_k: ref::quantize_q4_k(src, static_cast<block_q4_k*>(dst), n); return;
-        case dtype::q6_k: ref::quantize_q6_k(src, static_cast<block_q6_k*>(dst), n); return;
+        case dtype::q4_k: ref::quantize_q4_k_ggml(src, static_cast<block_q4_k*>(dst), n); return;
+        case dtype::q6_k: ref::quantize_q6_k_ggml(src, static_cast<block_q6_k*>(dst), n); return;
+        case dtype::q4_1: ref::quantize_q4_1(src, static_cast<block_q4_1*>(dst), n); return;
+        case dtype::q5_0: ref::quantize_q5_0(src, static_cast<block_q5_0*>(dst), n); return;
+        case dtype::q5_1: ref::quantize_q5_1(src, static_cast<block_q5_1*>(dst), n); return;
+        case dtype::q2_k: ref::quantize_q2_k(src, static_cast<block_q2_k*>(dst), n); return;
+        case dtype::q3_k: ref::quantize_q3_k(src, static_cast<block_q3_k*>(dst), n); return;
+        case dtype::q5_k: ref::quantize_q5_k(src, static_cast<block_q5_k*>(dst), n); return;
+        case dtype::iq4_nl: ref::quantize_iq4_nl(src, static_cast<block_iq4_nl*>(dst), n); return;
+        case dtype::iq4_xs: ref::quantize_iq4_xs(src, static_cast<block_iq4_xs*>(dst), n); return;
     }
     throw error("quantize_row: unsupported element type " + std::string(dtype_name(type)));
 }

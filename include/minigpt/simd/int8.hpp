@@ -153,6 +153,48 @@ MINIGPT_INT8_OP float reduce_add(f32x8 v) {
     return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
 }
 
+// Per byte: `value` where bit `bit` of v is set, else 0 (Q5's fifth bits, Q3_K's high bits; the
+// bit index may vary at run time).
+MINIGPT_INT8_OP u8x32 select_bit(u8x32 v, int bit, std::uint8_t value) {
+    const __m256i m = _mm256_set1_epi8(static_cast<char>(1 << bit));
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, m), m), _mm256_set1_epi8(static_cast<char>(value)));
+}
+
+// The 32 bits at p (little-endian) spread to 32 bytes: byte j = value if bit j is set, else 0.
+MINIGPT_INT8_OP u8x32 spread_bits_32(const std::uint8_t* p, std::uint8_t value) {
+    std::uint32_t bits;
+    __builtin_memcpy(&bits, p, 4);
+    // Byte j takes source byte j / 8; OR-ing every bit but bit j % 8 leaves 0xff exactly when it is set.
+    const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                                              _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
+    const __m256i ones = _mm256_cmpeq_epi8(_mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)), _mm256_set1_epi64x(-1));
+    return _mm256_and_si256(ones, _mm256_set1_epi8(static_cast<char>(value)));
+}
+
+// Per byte: (v >> shift) & 3 for shift in 0, 2, 4, 6 (Q2_K / Q3_K's 2-bit fields).
+MINIGPT_INT8_OP u8x32 two_bits(u8x32 v, int shift) {
+    return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(3));
+}
+
+// Per byte: table[v & 15] for a 16-entry signed table (IQ4_NL's levels), v holding indices 0..15.
+MINIGPT_INT8_OP i8x32 lookup_16(u8x32 v, const std::int8_t* table) {
+    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(table));
+    return _mm256_shuffle_epi8(_mm256_inserti128_si256(_mm256_castsi128_si256(t), t, 1), v);
+}
+
+// As dot_u8i8_scaled with a signed: |a| goes on the unsigned side and a's sign onto b. Requires
+// |a| <= 127 and b in -127..127, so that pair sums fit int16 (IQ4's levels and activations do).
+MINIGPT_INT8_OP i32x8 dot_i8i8_scaled(i32x8 acc, i8x32 a, i8x32 b, i16x16 scales) {
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(a), _mm256_sign_epi8(b, a));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpwssd_epi32(acc, pairs, scales);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpwssd_avx_epi32(acc, pairs, scales);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scales));
+#endif
+}
+
 // Pins a vector in a register: GCC otherwise reloads a value that many instructions share.
 MINIGPT_INT8_OP void keep_in_register(__m256i& v) { asm("" : "+x"(v)); }
 
