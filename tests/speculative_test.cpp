@@ -1,0 +1,275 @@
+// Speculative decoding: at temperature 0 the output is the target's greedy output (against
+// llama2.c's greedy ids for stories260K, and against plain decoding for synthetic pairs, over
+// several draft lengths and both draft sources); sampled output follows the target's
+// distribution (chi-square against probabilities recomputed in double from the target's own
+// logits, with drafts that disagree often and drafts that agree).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "minigpt/generate/speculative.hpp"
+#include "minigpt/io/gguf_writer.hpp"
+#include "minigpt/model/synth.hpp"
+#include "minigpt/text/vocab_gguf.hpp"
+#include "test_data.hpp"
+
+using namespace minigpt;
+
+namespace {
+
+std::shared_ptr<const model> synth(dtype type, std::uint64_t seed, architecture arch = architecture::llama) {
+    io::gguf_writer w;
+    synthesize(w, find_synth_preset(arch, "tiny"), type, seed);
+    auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
+    return model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "synth")));
+}
+
+const tokenizer& synth_vocab() {
+    static const tokenizer t(synthetic_vocab(512));
+    return t;
+}
+
+std::vector<std::int32_t> plain_greedy(const std::shared_ptr<const model>& m, const std::vector<std::int32_t>& prompt, int n) {
+    context ctx(m, {.n_ctx = 256, .n_threads = 1});
+    generation_params gp;
+    gp.max_tokens = n;
+    gp.ignore_eos = true;
+    gp.sampling = sampling_params::greedy();
+    sampler smp(gp.sampling, static_cast<std::int32_t>(ctx.n_vocab()));
+    std::vector<std::int32_t> history;
+    return generate_from_tokens(ctx, synth_vocab(), history, prompt, gp, smp).tokens;
+}
+
+speculative_output spec_greedy(const std::shared_ptr<const model>& m, draft_source& d, const std::vector<std::int32_t>& prompt,
+                               int n, speculative_params sp, const tokenizer& tok = synth_vocab(), std::int64_t n_ctx = 256) {
+    context ctx(m, {.n_ctx = n_ctx, .n_threads = 1});
+    generation_params gp;
+    gp.max_tokens = n;
+    gp.ignore_eos = true;
+    gp.sampling = sampling_params::greedy();
+    sampler smp(gp.sampling, static_cast<std::int32_t>(ctx.n_vocab()));
+    std::vector<std::int32_t> history;
+    return generate_speculative(ctx, tok, history, prompt, gp, smp, d, sp);
+}
+
+}  // namespace
+
+TEST(Speculative, GreedyMatchesLlama2cGoldenIds) {
+    MINIGPT_REQUIRE_SHARED("models/stories260K.gguf");
+    const auto golden = test::read_ids(test::shared_path("golden/stories260K/greedy-ids.txt"));
+    ASSERT_EQ(golden.size(), 257u);
+    auto target = model::load(test::shared_path("models/stories260K.gguf"));
+    const tokenizer tok = tokenizer::from_gguf(*target->gguf());
+    const std::vector<std::int32_t> prompt{golden[0]};
+    const std::vector<std::int32_t> expect(golden.begin() + 1, golden.end());
+    // Drafts from a random model (mostly rejected), from the target itself (all accepted) and by lookup.
+    auto random_draft = synth(dtype::f32, 3);
+    for (int draft_max : {1, 3, 8}) {
+        for (bool adaptive : {false, draft_max == 8}) {
+            SCOPED_TRACE("draft_max " + std::to_string(draft_max) + (adaptive ? " adaptive" : ""));
+            const speculative_params sp{.draft_max = draft_max, .draft_min = 0, .draft_p_min = 0.0f, .adaptive = adaptive};
+            draft_model bad(random_draft, sampling_params::greedy(), 512, {.n_ctx = 512, .n_threads = 1});
+            auto r = spec_greedy(target, bad, prompt, 256, sp, tok, 512);
+            EXPECT_EQ(r.out.tokens, expect);
+            draft_model self(target, sampling_params::greedy(), 512, {.n_ctx = 512, .n_threads = 1});
+            auto s = spec_greedy(target, self, prompt, 256, sp, tok, 512);
+            EXPECT_EQ(s.out.tokens, expect);
+            if (!adaptive) { EXPECT_EQ(s.spec.n_accepted, s.spec.n_drafted); }  // the target drafting for itself never misses
+            prompt_lookup look(3);
+            auto l = spec_greedy(target, look, prompt, 256, sp, tok, 512);
+            EXPECT_EQ(l.out.tokens, expect);
+            if (!adaptive) {
+                EXPECT_GT(l.spec.n_accepted, 0);
+                EXPECT_LT(l.spec.n_rounds, 256);  // the repetitive story lets lookup skip rounds
+            }
+        }
+    }
+}
+
+TEST(Speculative, GreedyMatchesPlainDecodingOnSyntheticPairs) {
+    auto target = synth(dtype::f32, 7);
+    const std::vector<std::int32_t> prompt{1, 17, 250, 33, 17, 250};
+    const auto expect = plain_greedy(target, prompt, 96);
+    ASSERT_EQ(expect.size(), 96u);
+    for (dtype dt : {dtype::q8_0, dtype::q4_0}) {
+        auto draft = synth(dt, 7);  // the same random values, quantised: mostly agrees
+        for (int draft_max : {2, 5, 16}) {
+            SCOPED_TRACE(std::string(dtype_name(dt)) + " draft_max " + std::to_string(draft_max));
+            draft_model d(draft, sampling_params::greedy(), 512, {.n_ctx = 256, .n_threads = 1});
+            auto r = spec_greedy(target, d, prompt, 96, {.draft_max = draft_max, .draft_p_min = 0.0f, .adaptive = false});
+            EXPECT_EQ(r.out.tokens, expect);
+            EXPECT_GT(r.spec.n_accepted, 0);
+            EXPECT_LE(r.spec.n_accepted, r.spec.n_drafted);
+        }
+    }
+    // GPT-2 (learned positions) as well, with a draft whose confidence gate cuts drafts short.
+    auto g_target = synth(dtype::f32, 11, architecture::gpt2);
+    auto g_draft = synth(dtype::q8_0, 11, architecture::gpt2);
+    const auto g_expect = plain_greedy(g_target, prompt, 64);
+    draft_model d(g_draft, sampling_params::greedy(), 512, {.n_ctx = 256, .n_threads = 1});
+    EXPECT_EQ(spec_greedy(g_target, d, prompt, 64, {.draft_max = 6, .draft_p_min = 0.05f}).out.tokens, g_expect);
+}
+
+TEST(Speculative, StopsLikePlainGeneration) {
+    auto target = synth(dtype::f32, 7);
+    const std::vector<std::int32_t> prompt{1, 5, 6};
+    const auto expect = plain_greedy(target, prompt, 40);
+    for (int n : {1, 2, 7, 40}) {
+        prompt_lookup look(2);
+        auto r = spec_greedy(target, look, prompt, n, {.draft_max = 8, .adaptive = false});
+        EXPECT_EQ(r.out.tokens, std::vector<std::int32_t>(expect.begin(), expect.begin() + n));
+    }
+    // A full context ends generation at the same token as plain decoding.
+    context ctx(target, {.n_ctx = 24, .n_threads = 1});
+    generation_params gp;
+    gp.max_tokens = -1;
+    gp.ignore_eos = true;
+    gp.sampling = sampling_params::greedy();
+    sampler smp(gp.sampling, 512);
+    std::vector<std::int32_t> h;
+    const auto plain = generate_from_tokens(ctx, synth_vocab(), h, prompt, gp, smp);
+    auto draft = synth(dtype::q8_0, 7);
+    draft_model d(draft, sampling_params::greedy(), 512, {.n_ctx = 24, .n_threads = 1});
+    auto r = spec_greedy(target, d, prompt, -1, {.draft_max = 5, .draft_p_min = 0.0f, .adaptive = false}, synth_vocab(), 24);
+    EXPECT_EQ(plain.reason, stop_reason::context_full);
+    EXPECT_EQ(r.out.reason, stop_reason::context_full);
+    EXPECT_EQ(r.out.tokens, plain.tokens);
+}
+
+TEST(Speculative, RejectsBadParameters) {
+    auto target = synth(dtype::f32, 7);
+    auto other = synth(dtype::f32, 7, architecture::gpt2);
+    EXPECT_THROW(prompt_lookup(0), error);
+    prompt_lookup look(2);
+    EXPECT_THROW(spec_greedy(target, look, {1, 2}, 4, {.draft_max = 2, .draft_min = 3}), error);
+    // A draft with another vocabulary size.
+    io::gguf_writer w;
+    synthesize(w, find_synth_preset(architecture::llama, "tiny"), dtype::f32, 1, 256);
+    auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
+    auto small = model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "small")));
+    EXPECT_THROW(draft_model(small, sampling_params::greedy(), 512), error);
+    EXPECT_NO_THROW(draft_model(other, sampling_params::greedy(), 512));
+}
+
+namespace {
+
+// Chi-square statistic over cells with expected count >= 5 (the rest pooled into one cell),
+// and its degrees of freedom.
+std::pair<double, int> chi_square(const std::map<std::vector<std::int32_t>, double>& expected_p,
+                                  const std::map<std::vector<std::int32_t>, int>& observed, int n) {
+    double chi = 0.0, pooled_e = 0.0;
+    int pooled_o = 0, cells = 0;
+    for (const auto& [key, p] : expected_p) {
+        const double e = p * n;
+        const auto it = observed.find(key);
+        const int o = it == observed.end() ? 0 : it->second;
+        if (e < 5.0) { pooled_e += e; pooled_o += o; continue; }
+        chi += (o - e) * (o - e) / e;
+        ++cells;
+    }
+    int outside = 0;  // outcomes the target gives probability 0 must never appear
+    for (const auto& [key, o] : observed)
+        if (!expected_p.count(key)) outside += o;
+    EXPECT_EQ(outside, 0);
+    if (pooled_e > 0) { chi += (pooled_o - pooled_e) * (pooled_o - pooled_e) / std::max(pooled_e, 1e-9); ++cells; }
+    return {chi, cells - 1};
+}
+
+// Upper 1e-4 quantile of chi-square(df), Wilson-Hilferty.
+double chi_square_limit(int df) {
+    const double z = 3.719, a = 2.0 / (9.0 * df);
+    return df * std::pow(1.0 - a + z * std::sqrt(a), 3.0);
+}
+
+// Target's distribution of the next token after `ctx_tokens`: softmax of the top_k logits at
+// temperature t, recomputed in double from the model's logits.
+std::vector<std::pair<std::int32_t, double>> reference_next(const std::shared_ptr<const model>& m, const std::vector<std::int32_t>& ctx_tokens,
+                                                            int top_k, double t) {
+    context ctx(m, {.n_ctx = 200, .n_threads = 1});
+    ctx.decode(ctx_tokens);
+    const auto l = ctx.logits(0);
+    std::vector<std::int32_t> ids(l.size());
+    std::iota(ids.begin(), ids.end(), 0);
+    std::partial_sort(ids.begin(), ids.begin() + top_k, ids.end(), [&](auto a, auto b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+    std::vector<std::pair<std::int32_t, double>> out;
+    double s = 0.0;
+    for (int i = 0; i < top_k; ++i) s += std::exp((l[ids[i]] - l[ids[0]]) / t);
+    for (int i = 0; i < top_k; ++i) out.push_back({ids[i], std::exp((l[ids[i]] - l[ids[0]]) / t) / s});
+    return out;
+}
+
+void check_sampled_distribution(const std::shared_ptr<const model>& target, const std::shared_ptr<const model>& draft_m,
+                                bool lookup) {
+    constexpr int top_k = 6, n_samples = 3000;
+    constexpr double temp = 1.5;
+    // Distinct tokens P, the target's greedy continuation G of P, then P again: after the second
+    // P the target tends to repeat G, which lookup proposes (and the draft models draft freely).
+    std::vector<std::int32_t> prompt{1};
+    for (int i = 0; i < 60; ++i) prompt.push_back(2 + (i * 7) % 509);
+    const auto g = plain_greedy(target, prompt, 12);
+    const std::vector<std::int32_t> p_copy(prompt.begin() + 1, prompt.end());
+    prompt.insert(prompt.end(), g.begin(), g.end());
+    prompt.insert(prompt.end(), p_copy.begin(), p_copy.end());
+    // Exact joint distribution of the first two generated tokens (36 cells), and the second's
+    // marginal, which comes only from verification rounds.
+    std::map<std::vector<std::int32_t>, double> joint;
+    for (auto [t1, p1] : reference_next(target, prompt, top_k, temp)) {
+        auto ctx2 = prompt;
+        ctx2.push_back(t1);
+        for (auto [t2, p2] : reference_next(target, ctx2, top_k, temp)) joint[{t1, t2}] += p1 * p2;
+    }
+    sampling_params sp;
+    sp.temperature = static_cast<float>(temp);
+    sp.top_k = top_k;
+    sp.top_p = 1.0f;
+    sp.min_p = 0.0f;
+    std::map<std::vector<std::int32_t>, int> seen;
+    // The prompt but its last token is decoded once; each sample continues from there.
+    context ctx(target, {.n_ctx = 200, .n_threads = 1});
+    const std::vector<std::int32_t> prefix(prompt.begin(), prompt.end() - 1);
+    ctx.decode(prefix);
+    std::unique_ptr<draft_source> d;
+    if (lookup) d = std::make_unique<prompt_lookup>(3);
+    else d = std::make_unique<draft_model>(draft_m, sp, 512, context_params{.n_ctx = 200, .n_threads = 1});
+    std::int64_t drafted = 0, accepted = 0;
+    for (int s = 0; s < n_samples; ++s) {
+        ctx.truncate(static_cast<std::int64_t>(prefix.size()));
+        sp.seed = 1000 + static_cast<std::uint64_t>(s);
+        sampler smp(sp, 512);
+        generation_params gp;
+        gp.max_tokens = 3;
+        gp.ignore_eos = true;
+        gp.sampling = sp;
+        std::vector<std::int32_t> h = prefix;
+        auto r = generate_speculative(ctx, synth_vocab(), h, std::span(&prompt.back(), 1), gp, smp, *d,
+                                      {.draft_max = 3, .draft_min = 0, .draft_p_min = 0.0f, .adaptive = false});
+        ASSERT_EQ(r.out.tokens.size(), 3u);
+        ++seen[{r.out.tokens[0], r.out.tokens[1]}];
+        drafted += r.spec.n_drafted;
+        accepted += r.spec.n_accepted;
+    }
+    const auto [chi, df] = chi_square(joint, seen, n_samples);
+    EXPECT_LT(chi, chi_square_limit(df)) << "df " << df;
+    // Both branches of the rule ran many times.
+    EXPECT_GT(accepted, n_samples / 100);
+    EXPECT_GT(drafted - accepted, n_samples / 100);
+}
+
+}  // namespace
+
+TEST(Speculative, SampledOutputHasTheTargetDistributionWithADisagreeingDraft) {
+    check_sampled_distribution(synth(dtype::f32, 7), synth(dtype::f32, 8), false);
+}
+
+TEST(Speculative, SampledOutputHasTheTargetDistributionWithAnAgreeingDraft) {
+    check_sampled_distribution(synth(dtype::f32, 7), synth(dtype::q4_0, 7), false);
+}
+
+TEST(Speculative, SampledOutputHasTheTargetDistributionWithLookup) {
+    check_sampled_distribution(synth(dtype::f32, 7), nullptr, true);
+}
