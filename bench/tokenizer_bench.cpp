@@ -16,6 +16,7 @@
 #include <string>
 
 #include "minigpt/text.hpp"
+#include "minigpt/text/pretokenizer.hpp"
 
 namespace {
 
@@ -129,6 +130,28 @@ void load(benchmark::State& state, const std::string& rel) {
         benchmark::DoNotOptimize(&tok);
     }
 }
+
+// Pre-tokenizing alone (the regex engine for all but GPT-2's scanner), words counted.
+void pretokenize(benchmark::State& state, const char* pre, bool use_scanner = true) {
+    const unicode::pretokenizer p(unicode::pre_spec_for(pre), use_scanner);
+    std::size_t n_words = 0;
+    for (auto _ : state) {
+        n_words = 0;
+        p.split(text_1mb(), [&](std::string_view) { ++n_words; });
+        benchmark::DoNotOptimize(n_words);
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * text_1mb().size()));
+    state.counters["words"] = static_cast<double>(n_words);
+}
+
+void BM_Pretokenize1MB_Gpt2Scanner(benchmark::State& s) { pretokenize(s, "gpt-2"); }
+void BM_Pretokenize1MB_Gpt2Regex(benchmark::State& s) { pretokenize(s, "gpt-2", false); }
+void BM_Pretokenize1MB_Llama3(benchmark::State& s) { pretokenize(s, "llama-bpe"); }
+void BM_Pretokenize1MB_DeepseekLlm(benchmark::State& s) { pretokenize(s, "deepseek-llm"); }
+BENCHMARK(BM_Pretokenize1MB_Gpt2Scanner)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Pretokenize1MB_Gpt2Regex)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Pretokenize1MB_Llama3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Pretokenize1MB_DeepseekLlm)->Unit(benchmark::kMillisecond);
 
 void BM_Encode1MB_Gpt2(benchmark::State& s) { encode(s, "gpt2", text_1mb()); }
 void BM_Encode1MB_LlamaSpm(benchmark::State& s) { encode(s, "llama", text_1mb()); }

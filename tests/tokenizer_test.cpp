@@ -171,7 +171,7 @@ TEST(Vocab, BadInputIsReportedWithItsKeyOrPosition) {
         return "(no error)";
     };
     vocab_data v = synthetic_vocab(300);
-    v.model = "bert";
+    v.model = "rwkv";
     EXPECT_NE(message([&] { read_back(v, [](io::gguf_writer&) {}); }).find("tokenizer.ggml.model"), std::string::npos);
     v = synthetic_vocab(300);
     EXPECT_NE(message([&] { read_back(v, [](io::gguf_writer& w) { w.set("tokenizer.ggml.bos_token_id", std::uint32_t{300}); }); })

@@ -102,6 +102,24 @@ TEST(Unicode, FastTableMatchesTheRanges) {
         ASSERT_EQ(unicode::flags_of(cp).bits, unicode::flags_by_search(cp).bits) << "U+" << std::hex << static_cast<std::uint32_t>(cp);
 }
 
+// Values from the Unicode Character Database (UnicodeData.txt decompositions and case mappings).
+TEST(Unicode, LowerCaseAndNfdBase) {
+    EXPECT_EQ(unicode::to_lower(U'A'), U'a');
+    EXPECT_EQ(unicode::to_lower(U'z'), U'z');
+    EXPECT_EQ(unicode::to_lower(0x00C4), 0x00E4u);   // Ä -> ä
+    EXPECT_EQ(unicode::to_lower(0x0130), U'i');      // İ -> "i̇": its first code point
+    EXPECT_EQ(unicode::to_lower(0x0391), 0x03B1u);   // Α -> α
+    EXPECT_EQ(unicode::to_lower(0x10400), 0x10428u); // Deseret
+    EXPECT_EQ(unicode::to_lower(0x4E2D), 0x4E2Du);   // no case
+    EXPECT_EQ(unicode::nfd_base(0x00E9), U'e');      // é = e + U+0301
+    EXPECT_EQ(unicode::nfd_base(0x1E69), U's');      // ṩ = s + U+0323 + U+0307
+    EXPECT_EQ(unicode::nfd_base(0xAC00), 0x1100u);   // 가 = U+1100 U+1161
+    EXPECT_EQ(unicode::nfd_base(0xD7A3), 0x1112u);   // 힣, the last syllable
+    EXPECT_EQ(unicode::nfd_base(0x212B), U'A');      // Å (angstrom sign) -> U+00C5 -> A + ring
+    EXPECT_EQ(unicode::nfd_base(U'x'), U'x');
+    EXPECT_EQ(unicode::nfd_base(0x00C6), 0x00C6u);   // Æ has no decomposition
+}
+
 std::vector<std::string> split(std::string_view s) {
     std::vector<std::string> out;
     unicode::split_gpt2(s, [&](std::string_view piece) { out.emplace_back(piece); });

@@ -11,6 +11,7 @@
 #include "command.hpp"
 #include "minigpt/generate/generation.hpp"
 #include "minigpt/text/chat_template.hpp"
+#include "prompt_print.hpp"
 #include "sampling_flags.hpp"
 
 namespace minigpt::tool {
@@ -35,7 +36,8 @@ int run_chat(const std::vector<std::string>& args) {
         .value({"-n", "--n-predict"}, "tokens per reply at most", "256")
         .value({"-c", "--ctx-size"}, "context size (0: the model's)", "0")
         .value({"-t", "--threads"}, "threads (0: physical cores)", "0")
-        .value({"--tokenizer"}, "tokenizer for a llama2.c model");
+        .value({"--tokenizer"}, "tokenizer for a llama2.c model")
+        .boolean({"--verbose-prompt"}, "print each turn's prompt token ids and pieces on stderr");
     declare_sampling_flags(f);
     f.parse(args);
     if (f.help()) { std::cout << f.usage(); return 0; }
@@ -60,7 +62,10 @@ int run_chat(const std::vector<std::string>& args) {
         if (tty) std::fprintf(stderr, "\n> ");
         if (!std::getline(std::cin, line) || line.empty()) break;
         messages.push_back({"user", line});
-        const auto ids = lm.vocab->encode(tmpl.apply(messages), lm.vocab->add_bos_default());
+        // Control tokens are parsed in the template's text only, never in what the user typed.
+        const chat_prompt prompt = tmpl.render(messages);
+        const auto ids = lm.vocab->encode_with_literals(prompt.text, lm.vocab->add_bos_default(), true, prompt.content);
+        if (f.on("--verbose-prompt")) print_prompt_tokens(*lm.vocab, prompt.text, ids);
         std::size_t common = 0;
         while (common < ids.size() && common < evaluated.size() && ids[common] == evaluated[common]) ++common;
         if (common == ids.size()) --common;  // at least one token must be fed to get fresh logits

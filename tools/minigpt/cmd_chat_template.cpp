@@ -13,6 +13,9 @@
 #include "minigpt/core/error.hpp"
 #include "minigpt/io/gguf.hpp"
 #include "minigpt/text/chat_template.hpp"
+#include "minigpt/text/tokenizer.hpp"
+#include "minigpt/text/vocab_gguf.hpp"
+#include "prompt_print.hpp"
 
 namespace {
 
@@ -25,7 +28,9 @@ int run_chat_template(const std::vector<std::string>& args) {
         .value({"--template"}, "template family name, or a Jinja chat template to detect the family from")
         .value({"--messages"}, "JSON file with the conversation")
         .boolean({"--no-add-generation-prompt"}, "do not end with the assistant's generation prompt")
-        .boolean({"--add-bos"}, "write the template's BOS text (normally the tokenizer adds the BOS token)");
+        .boolean({"--add-bos"}, "write the template's BOS text (normally the tokenizer adds the BOS token)")
+        .boolean({"--verbose-prompt"}, "with -m: print the prompt's token ids and pieces on stderr (control tokens parsed in the\n"
+                                       "template's text only, never in message content)");
     f.parse(args);
     if (f.help()) {
         std::fputs(f.usage().c_str(), stdout);
@@ -52,8 +57,14 @@ int run_chat_template(const std::vector<std::string>& args) {
     chat_render_options options;
     options.add_generation_prompt = !f.on("--no-add-generation-prompt");
     options.add_bos = f.on("--add-bos");
-    const std::string prompt = tmpl.apply(messages, options);
-    std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+    const chat_prompt prompt = tmpl.render(messages, options);
+    if (f.on("--verbose-prompt")) {
+        if (!f.has("-m")) throw tool::usage_error("--verbose-prompt needs -m MODEL.gguf (its vocabulary)");
+        const tokenizer tok = tokenizer::from_gguf(io::gguf_file::open(f.str("-m")));
+        const auto ids = tok.encode_with_literals(prompt.text, tok.add_bos_default(), true, prompt.content);
+        tool::print_prompt_tokens(tok, prompt.text, ids);
+    }
+    std::fwrite(prompt.text.data(), 1, prompt.text.size(), stdout);
     return 0;
 }
 

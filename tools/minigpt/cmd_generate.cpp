@@ -6,6 +6,7 @@
 
 #include "command.hpp"
 #include "minigpt/generate/generation.hpp"
+#include "prompt_print.hpp"
 #include "sampling_flags.hpp"
 #include "tool_io.hpp"
 
@@ -30,6 +31,8 @@ int run_generate(const std::vector<std::string>& args) {
         .boolean({"--no-bos"}, "do not add BOS to the prompt")
         .boolean({"--context-shift"}, "when the context fills, drop the oldest half (after the prompt) and go on")
         .boolean({"--print-ids"}, "print generated token ids instead of text")
+        .boolean({"--parse-special"}, "turn special-token text in the prompt (e.g. <|im_start|>) into the special tokens")
+        .boolean({"--verbose-prompt"}, "print the prompt's token ids and pieces on stderr")
         .boolean({"--no-stats"}, "do not print timings on stderr");
     declare_sampling_flags(f);
     f.parse(args);
@@ -54,7 +57,8 @@ int run_generate(const std::vector<std::string>& args) {
         prompt_ids = parse_ids(read_file(f.str("--ids")), f.str("--ids"));
     } else {
         std::string prompt = f.has("--file") ? read_file(f.str("--file")) : f.str("--prompt");
-        prompt_ids = lm.vocab->encode(prompt, gp.add_bos && lm.vocab->add_bos_default());
+        prompt_ids = lm.vocab->encode(prompt, gp.add_bos && lm.vocab->add_bos_default(), f.on("--parse-special"));
+        if (f.on("--verbose-prompt")) print_prompt_tokens(*lm.vocab, prompt, prompt_ids);
         std::fwrite(prompt.data(), 1, prompt.size(), stdout);
     }
     if (prompt_ids.empty()) throw usage_error("empty prompt: give -p TEXT, -f FILE or --ids FILE (BOS alone needs a vocabulary with BOS)");

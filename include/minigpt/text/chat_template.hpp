@@ -15,6 +15,9 @@
 // `add_bos` puts it back. BOS/EOS text inside the history (Llama-2's "</s><s>[INST]") is always
 // written, as the template does. Families whose templates never write a BOS ignore `add_bos`.
 // Trimming (Jinja `trim`, Python `strip`) removes ASCII whitespace only.
+// render() also says which bytes of the prompt are message content (chat_prompt::content): the
+// tokenizer recognises control tokens ("<|im_end|>") only in the template's own text, so a message
+// that contains such text cannot forge a turn boundary (tokenizer::encode_with_literals).
 // A template string is resolved like llama.cpp's llm_chat_detect_template: a known name, else the
 // family whose distinctive substrings appear in the Jinja source. A user-defined format (per-role
 // prefix/suffix strings with a `{role}` placeholder) covers anything else.
@@ -32,6 +35,7 @@
 #include <nlohmann/json.hpp>
 
 #include "minigpt/core/error.hpp"
+#include "minigpt/text/vocab.hpp"
 
 namespace minigpt {
 
@@ -59,6 +63,12 @@ struct custom_chat_format {
     std::string end_of_turn = "\n";                  // what generation should stop at
 };
 
+// A rendered prompt and the byte ranges of it that are message content (in order, disjoint).
+struct chat_prompt {
+    std::string text;
+    std::vector<text_range> content;
+};
+
 struct chat_render_options {
     bool add_generation_prompt = true;   // end with the cue for the assistant's reply
     bool add_bos = false;                // write the template's leading BOS text (see the header comment)
@@ -68,6 +78,13 @@ namespace detail {
 
 inline bool is_ascii_space(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+inline std::string_view trim_view(std::string_view s) {
+    std::size_t b = 0, e = s.size();
+    while (b < e && is_ascii_space(s[b])) ++b;
+    while (e > b && is_ascii_space(s[e - 1])) --e;
+    return s.substr(b, e - b);
 }
 
 inline std::string trim_ascii(std::string_view s) {
@@ -84,8 +101,47 @@ inline std::string replace_all(std::string s, std::string_view from, std::string
     return s;
 }
 
+// Message content inside a cat() call: recorded as a content range.
+struct content {
+    std::string_view text;
+};
+
+// The prompt being rendered: template text and content ranges.
+struct prompt_builder {
+    chat_prompt p;
+    void append(std::string_view s) { p.text.append(s); }
+    void append(const std::string& s) { p.text.append(s); }
+    void append(const char* s) { p.text.append(s); }
+    void append(content c) {
+        if (c.text.empty()) return;
+        if (!p.content.empty() && p.content.back().offset + p.content.back().length == p.text.size())
+            p.content.back().length += c.text.size();  // adjacent content pieces form one range
+        else
+            p.content.push_back({p.text.size(), c.text.size()});
+        p.text.append(c.text);
+    }
+    void append(const prompt_builder& other) {
+        for (const auto& r : other.p.content) p.content.push_back({p.text.size() + r.offset, r.length});
+        p.text.append(other.p.text);
+    }
+    // Removes ASCII whitespace at both ends, shrinking the content ranges with it.
+    void trim() {
+        std::size_t b = 0, e = p.text.size();
+        while (b < e && is_ascii_space(p.text[b])) ++b;
+        while (e > b && is_ascii_space(p.text[e - 1])) --e;
+        std::vector<text_range> kept;
+        for (const auto& r : p.content) {
+            const std::size_t rb = std::max(r.offset, b), re = std::min(r.offset + r.length, e);
+            if (re > rb) kept.push_back({rb - b, re - rb});
+        }
+        p.text = p.text.substr(b, e - b);
+        p.content = std::move(kept);
+    }
+};
+
 // Appends the parts in order: no temporaries (GCC 12 warns falsely about `"x" + std::string`).
 template <class... Parts> void cat(std::string& out, const Parts&... parts) { (out.append(parts), ...); }
+template <class... Parts> void cat(prompt_builder& out, const Parts&... parts) { (out.append(parts), ...); }
 
 struct family_info {
     chat_family family;
@@ -209,9 +265,14 @@ public:
     }
 
     std::string apply(std::span<const chat_message> messages, const chat_render_options& options = {}) const {
+        return render(messages, options).text;
+    }
+
+    // The prompt with the ranges that are message content (see the header comment).
+    chat_prompt render(std::span<const chat_message> messages, const chat_render_options& options = {}) const {
         for (std::size_t i = 0; i < messages.size(); ++i) detail::check_role(messages[i], i);
-        std::string out;
-        if (options.add_bos) out += bos_text();
+        detail::prompt_builder out;
+        if (options.add_bos) out.append(bos_text());
         switch (family_) {
             case chat_family::chatml: render_chatml(messages, options, out); break;
             case chat_family::llama2: render_llama2(messages, out); break;
@@ -222,104 +283,105 @@ public:
             case chat_family::zephyr: render_zephyr(messages, options, out); break;
             case chat_family::custom: render_custom(messages, options, out); break;
         }
-        return out;
+        return std::move(out.p);
     }
 
     std::string apply(std::initializer_list<chat_message> messages, const chat_render_options& options = {}) const {
         return apply(std::span<const chat_message>(messages.begin(), messages.size()), options);
     }
+    chat_prompt render(std::initializer_list<chat_message> messages, const chat_render_options& options = {}) const {
+        return render(std::span<const chat_message>(messages.begin(), messages.size()), options);
+    }
 
 private:
     // Qwen2.5 and SmolLM2 templates insert their own default system message when there is none;
     // generic ChatML (and this renderer) do not, so pass a system message to reproduce them.
-    static void render_chatml(std::span<const chat_message> ms, const chat_render_options& o, std::string& out) {
-        for (const auto& m : ms) detail::cat(out, "<|im_start|>", m.role, "\n", m.content, "<|im_end|>\n");
-        if (o.add_generation_prompt) out += "<|im_start|>assistant\n";
+    static void render_chatml(std::span<const chat_message> ms, const chat_render_options& o, detail::prompt_builder& out) {
+        for (const auto& m : ms) detail::cat(out, "<|im_start|>", m.role, "\n", detail::content{m.content}, "<|im_end|>\n");
+        if (o.add_generation_prompt) out.append("<|im_start|>assistant\n");
     }
 
     // Meta's Llama-2-chat template: the system block is glued to the first user message, and each
     // message is stripped as a whole (so only the outer whitespace of "<<SYS>>...user" goes). Every
     // user turn opens with BOS; the prompt already ends with the cue " [/INST]".
-    static void render_llama2(std::span<const chat_message> ms, std::string& out) {
+    static void render_llama2(std::span<const chat_message> ms, detail::prompt_builder& out) {
         const auto t = detail::split_alternating(ms, "llama2");
         for (std::size_t i = 0; i < t.turns.size(); ++i) {
-            std::string content;
-            if (i == 0 && t.system) {
-                content += "<<SYS>>\n";
-                content += *t.system;
-                content += "\n<</SYS>>\n\n";
-            }
-            content += t.turns[i].content;
+            detail::prompt_builder content;
+            if (i == 0 && t.system) detail::cat(content, "<<SYS>>\n", detail::content{*t.system}, "\n<</SYS>>\n\n");
+            content.append(detail::content{t.turns[i].content});
+            content.trim();
             if (t.turns[i].role == "user") {
-                if (i > 0) out += "<s>";
-                detail::cat(out, "[INST] ", detail::trim_ascii(content), " [/INST]");
+                if (i > 0) out.append("<s>");
+                detail::cat(out, "[INST] ", content, " [/INST]");
             } else {
-                detail::cat(out, " ", detail::trim_ascii(content), " </s>");
+                detail::cat(out, " ", content, " </s>");
             }
         }
     }
 
-    static void render_llama3(std::span<const chat_message> ms, const chat_render_options& o, std::string& out) {
+    static void render_llama3(std::span<const chat_message> ms, const chat_render_options& o, detail::prompt_builder& out) {
         for (const auto& m : ms)
-            detail::cat(out, "<|start_header_id|>", m.role, "<|end_header_id|>\n\n", detail::trim_ascii(m.content), "<|eot_id|>");
-        if (o.add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+            detail::cat(out, "<|start_header_id|>", m.role, "<|end_header_id|>\n\n", detail::content{detail::trim_view(m.content)}, "<|eot_id|>");
+        if (o.add_generation_prompt) out.append("<|start_header_id|>assistant<|end_header_id|>\n\n");
     }
 
     // Mistral's "v1" template (Mistral-7B-Instruct-v0.1/v0.2, Mixtral-8x7B-Instruct): a space before
     // every [INST], the system message prepended to the first user message, nothing trimmed.
-    static void render_mistral(std::span<const chat_message> ms, std::string& out) {
+    static void render_mistral(std::span<const chat_message> ms, detail::prompt_builder& out) {
         const auto t = detail::split_alternating(ms, "mistral");
         for (std::size_t i = 0; i < t.turns.size(); ++i) {
             const auto& m = t.turns[i];
             if (m.role == "user") {
-                out += " [INST] ";
-                if (i == 0 && t.system) detail::cat(out, *t.system, "\n\n");
-                detail::cat(out, m.content, " [/INST]");
+                out.append(" [INST] ");
+                if (i == 0 && t.system) detail::cat(out, detail::content{*t.system}, "\n\n");
+                detail::cat(out, detail::content{m.content}, " [/INST]");
             } else {
-                detail::cat(out, " ", m.content, "</s>");
+                detail::cat(out, " ", detail::content{m.content}, "</s>");
             }
         }
     }
 
     // Gemma 3: the system message (untrimmed) plus "\n\n" opens the first user turn.
-    static void render_gemma(std::span<const chat_message> ms, const chat_render_options& o, std::string& out) {
+    static void render_gemma(std::span<const chat_message> ms, const chat_render_options& o, detail::prompt_builder& out) {
         const auto t = detail::split_alternating(ms, "gemma");
         for (std::size_t i = 0; i < t.turns.size(); ++i) {
             const auto& m = t.turns[i];
             detail::cat(out, "<start_of_turn>", m.role == "assistant" ? "model" : "user", "\n");
-            if (i == 0 && t.system) detail::cat(out, *t.system, "\n\n");
-            detail::cat(out, detail::trim_ascii(m.content), "<end_of_turn>\n");
+            if (i == 0 && t.system) detail::cat(out, detail::content{*t.system}, "\n\n");
+            detail::cat(out, detail::content{detail::trim_view(m.content)}, "<end_of_turn>\n");
         }
-        if (o.add_generation_prompt) out += "<start_of_turn>model\n";
+        if (o.add_generation_prompt) out.append("<start_of_turn>model\n");
     }
 
     // Phi-3.5-mini's template: an empty system message is skipped, and without a generation prompt
     // the conversation is closed with the EOS text. Its template drops other roles; a tool message
     // is written as <|tool|> (as llama.cpp does) rather than silently lost.
-    static void render_phi3(std::span<const chat_message> ms, const chat_render_options& o, std::string& out) {
+    static void render_phi3(std::span<const chat_message> ms, const chat_render_options& o, detail::prompt_builder& out) {
         for (const auto& m : ms) {
             if (m.role == "system" && m.content.empty()) continue;
-            detail::cat(out, "<|", m.role, "|>\n", m.content, "<|end|>\n");
+            detail::cat(out, "<|", m.role, "|>\n", detail::content{m.content}, "<|end|>\n");
         }
-        out += o.add_generation_prompt ? "<|assistant|>\n" : "<|endoftext|>";
+        out.append(o.add_generation_prompt ? "<|assistant|>\n" : "<|endoftext|>");
     }
 
     // zephyr-7b-beta: every message ends with EOS and a newline; the generation prompt is written
     // inside the template's message loop, so an empty conversation gets none.
-    static void render_zephyr(std::span<const chat_message> ms, const chat_render_options& o, std::string& out) {
-        for (const auto& m : ms) detail::cat(out, "<|", m.role, "|>\n", m.content, "</s>\n");
-        if (o.add_generation_prompt && !ms.empty()) out += "<|assistant|>\n";
+    static void render_zephyr(std::span<const chat_message> ms, const chat_render_options& o, detail::prompt_builder& out) {
+        for (const auto& m : ms) detail::cat(out, "<|", m.role, "|>\n", detail::content{m.content}, "</s>\n");
+        if (o.add_generation_prompt && !ms.empty()) out.append("<|assistant|>\n");
     }
 
-    void render_custom(std::span<const chat_message> ms, const chat_render_options& o, std::string& out) const {
+    void render_custom(std::span<const chat_message> ms, const chat_render_options& o, detail::prompt_builder& out) const {
         for (const auto& m : ms) {
             const chat_role_format& f = m.role == "system" ? custom_.system
                                         : m.role == "user" ? custom_.user
                                         : m.role == "assistant" ? custom_.assistant
                                                                 : custom_.tool;
-            detail::cat(out, detail::replace_all(f.prefix, "{role}", m.role), m.content, detail::replace_all(f.suffix, "{role}", m.role));
+            detail::cat(out, detail::replace_all(f.prefix, "{role}", m.role), detail::content{m.content},
+                        detail::replace_all(f.suffix, "{role}", m.role));
         }
-        if (o.add_generation_prompt) out += custom_.generation_prompt;
+        if (o.add_generation_prompt) out.append(custom_.generation_prompt);
     }
 
     chat_family family_;

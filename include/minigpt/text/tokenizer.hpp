@@ -33,6 +33,7 @@
 #include "minigpt/text/vocab.hpp"
 #include "minigpt/text/vocab_gguf.hpp"
 #include "minigpt/text/vocab_index.hpp"
+#include "minigpt/text/wpm_ugm_tokenizer.hpp"
 
 namespace minigpt {
 
@@ -40,11 +41,6 @@ namespace minigpt {
 inline constexpr std::string_view k_eog_token_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
     "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>"};
-
-// A byte range [offset, offset + length) of a text.
-struct text_range {
-    std::size_t offset = 0, length = 0;
-};
 
 // Per-token attributes llama.cpp sets beyond the token type (its LLAMA_TOKEN_ATTR_LSTRIP/RSTRIP):
 // a special token found in text swallows the ASCII whitespace before it (lstrip) or after it (rstrip).
@@ -135,7 +131,8 @@ private:
 
     struct state {
         vocab_data v;
-        bool spm = false;
+        bool spm = false;                    // "llama": SentencePiece BPE
+        bool wpm = false, ugm = false;       // "bert", "t5"
         bool strip_leading_space = false;
         text_detail::string_index index;     // all token texts
         std::vector<std::uint8_t> usable;    // (n_vocab) may plain text produce this token?
@@ -147,11 +144,15 @@ private:
         std::vector<std::int32_t> specials;  // ids split out by parse_special, longest text first
         text_detail::bpe_encoder bpe;
         text_detail::spm_encoder spm_enc;    // holds pointers to index and usable: state never moves
+        text_detail::wpm_encoder wpm_enc;    // holds a pointer to index
+        text_detail::ugm_encoder ugm_enc;
 
         explicit state(vocab_data vocab) : v(std::move(vocab)) {
             validate();
             spm = v.model == "llama";
-            strip_leading_space = spm && v.add_space_prefix;
+            wpm = v.model == "bert";
+            ugm = v.model == "t5";
+            strip_leading_space = (spm || ugm) && v.add_space_prefix;
             index = text_detail::string_index(v.tokens);
             const auto n = v.tokens.size();
             types = v.types.empty() ? std::vector<token_type>(n, token_type::normal) : v.types;
@@ -181,6 +182,8 @@ private:
             });
             set_strip_attributes();
             if (spm) spm_enc = text_detail::spm_encoder(v, index, usable);
+            else if (wpm) wpm_enc = text_detail::wpm_encoder(v, index);
+            else if (ugm) ugm_enc = text_detail::ugm_encoder(v, types);
             else bpe = text_detail::bpe_encoder(v, index, usable);
         }
 
@@ -215,8 +218,8 @@ private:
         token_type type(std::size_t id) const { return types[id]; }
 
         void validate() const {
-            if (v.model != "llama" && v.model != "gpt2")
-                throw error("tokenizer: model '" + v.model + "' is not supported (expected 'llama' or 'gpt2')");
+            if (v.model != "llama" && v.model != "gpt2" && v.model != "bert" && v.model != "t5")
+                throw error("tokenizer: model '" + v.model + "' is not supported (expected 'llama', 'gpt2', 'bert' or 't5')");
             const auto n = v.tokens.size();
             if (n == 0) throw error("tokenizer: the vocabulary has no tokens");
             if (n > 0x7FFFFFFF) throw error("tokenizer: too many tokens");
@@ -251,7 +254,7 @@ private:
                 case token_type::normal:
                 case token_type::undefined: break;
             }
-            if (!spm) return text_detail::gpt2_decode_text(text);
+            if (!spm && !wpm && !ugm) return text_detail::gpt2_decode_text(text);
             std::string out;
             out.reserve(text.size());
             for (std::size_t i = 0; i < text.size();) {
@@ -280,6 +283,8 @@ private:
     void encode_fragment(std::string_view text, bool at_start, std::vector<std::int32_t>& out) const {
         if (text.empty()) return;
         if (s_->spm) s_->spm_enc.encode(text, s_->v.add_space_prefix && at_start, out);
+        else if (s_->wpm) s_->wpm_enc.encode(text, out);
+        else if (s_->ugm) s_->ugm_enc.encode(text, out);  // each fragment gets its own prefix space, as in llama.cpp
         else s_->bpe.encode(text, out);
     }
 

@@ -1,4 +1,5 @@
-// Unicode character properties for the pre-tokenizers: general-category group and White_Space.
+// Unicode character properties for the pre-tokenizers: general-category group and White_Space,
+// and the lower-case / NFD-base maps WordPiece uses (unicode_case_tables.hpp).
 //
 // The data are the generated ranges in unicode_tables.hpp (one entry where the properties change).
 // Pre-tokenizers ask for the properties of every character of the input, so lookups go through a
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "minigpt/text/unicode_case_tables.hpp"
 #include "minigpt/text/unicode_tables.hpp"
 
 namespace minigpt::unicode {
@@ -93,6 +95,32 @@ inline cpt_flags flags_of(char32_t cp) {
     if (cp > k_max_code_point) return {};
     const auto& t = detail::table();
     return {t.blocks[t.block_of[cp >> detail::flags_table::block_bits]][cp & 0xFF]};
+}
+
+// The first code point of cp's lower-case form (str.lower()), cp itself if it has none.
+inline char32_t to_lower(char32_t cp) noexcept {
+    if (cp < 0x80) return cp >= 'A' && cp <= 'Z' ? cp + 32 : cp;
+    const auto& t = tables::k_lowercase_pairs;
+    std::size_t lo = 0, hi = std::size(t) / 2;
+    while (lo < hi) {
+        const std::size_t mid = (lo + hi) / 2;
+        if (t[2 * mid] < cp) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < std::size(t) / 2 && t[2 * lo] == cp ? static_cast<char32_t>(t[2 * lo + 1]) : cp;
+}
+
+// The first code point of cp's canonical decomposition (NFD): U+00E9 -> 'e'; cp itself if none.
+inline char32_t nfd_base(char32_t cp) noexcept {
+    if (cp < 0xC0) return cp;
+    const auto& t = tables::k_nfd_base_ranges;
+    std::size_t lo = 0, hi = std::size(t) / 3;  // first range whose last >= cp
+    while (lo < hi) {
+        const std::size_t mid = (lo + hi) / 2;
+        if (t[3 * mid + 1] < cp) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < std::size(t) / 3 && t[3 * lo] <= cp ? static_cast<char32_t>(t[3 * lo + 2]) : cp;
 }
 
 }  // namespace minigpt::unicode

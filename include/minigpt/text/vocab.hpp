@@ -29,8 +29,15 @@ enum class token_type : std::int32_t {
     byte = 6,
 };
 
+// A byte range [offset, offset + length) of a text (e.g. user-supplied content in a chat prompt).
+struct text_range {
+    std::size_t offset = 0, length = 0;
+    bool operator==(const text_range&) const = default;
+};
+
 struct vocab_data {
-    std::string model;                  // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece)
+    std::string model;                  // tokenizer.ggml.model: "gpt2" (byte-level BPE), "llama" (SentencePiece BPE),
+                                        // "bert" (WordPiece) or "t5" (Unigram)
     std::string pre;                    // tokenizer.ggml.pre (pre-tokenizer name), if any
     std::vector<std::string> tokens;    // (n_vocab) token text; SentencePiece spaces are U+2581, GPT-2 bytes are mapped
     std::vector<float> scores;          // (n_vocab) or empty: SentencePiece merge priorities
@@ -41,6 +48,8 @@ struct vocab_data {
     bool add_bos = true;                // prepend BOS when the caller asks for the model's default
     bool add_eos = false;
     bool add_space_prefix = true;       // SentencePiece: encode " " + text
+    bool remove_extra_whitespaces = false;          // Unigram: merge runs of spaces
+    std::vector<std::uint8_t> precompiled_charsmap; // Unigram: SentencePiece's normalisation rules, if any
     std::string chat_template;          // tokenizer.chat_template, if any
     std::string name;                   // general.name, if any: llama.cpp derives token attributes from it
 
@@ -48,17 +57,26 @@ struct vocab_data {
     bool operator==(const vocab_data&) const = default;
 };
 
-// Sets the fields whose llama.cpp defaults depend on the model kind ("llama" or "gpt2"):
-// the flags, and for "llama" the conventional <unk>=0, <s>=1, </s>=2.
+// Sets the fields whose llama.cpp defaults depend on the model kind: the flags, and the
+// conventional special ids ("llama": <unk>=0, <s>=1, </s>=2; "bert": [UNK]=100, [CLS]=101 as BOS,
+// [PAD]=0; "t5": <pad>=0, </s>=1, <unk>=2).
 inline void apply_model_defaults(vocab_data& v) {
     const bool spm = v.model == "llama";
-    v.add_bos = spm;
-    v.add_eos = false;
+    v.add_bos = spm || v.model == "bert";
+    v.add_eos = v.model == "t5";
     v.add_space_prefix = spm;
     if (spm) {
         v.unk_id = 0;
         v.bos_id = 1;
         v.eos_id = 2;
+    } else if (v.model == "bert") {
+        v.unk_id = 100;
+        v.bos_id = 101;
+        v.pad_id = 0;
+    } else if (v.model == "t5") {
+        v.pad_id = 0;
+        v.eos_id = 1;
+        v.unk_id = 2;
     }
 }
 

@@ -2,7 +2,8 @@
 //
 // Keys: tokenizer.ggml.model, .pre, .tokens, .scores, .token_type, .merges, .bos_token_id,
 // .eos_token_id, .unknown_token_id, .padding_token_id, .eot_token_id, .add_bos_token, .add_eos_token,
-// .add_space_prefix, and tokenizer.chat_template. Token ids are stored as uint32; llama.cpp's
+// .add_space_prefix, .remove_extra_whitespaces, .precompiled_charsmap, tokenizer.chat_template and
+// general.name (llama.cpp sets token attributes from it). Token ids are stored as uint32; llama.cpp's
 // converters write 0xFFFFFFFF for "none" (stories260K.gguf does), which reads back as -1. Flags
 // that are absent take llama.cpp's defaults for the model kind (apply_model_defaults).
 #pragma once
@@ -40,9 +41,9 @@ inline constexpr vocab_id_key k_vocab_id_keys[] = {
 inline vocab_data vocab_from_gguf(const io::gguf_file& f) {
     vocab_data v;
     v.model = f.get<std::string>("tokenizer.ggml.model");
-    if (v.model != "llama" && v.model != "gpt2")
+    if (v.model != "llama" && v.model != "gpt2" && v.model != "bert" && v.model != "t5")
         throw error(f.path() + ": tokenizer.ggml.model is '" + v.model +
-                    "'; supported are 'llama' (SentencePiece) and 'gpt2' (byte-level BPE)");
+                    "'; supported are 'llama' (SentencePiece), 'gpt2' (byte-level BPE), 'bert' (WordPiece) and 't5' (Unigram)");
     v.pre = f.get_or<std::string>("tokenizer.ggml.pre", "");
     v.tokens = f.get<std::vector<std::string>>("tokenizer.ggml.tokens");
     const auto n = v.tokens.size();
@@ -94,6 +95,11 @@ inline vocab_data vocab_from_gguf(const io::gguf_file& f) {
     v.add_bos = f.get_or<bool>("tokenizer.ggml.add_bos_token", v.add_bos);
     v.add_eos = f.get_or<bool>("tokenizer.ggml.add_eos_token", v.add_eos);
     v.add_space_prefix = f.get_or<bool>("tokenizer.ggml.add_space_prefix", v.add_space_prefix);
+    v.remove_extra_whitespaces = f.get_or<bool>("tokenizer.ggml.remove_extra_whitespaces", false);
+    if (auto charsmap = f.find<std::vector<std::int64_t>>("tokenizer.ggml.precompiled_charsmap")) {
+        v.precompiled_charsmap.reserve(charsmap->size());
+        for (const auto b : *charsmap) v.precompiled_charsmap.push_back(static_cast<std::uint8_t>(b & 0xFF));  // int8 or uint8
+    }
     v.chat_template = f.get_or<std::string>("tokenizer.chat_template", "");
     v.name = f.get_or<std::string>("general.name", "");
     return v;
@@ -131,6 +137,8 @@ inline void write_vocab(io::gguf_writer& w, const vocab_data& v) {
     w.set("tokenizer.ggml.add_eos_token", v.add_eos);
     if (v.add_space_prefix != defaults.add_space_prefix) w.set("tokenizer.ggml.add_space_prefix", v.add_space_prefix);
     if (!v.chat_template.empty()) w.set("tokenizer.chat_template", v.chat_template);
+    if (v.remove_extra_whitespaces) w.set("tokenizer.ggml.remove_extra_whitespaces", true);
+    if (!v.precompiled_charsmap.empty()) w.set("tokenizer.ggml.precompiled_charsmap", v.precompiled_charsmap);
     if (!v.name.empty()) w.set("general.name", v.name);
 }
 
