@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/model.hpp"
+#include "minigpt/model/synth.hpp"
 #include "test_data.hpp"
 
 using namespace minigpt;
@@ -225,10 +227,17 @@ TEST(Forward, QuantisedCopiesAreCloseToF32) {
 }
 
 // context_params::repack = false uses Q4_0 / Q8_0 weights in place instead of the 16-row packed copy.
-// Token by token both run integer kernels on the same 8-bit activations (per-row kernels against the
-// packed ones), so only the float accumulation order differs. A prefill differs more: in place, a
-// batch goes through the float GEMM on f32 activations, so the gap is the activations' 8-bit rounding
-// (the budget of QuantisedCopiesAreCloseToF32 for q8_0).
+// Token by token both run integer kernels on 8-bit activations (per-row kernels against the packed
+// ones) whose float sums are taken in different orders, so their outputs differ in the last bits
+// (~6e-8). That noise reaches the next layer's activations, and where one of them sits within an ulp
+// of a rounding boundary of its 8-bit quantisation (x * 127/amax near k + 0.5), the two paths round
+// it to neighbouring integers: a whole quantisation step in one activation, ~1% of that layer's
+// output. Which tokens meet such a tie depends on the exact float order, hence on the optimisation
+// level: with -O1 it happens for GPT-2 Q4_0 at token 1, layer 1 (attn_output's input, issue 15),
+// with -O3 not on these inputs. So: every token within the activation-rounding budget of the prefill
+// below, and nearly all (a real kernel difference would show on every token) within 1e-4.
+// A prefill differs more: in place, a batch goes through the float GEMM on f32 activations, so the
+// gap is the activations' 8-bit rounding (the budget of QuantisedCopiesAreCloseToF32 for q8_0).
 TEST(Forward, InPlaceAndRepackedQuantisedWeightsAgree) {
     std::vector<std::int32_t> ids;
     for (int i = 0; i < 40; ++i) ids.push_back((i * 37 + 11) % 500);
@@ -238,12 +247,16 @@ TEST(Forward, InPlaceAndRepackedQuantisedWeightsAgree) {
             auto m = synth_model(arch, t);
             context packed(m, {.n_ctx = 64}), in_place(m, {.n_ctx = 64, .repack = false});
             float scale = 0;
+            int n_rounding_flips = 0;
             for (int k = 0; k < 12; ++k) {
                 packed.decode(std::span(&ids[static_cast<std::size_t>(k)], 1));
                 in_place.decode(std::span(&ids[static_cast<std::size_t>(k)], 1));
                 for (float v : packed.logits()) scale = std::max(scale, std::fabs(v));
-                EXPECT_LT(max_abs_diff(packed.logits(), in_place.logits()), 1e-4f * scale) << "token " << k;
+                const float diff = max_abs_diff(packed.logits(), in_place.logits());
+                EXPECT_LT(diff, 2e-2f * scale) << "token " << k;
+                if (diff >= 1e-4f * scale) ++n_rounding_flips;
             }
+            EXPECT_LE(n_rounding_flips, 2) << "tokens whose outputs differ by more than float summation order";
             context packed_batch(m, {.n_ctx = 64}), in_place_batch(m, {.n_ctx = 64, .repack = false});
             packed_batch.decode(ids, logits_for::all);
             in_place_batch.decode(ids, logits_for::all);
