@@ -223,16 +223,45 @@ static int peak_threads_of_concurrent_callers(int n_callers, int n_threads) {
     return peak.load();
 }
 
+// The team is persistent: repeated loops reuse the same helper threads (no thread per loop), a loop
+// inside a loop runs on its own thread only, and loops from many threads at once all complete.
+TEST(Threads, PersistentTeamReusesHelpersAndRunsNestedLoopsSerially) {
+    std::vector<int> hits(64, 0);
+    parallel_for(64, 2, [&](std::int64_t b, std::int64_t e) {
+        for (auto i = b; i < e; ++i) hits[static_cast<std::size_t>(i)]++;
+    });
+    const int started = detail::worker_pool::instance().started();
+    EXPECT_GE(started, 1);
+    for (int rep = 0; rep < 200; ++rep)
+        parallel_for_balanced(64, 2, [&](std::int64_t b, std::int64_t e) {
+            for (auto i = b; i < e; ++i) hits[static_cast<std::size_t>(i)]++;
+        }, 4);
+    EXPECT_EQ(detail::worker_pool::instance().started(), started);
+    for (int h : hits) EXPECT_EQ(h, 201);
+
+    EXPECT_FALSE(in_parallel_region());
+    std::atomic<int> nested_bad{0}, nested_calls{0};
+    parallel_for(4, 4, [&](std::int64_t, std::int64_t) {
+        if (!in_parallel_region()) ++nested_bad;
+        const auto outer = std::this_thread::get_id();
+        parallel_for(8, 4, [&](std::int64_t b, std::int64_t e) {
+            ++nested_calls;
+            if (b != 0 || e != 8 || std::this_thread::get_id() != outer) ++nested_bad;
+        });
+    });
+    EXPECT_EQ(nested_bad.load(), 0);
+    EXPECT_EQ(nested_calls.load(), 4);
+    EXPECT_FALSE(in_parallel_region());
+}
+
 TEST(Threads, CallerThreadsShareOneBudget) {
     set_max_threads(2);
     // Four callers asking for two threads each on a budget of two: the callers' own four threads
     // plus at most one helper (8 threads without the budget).
     EXPECT_LE(peak_threads_of_concurrent_callers(4, 2), 5);
     // One caller alone gets what it asks for, even above the budget.
-#if defined(_OPENMP)
     EXPECT_EQ(peak_threads_of_concurrent_callers(1, 2), 2);
     EXPECT_EQ(peak_threads_of_concurrent_callers(1, 4), 4);
-#endif
     set_max_threads(0);
     EXPECT_EQ(max_threads(), physical_cores());
 }

@@ -1,7 +1,8 @@
 // Threading: the one place in minigpt that starts threads.
 //
-// Parallel loops go through parallel_for, which uses OpenMP when the library is
-// built with it and runs serially otherwise. The thread count is chosen per call
+// Parallel loops go through parallel_for / parallel_for_balanced, which run on the calling
+// thread plus helpers from a persistent worker pool (core/worker_pool.hpp: helpers spin
+// briefly after a loop, then sleep; no OpenMP). The thread count is chosen per call
 // (n_threads <= 0 means the default: the number of physical cores). A parallel_for
 // called from inside another parallel region runs on the calling thread only. Threads
 // the caller started itself share one process-wide budget (max_threads(), default the
@@ -17,12 +18,11 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
+#include "minigpt/core/worker_pool.hpp"
 
 namespace minigpt {
 
@@ -73,23 +73,16 @@ inline int max_threads() {
 }
 inline void set_max_threads(int n) { detail::thread_limit().store(std::max(0, n), std::memory_order_relaxed); }
 
-// True when called from inside an active parallel region.
-inline bool in_parallel_region() {
-#if defined(_OPENMP)
-    return omp_in_parallel() != 0;
-#else
-    return false;
-#endif
-}
+// True when called from inside a parallel loop (on its caller or one of its helpers).
+inline bool in_parallel_region() { return detail::region_depth() > 0; }
 
 // The team of one parallel loop, reserved against the budget for the loop's lifetime: the
 // calling thread always runs, and size() threads in all (caller included) run the loop. A
-// team of one (nothing to share, no OpenMP, inside a parallel region, or no room left)
-// reserves only the caller and means "run fn on the calling thread".
+// team of one (nothing to share, inside a parallel region, or no room left) reserves only
+// the caller and means "run fn on the calling thread".
 class thread_team {
 public:
     explicit thread_team(int wanted) {
-#if defined(_OPENMP)
         if (wanted <= 1 || in_parallel_region()) return;
         auto& in_use = detail::threads_in_use();
         const int before = in_use.fetch_add(1, std::memory_order_relaxed);
@@ -105,9 +98,6 @@ public:
         }
         reserved_ += extra;
         size_ = reserved_;
-#else
-        (void)wanted;
-#endif
     }
     ~thread_team() {
         if (reserved_ > 0) detail::threads_in_use().fetch_sub(reserved_, std::memory_order_relaxed);
@@ -121,8 +111,10 @@ private:
     int size_ = 1;
 };
 
-// Run fn(begin, end) over [0, n) split into contiguous chunks, one per thread.
-// `grain` is the smallest chunk worth a thread (chunks are multiples of it).
+// Run fn(begin, end) over [0, n) split into contiguous chunks, one per thread of the team.
+// `grain` is the smallest chunk worth a thread (chunks are multiples of it). Each chunk is
+// claimed by whichever thread gets to it first, so a helper the scheduler has not run yet
+// never holds the loop up: the caller runs its chunk too. fn must not throw.
 template <class Fn>
 void parallel_for(std::int64_t n, int n_threads, Fn&& fn, std::int64_t grain = 1) {
     if (n <= 0) return;
@@ -133,17 +125,24 @@ void parallel_for(std::int64_t n, int n_threads, Fn&& fn, std::int64_t grain = 1
         fn(std::int64_t{0}, n);
         return;
     }
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(team.size())
-    {
-        const int t = omp_get_thread_num();
-        const int n_team = omp_get_num_threads();
-        const std::int64_t per = (n_grains + n_team - 1) / n_team;
-        const std::int64_t b = std::min(n, t * per * grain);
-        const std::int64_t e = std::min(n, (t + 1) * per * grain);
-        if (b < e) fn(b, e);
-    }
-#endif
+    struct loop {
+        std::int64_t n, per, n_chunks;
+        std::remove_reference_t<Fn>* fn;
+        alignas(64) std::atomic<std::int64_t> next{0};
+    };
+    const int nt = team.size();
+    loop l{n, ((n_grains + nt - 1) / nt) * grain, nt, &fn};
+    const detail::team_job job{[](void* ctx, int) noexcept {
+                                   auto& lp = *static_cast<loop*>(ctx);
+                                   for (;;) {
+                                       const std::int64_t c = lp.next.fetch_add(1, std::memory_order_relaxed);
+                                       if (c >= lp.n_chunks) return;
+                                       const std::int64_t b = std::min(lp.n, c * lp.per), e = std::min(lp.n, (c + 1) * lp.per);
+                                       if (b < e) (*lp.fn)(b, e);
+                                   }
+                               },
+                               &l};
+    detail::run_team(job, nt);
 }
 
 // As parallel_for, for loops whose threads may run at unequal speeds (memory-bound work on a
@@ -154,6 +153,7 @@ void parallel_for(std::int64_t n, int n_threads, Fn&& fn, std::int64_t grain = 1
 // the other's share instead made the two leapfrog through it piece by piece, which cost the
 // hardware prefetchers ~5% of a 2-thread GEMV (measured against a static split). fn(begin, end) may
 // be called several times per thread, with begin a multiple of `chunk` and end - begin <= chunk.
+// fn must not throw.
 template <class Fn>
 void parallel_for_balanced(std::int64_t n, int n_threads, Fn&& fn, std::int64_t chunk) {
     if (n <= 0) return;
@@ -166,14 +166,13 @@ void parallel_for_balanced(std::int64_t n, int n_threads, Fn&& fn, std::int64_t 
         fn(std::int64_t{0}, n);
         return;
     }
-#if defined(_OPENMP)
     const int nt = team.size();
     // A share's unclaimed pieces [front, back) in one word, so that the owner taking from the front
     // and a helper taking from the back never claim the same piece; one cache line per share.
     struct alignas(64) share {
         std::atomic<std::uint64_t> range{0};
     };
-    auto pack = [](std::uint64_t front, std::uint64_t back) { return front << 32 | back; };
+    const auto pack = [](std::uint64_t front, std::uint64_t back) { return front << 32 | back; };
     constexpr int k_stack_shares = 16;
     share stack_shares[k_stack_shares];
     std::vector<share> heap_shares(nt > k_stack_shares ? static_cast<std::size_t>(nt) : 0);
@@ -183,36 +182,44 @@ void parallel_for_balanced(std::int64_t n, int n_threads, Fn&& fn, std::int64_t 
         shares[t].range.store(pack(static_cast<std::uint64_t>(std::min(n_chunks, t * per)),
                                    static_cast<std::uint64_t>(std::min(n_chunks, (t + 1) * per))),
                               std::memory_order_relaxed);
-    auto run = [&](std::uint64_t c) {
-        const auto b = static_cast<std::int64_t>(c) * chunk;
-        fn(b, std::min(n, b + chunk));
+    struct loop {
+        std::int64_t n, chunk;
+        int nt;
+        share* shares;
+        std::remove_reference_t<Fn>* fn;
     };
-#pragma omp parallel num_threads(nt)
-    {
-        // Every thread visits every share, so the work is done even if the runtime grants fewer threads.
-        const int t = omp_get_thread_num();
-        for (int k = 0; k < nt; ++k) {
-            std::atomic<std::uint64_t>& range = shares[(t + k) % nt].range;
-            std::uint64_t v = range.load(std::memory_order_relaxed);
-            for (;;) {
-                const std::uint64_t front = v >> 32, back = v & 0xffffffffu;
-                if (front >= back) break;
-                if (k == 0) {  // own share: the next piece from the front
-                    if (range.compare_exchange_weak(v, pack(front + 1, back), std::memory_order_relaxed)) {
-                        run(front);
-                        v = range.load(std::memory_order_relaxed);
-                    }
-                } else {  // another's: half of what is left, from the back
-                    const std::uint64_t take = std::max<std::uint64_t>(1, (back - front) / 2);
-                    if (range.compare_exchange_weak(v, pack(front, back - take), std::memory_order_relaxed)) {
-                        for (std::uint64_t c = back - take; c < back; ++c) run(c);
-                        v = range.load(std::memory_order_relaxed);
-                    }
-                }
-            }
-        }
-    }
-#endif
+    loop l{n, chunk, nt, shares, &fn};
+    const detail::team_job job{[](void* ctx, int t) noexcept {
+                                   const loop& lp = *static_cast<const loop*>(ctx);
+                                   auto run = [&](std::uint64_t c) {
+                                       const auto b = static_cast<std::int64_t>(c) * lp.chunk;
+                                       (*lp.fn)(b, std::min(lp.n, b + lp.chunk));
+                                   };
+                                   // Every thread visits every share, so the work is done whichever
+                                   // threads of the team actually run.
+                                   for (int k = 0; k < lp.nt; ++k) {
+                                       std::atomic<std::uint64_t>& range = lp.shares[(t + k) % lp.nt].range;
+                                       std::uint64_t v = range.load(std::memory_order_relaxed);
+                                       for (;;) {
+                                           const std::uint64_t front = v >> 32, back = v & 0xffffffffu;
+                                           if (front >= back) break;
+                                           if (k == 0) {  // own share: the next piece from the front
+                                               if (range.compare_exchange_weak(v, (front + 1) << 32 | back, std::memory_order_relaxed)) {
+                                                   run(front);
+                                                   v = range.load(std::memory_order_relaxed);
+                                               }
+                                           } else {  // another's: half of what is left, from the back
+                                               const std::uint64_t take = std::max<std::uint64_t>(1, (back - front) / 2);
+                                               if (range.compare_exchange_weak(v, front << 32 | (back - take), std::memory_order_relaxed)) {
+                                                   for (std::uint64_t c = back - take; c < back; ++c) run(c);
+                                                   v = range.load(std::memory_order_relaxed);
+                                               }
+                                           }
+                                       }
+                                   }
+                               },
+                               &l};
+    detail::run_team(job, nt);
 }
 
 }  // namespace minigpt

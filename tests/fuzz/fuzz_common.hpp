@@ -1,0 +1,67 @@
+// Shared pieces of the libFuzzer harnesses in tests/fuzz (built with -DMINIGPT_FUZZ=ON, clang only).
+//
+// What a harness accepts as correct: the code under test returns normally, or throws minigpt::error
+// (or a subclass) for input it rejects. Anything else is a finding: another exception type escaping
+// (reported with its message, then abort()), a crash or sanitizer report, a leak, an allocation over
+// the -malloc_limit_mb / -rss_limit_mb given to the fuzzer (2 GiB in scripts/test-sanitizers), or a
+// broken documented property a harness checks (fuzz_check).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+#include <vector>
+
+#include <unistd.h>
+
+#include "minigpt/core/error.hpp"
+
+namespace minigpt::fuzz {
+
+// Runs fn; minigpt::error is the expected way to reject bad input, any other exception aborts.
+template <class Fn>
+inline void guarded(const char* what, Fn&& fn) {
+    try {
+        fn();
+    } catch (const minigpt::error&) {
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "FUZZ FINDING (%s): %s escaped instead of minigpt::error: %s\n", what, typeid(e).name(), e.what());
+        std::abort();
+    } catch (...) {
+        std::fprintf(stderr, "FUZZ FINDING (%s): a non-std exception escaped\n", what);
+        std::abort();
+    }
+}
+
+// A property the harness checks beyond "no crash" (documented behaviour of the API under test).
+inline void fuzz_check(bool ok, const char* what) {
+    if (!ok) {
+        std::fprintf(stderr, "FUZZ FINDING: %s\n", what);
+        std::abort();
+    }
+}
+
+inline std::shared_ptr<const std::vector<std::byte>> bytes_of(const std::uint8_t* data, std::size_t size) {
+    auto v = std::make_shared<std::vector<std::byte>>(size);
+    if (size > 0) std::memcpy(v->data(), data, size);
+    return v;
+}
+
+// For readers that only take a path: the input written to a per-process scratch file.
+inline const std::string& write_scratch(const std::uint8_t* data, std::size_t size, const char* suffix) {
+    static std::string path;
+    path = "/tmp/minigpt-fuzz-" + std::to_string(::getpid()) + suffix;
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+    return path;
+}
+
+}  // namespace minigpt::fuzz
