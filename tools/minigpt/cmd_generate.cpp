@@ -8,6 +8,8 @@
 #include "minigpt/generate/generation.hpp"
 #include "prompt_print.hpp"
 #include "sampling_flags.hpp"
+#include "knn_flags.hpp"
+#include "speculative_flags.hpp"
 #include "tool_io.hpp"
 
 namespace minigpt::tool {
@@ -35,6 +37,8 @@ int run_generate(const std::vector<std::string>& args) {
         .boolean({"--verbose-prompt"}, "print the prompt's token ids and pieces on stderr")
         .boolean({"--no-stats"}, "do not print timings on stderr");
     declare_sampling_flags(f);
+    declare_speculative_flags(f);
+    declare_knn_flags(f);
     f.parse(args);
     if (f.help()) { std::cout << f.usage(); return 0; }
 
@@ -65,8 +69,10 @@ int run_generate(const std::vector<std::string>& args) {
 
     std::vector<std::int32_t> history;
     sampler smp(gp.sampling, static_cast<std::int32_t>(ctx.n_vocab()));
+    const auto knn_stage = make_knn_stage(f, ctx, static_cast<int>(f.integer("--threads")));
+    if (knn_stage) knn_stage->install(smp);
     bool first_id = true;
-    auto out = generate_from_tokens(ctx, *lm.vocab, history, prompt_ids, gp, smp, [&](std::int32_t id, std::string_view text) {
+    const token_callback print = [&](std::int32_t id, std::string_view text) {
         if (ids_mode) {
             if (id >= 0) std::printf(first_id ? "%d" : " %d", id);
             first_id = false;
@@ -75,7 +81,17 @@ int run_generate(const std::vector<std::string>& args) {
         }
         std::fflush(stdout);
         return true;
-    });
+    };
+    speculative_output spec;
+    const bool speculative = speculative_requested(f);
+    if (speculative && knn_stage) throw usage_error("--knn cannot be combined with speculative decoding");
+    if (speculative) {
+        auto drafter = make_draft_source(f, ctx, gp.sampling);
+        spec = generate_speculative(ctx, *lm.vocab, history, prompt_ids, gp, smp, *drafter, read_speculative_flags(f), print);
+    } else {
+        spec.out = generate_from_tokens(ctx, *lm.vocab, history, prompt_ids, gp, smp, print);
+    }
+    const auto& out = spec.out;
     std::printf("\n");
     if (!f.on("--no-stats")) {
         const auto& s = out.stats;
@@ -84,6 +100,8 @@ int run_generate(const std::vector<std::string>& args) {
         std::fprintf(stderr, "generation:  %lld tokens, %.2f ms, %.2f tokens/s; time to first token %.2f ms\n",
                      static_cast<long long>(s.n_generated), (s.generation_seconds) * 1e3, s.generation_tokens_per_second(),
                      s.time_to_first_token * 1e3);
+        if (speculative) print_speculative_stats(spec.spec);
+        if (knn_stage) print_knn_stats(knn_stage->stats());
         const char* why[] = {"max tokens", "end of generation", "stop string", "callback", "context full"};
         std::fprintf(stderr, "stopped by: %s; seed %llu\n", why[static_cast<int>(out.reason)], static_cast<unsigned long long>(smp.seed()));
     }

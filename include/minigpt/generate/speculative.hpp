@@ -35,7 +35,7 @@ namespace minigpt {
 struct speculative_params {
     std::int32_t draft_max = 16;     // most tokens drafted per round (llama.cpp's --draft-max)
     std::int32_t draft_min = 0;      // a shorter draft is dropped (--draft-min)
-    float draft_p_min = 0.8f;        // drafting stops when the draft's best token is less likely (--draft-p-min)
+    float draft_p_min = 0.75f;       // drafting stops when the draft's best token is less likely (--draft-p-min, llama.cpp common.h default)
     bool adaptive = true;            // choose the draft length from measured acceptance and costs
 };
 

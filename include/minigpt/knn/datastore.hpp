@@ -7,11 +7,14 @@
 //   12  u32 key type, as a ggml type id: 0 = f32, 1 = f16
 //   16  u64 n_keys; all ones while the writer runs, so a crashed or unfinished file is detected
 //   24  u64 dim
-//   32  u64 keys_offset   = align_up(64 + fingerprint_bytes, 4096), so keys are page-aligned for mmap
+//   32  u64 keys_offset   = align_up(64 + fingerprint_bytes [+ projection], 4096), so keys are page-aligned for mmap
 //   40  u64 values_offset = align_up(keys_offset + n_keys*dim*key_size, 64); 0 while writing
 //   48  u32 fingerprint_bytes
-//   52  u32 reserved (0); 56 u64 reserved (0)
+//   52  u32 reserved (0); 56 u64 projection_bytes (version 2; reserved 0 in version 1)
 //   64  fingerprint: identity of the model (and tap) the keys came from, given by the caller
+//   version 2 only, at align_up(64 + fingerprint_bytes, 8): the key projection (PCA) that
+//       turned the model's states into the keys: u64 in_dim, u64 out_dim (= dim), f32 mean
+//       (in_dim), f32 components (out_dim, in_dim), u64 FNV-1a of the bytes before it
 //   keys_offset:   keys   (n_keys, dim) row-major
 //   values_offset: values (n_keys) int32 token ids; the file ends right after them.
 // Values are kept in memory while writing (4 bytes per key, against dim*2..4 bytes for the
@@ -46,7 +49,8 @@ namespace minigpt::knn {
 static_assert(std::endian::native == std::endian::little, "the datastore format is little-endian");
 
 inline constexpr char k_store_magic[8] = {'M', 'G', 'K', 'N', 'N', 'D', 'S', '\0'};
-inline constexpr std::uint32_t k_store_version = 1;
+inline constexpr std::uint32_t k_store_version = 1;             // stores without a projection
+inline constexpr std::uint32_t k_store_version_projected = 2;   // stores whose keys are projected (PCA)
 inline constexpr std::uint64_t k_store_header_bytes = 64;
 inline constexpr std::uint64_t k_store_incomplete = ~std::uint64_t{0};
 inline constexpr std::uint64_t k_store_max_dim = 1u << 20;
@@ -65,7 +69,54 @@ template <class T> T get(const unsigned char* p) {
     return v;
 }
 
+inline std::uint64_t fnv1a(const unsigned char* p, std::size_t n, std::uint64_t h = 1469598103934665603ull) {
+    for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
 }  // namespace detail
+
+// A linear map applied to the model's hidden states before they are stored or searched:
+// key = components * (state - mean) (PCA, knn/pca.hpp). Empty: keys are the states themselves.
+struct key_projection {
+    std::int64_t in_dim = 0, out_dim = 0;
+    std::vector<float> mean;        // (in_dim)
+    std::vector<float> components;  // (out_dim, in_dim), one principal direction per row
+
+    bool empty() const noexcept { return out_dim == 0; }
+    // x (in_dim) -> out (out_dim)
+    void apply(const float* x, float* out) const {
+        for (std::int64_t r = 0; r < out_dim; ++r) {
+            const float* c = components.data() + r * in_dim;
+            double s = 0.0;
+            for (std::int64_t i = 0; i < in_dim; ++i) s += static_cast<double>(c[i]) * (x[i] - mean[static_cast<std::size_t>(i)]);
+            out[r] = static_cast<float>(s);
+        }
+    }
+    std::uint64_t n_bytes() const { return 16 + 4 * static_cast<std::uint64_t>(in_dim) * (1 + static_cast<std::uint64_t>(out_dim)) + 8; }
+
+    std::vector<unsigned char> serialize() const {
+        std::vector<unsigned char> b(static_cast<std::size_t>(n_bytes()));
+        detail::put<std::uint64_t>(b.data(), static_cast<std::uint64_t>(in_dim));
+        detail::put<std::uint64_t>(b.data() + 8, static_cast<std::uint64_t>(out_dim));
+        std::memcpy(b.data() + 16, mean.data(), mean.size() * 4);
+        std::memcpy(b.data() + 16 + mean.size() * 4, components.data(), components.size() * 4);
+        const std::size_t body = b.size() - 8;
+        detail::put<std::uint64_t>(b.data() + body, detail::fnv1a(b.data(), body));
+        return b;
+    }
+
+    void validate(const std::string& where) const {
+        if (in_dim <= 0 || static_cast<std::uint64_t>(in_dim) > k_store_max_dim || out_dim <= 0 || out_dim > in_dim)
+            throw error(where + ": key projection " + std::to_string(in_dim) + " -> " + std::to_string(out_dim) + " out of range");
+        if (mean.size() != static_cast<std::size_t>(in_dim) || components.size() != static_cast<std::size_t>(in_dim * out_dim))
+            throw shape_error(where + ": key projection arrays do not match its dimensions");
+        for (float v : mean)
+            if (!std::isfinite(v)) throw error(where + ": key projection has a non-finite mean");
+        for (float v : components)
+            if (!std::isfinite(v)) throw error(where + ": key projection has a non-finite component");
+    }
+};
 
 // A read-only set of (key, value) pairs, backed by a mapped store file or by memory.
 class datastore {
@@ -83,8 +134,8 @@ public:
         if (size < k_store_header_bytes) throw fail(size, "file too short for the 64-byte header (" + std::to_string(size) + " bytes)");
         if (std::memcmp(p, k_store_magic, 8) != 0) throw fail(0, "bad magic: not a minigpt kNN datastore");
         const auto version = detail::get<std::uint32_t>(p + 8);
-        if (version != k_store_version)
-            throw fail(8, "unsupported version " + std::to_string(version) + " (this build reads version " + std::to_string(k_store_version) + ")");
+        if (version != k_store_version && version != k_store_version_projected)
+            throw fail(8, "unsupported version " + std::to_string(version) + " (this build reads versions 1 and 2)");
         const auto type_id = detail::get<std::uint32_t>(p + 12);
         if (type_id != static_cast<std::uint32_t>(dtype::f32) && type_id != static_cast<std::uint32_t>(dtype::f16))
             throw fail(12, "key type id " + std::to_string(type_id) + " is not f32 (0) or f16 (1)");
@@ -96,8 +147,33 @@ public:
         if (dim == 0 || dim > k_store_max_dim) throw fail(24, "key dimension " + std::to_string(dim) + " out of range [1, 2^20]");
         const auto fp_bytes = detail::get<std::uint32_t>(p + 48);
         if (fp_bytes > k_store_max_fingerprint) throw fail(48, "fingerprint length " + std::to_string(fp_bytes) + " too large");
+        key_projection proj;
+        std::uint64_t head_end = k_store_header_bytes + fp_bytes;
+        if (version == k_store_version_projected) {
+            const auto proj_bytes = detail::get<std::uint64_t>(p + 56);
+            const std::uint64_t at = detail::align_up(head_end, 8);
+            if (proj_bytes < 24 || proj_bytes > size || at + proj_bytes > size)
+                throw fail(56, "version 2 store: projection size " + std::to_string(proj_bytes) + " does not fit the file");
+            proj.in_dim = static_cast<std::int64_t>(detail::get<std::uint64_t>(p + at));
+            proj.out_dim = static_cast<std::int64_t>(detail::get<std::uint64_t>(p + at + 8));
+            if (proj.in_dim <= 0 || static_cast<std::uint64_t>(proj.in_dim) > k_store_max_dim || static_cast<std::uint64_t>(proj.out_dim) != dim ||
+                proj.out_dim > proj.in_dim)
+                throw fail(at, "projection " + std::to_string(proj.in_dim) + " -> " + std::to_string(proj.out_dim) +
+                                   " does not match the key dimension " + std::to_string(dim));
+            if (proj.n_bytes() != proj_bytes)
+                throw fail(56, "projection size " + std::to_string(proj_bytes) + " should be " + std::to_string(proj.n_bytes()));
+            const std::size_t body = static_cast<std::size_t>(proj_bytes - 8);
+            if (detail::fnv1a(p + at, body) != detail::get<std::uint64_t>(p + at + body))
+                throw fail(at + body, "projection checksum mismatch (corrupted projection)");
+            proj.mean.resize(static_cast<std::size_t>(proj.in_dim));
+            proj.components.resize(static_cast<std::size_t>(proj.in_dim * proj.out_dim));
+            std::memcpy(proj.mean.data(), p + at + 16, proj.mean.size() * 4);
+            std::memcpy(proj.components.data(), p + at + 16 + proj.mean.size() * 4, proj.components.size() * 4);
+            proj.validate(path);
+            head_end = at + proj_bytes;
+        }
         const auto keys_offset = detail::get<std::uint64_t>(p + 32);
-        const std::uint64_t want_keys_offset = detail::align_up(k_store_header_bytes + fp_bytes, 4096);
+        const std::uint64_t want_keys_offset = detail::align_up(head_end, 4096);
         if (keys_offset != want_keys_offset)
             throw fail(32, "keys offset " + std::to_string(keys_offset) + " should be " + std::to_string(want_keys_offset));
         const std::uint64_t key_bytes = checked_mul(checked_mul(n_keys, dim, "datastore keys"), detail::key_size(type), "datastore key bytes");
@@ -130,6 +206,7 @@ public:
         s->dim_ = static_cast<std::int64_t>(dim);
         s->type_ = type;
         s->owner_ = map;
+        s->projection_ = std::move(proj);
         return s;
     }
 
@@ -164,6 +241,10 @@ public:
     const tensor& keys() const noexcept { return keys_; }
     // (n_keys)
     std::span<const std::int32_t> values() const noexcept { return values_; }
+    // The projection from model states to keys (version 2 stores); empty when keys are states.
+    const key_projection& projection() const noexcept { return projection_; }
+    // Dimension of the model states the store answers queries for.
+    std::int64_t state_dim() const noexcept { return projection_.empty() ? dim_ : projection_.in_dim; }
     const void* key_row(std::int64_t i) const noexcept {
         return keys_.raw() + static_cast<std::size_t>(i) * static_cast<std::size_t>(dim_) * detail::key_size(type_);
     }
@@ -177,6 +258,7 @@ private:
     tensor keys_;
     std::span<const std::int32_t> values_;
     std::shared_ptr<const void> owner_;
+    key_projection projection_;
 };
 
 // Writes a store incrementally: append() batches, then finish(). Until finish() returns, the
@@ -184,7 +266,9 @@ private:
 class datastore_writer {
 public:
     // `expected_keys` (optional) only sizes the progress line drawn on a terminal.
-    datastore_writer(std::string path, std::int64_t dim, dtype key_type, std::string fingerprint, std::int64_t expected_keys = 0)
+    // A non-empty `projection` (out_dim == dim) makes a version 2 store that records it.
+    datastore_writer(std::string path, std::int64_t dim, dtype key_type, std::string fingerprint, std::int64_t expected_keys = 0,
+                     const key_projection& projection = {})
         : path_(std::move(path)), dim_(dim), type_(key_type),
           progress_("writing kNN datastore " + path_, expected_keys, ::isatty(2) != 0 && (expected_keys <= 0 || expected_keys >= 100000)) {
         if (dim <= 0 || static_cast<std::uint64_t>(dim) > k_store_max_dim)
@@ -192,12 +276,24 @@ public:
         if (key_type != dtype::f32 && key_type != dtype::f16)
             throw error("datastore_writer: key type must be f32 or f16, not " + std::string(dtype_name(key_type)));
         if (fingerprint.size() > k_store_max_fingerprint) throw error("datastore_writer: fingerprint longer than 1 MiB");
-        file_ = std::fopen(path_.c_str(), "wb");
-        if (!file_) throw io_error(path_ + ": cannot create: " + std::strerror(errno));
-        keys_offset_ = detail::align_up(k_store_header_bytes + fingerprint.size(), 4096);
+        std::vector<unsigned char> proj;
+        std::uint64_t head_end = k_store_header_bytes + fingerprint.size();
+        std::uint64_t proj_at = 0;
+        if (!projection.empty()) {
+            projection.validate(path_);
+            if (projection.out_dim != dim)
+                throw error("datastore_writer: projection gives " + std::to_string(projection.out_dim) + " values, keys have " +
+                            std::to_string(dim));
+            proj = projection.serialize();
+            proj_at = detail::align_up(head_end, 8);
+            head_end = proj_at + proj.size();
+        }
+        keys_offset_ = detail::align_up(head_end, 4096);
         std::vector<unsigned char> head(static_cast<std::size_t>(keys_offset_), 0);
         std::memcpy(head.data(), k_store_magic, 8);
-        detail::put<std::uint32_t>(head.data() + 8, k_store_version);
+        detail::put<std::uint32_t>(head.data() + 8, proj.empty() ? k_store_version : k_store_version_projected);
+        detail::put<std::uint64_t>(head.data() + 56, proj.size());
+        if (!proj.empty()) std::memcpy(head.data() + proj_at, proj.data(), proj.size());
         detail::put<std::uint32_t>(head.data() + 12, static_cast<std::uint32_t>(key_type));
         detail::put<std::uint64_t>(head.data() + 16, k_store_incomplete);
         detail::put<std::uint64_t>(head.data() + 24, static_cast<std::uint64_t>(dim));
@@ -205,6 +301,8 @@ public:
         detail::put<std::uint64_t>(head.data() + 40, 0);
         detail::put<std::uint32_t>(head.data() + 48, static_cast<std::uint32_t>(fingerprint.size()));
         std::memcpy(head.data() + k_store_header_bytes, fingerprint.data(), fingerprint.size());
+        file_ = std::fopen(path_.c_str(), "wb");
+        if (!file_) throw io_error(path_ + ": cannot create: " + std::strerror(errno));
         write(head.data(), head.size());
     }
     datastore_writer(const datastore_writer&) = delete;
