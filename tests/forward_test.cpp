@@ -309,7 +309,7 @@ TEST(Forward, BadModelFilesNameWhatIsWrong) {
         io::gguf_writer w;
         synthesize(w, find_synth_preset(architecture::llama, "tiny"), dtype::f32);
         w.set("llama.feed_forward_length", std::uint32_t{100});
-        expect_error(w, "blk.0.ffn_up.weight");
+        expect_error(w, "blk.0.ffn_gate.weight");
     }
 }
 

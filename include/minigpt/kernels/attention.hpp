@@ -1,11 +1,14 @@
 // Causal multi-head attention with grouped-query heads over a KV cache (f32 or f16).
 //
 // Layouts (row-major, outermost first):
-//   q, out: (n_tokens, n_heads*head_dim) f32; query token t sits at absolute position pos0+t
-//   k, v:   (n_ctx, n_kv_heads*head_dim) f32, or f16 stored as uint16 bit patterns;
-//           rows [0, pos0+n_tokens) must be filled
+//   q, out: (n_tokens, n_heads*head_dim) f32; query token t sits at position(t) (pos0+t, or
+//           per-token positions for batches that mix sequences)
+//   k, v:   (n_ctx, n_kv_heads*head_dim) f32, or f16 stored as uint16 bit patterns, row p
+//           holding position p; one pair shared by the batch or one kv_view per token
 // Query head h reads kv head h / (n_heads/n_kv_heads); token t attends to positions
-// [0, pos0+t], so out[t,h] = sum_j softmax_j(scale * q[t,h].k[j]) v[j].
+// [lo, position(t)] with lo = 0, or position(t) - window + 1 under a sliding window, so
+// out[t,h] = sum_j softmax_j(cap(scale * q[t,h].k[j])) v[j], cap the optional soft-cap
+// c*tanh(s/c). All of this sits in attention_params rather than a dozen positional arguments.
 //
 // The work is split with parallel_for over items of one token and up to eight query heads
 // of one KV group. Each item walks its keys in blocks of k_attn_block with an online
@@ -48,6 +51,32 @@
 
 namespace minigpt::kernels {
 
+// The K and V rows of one sequence, row p holding position p: (n_ctx, n_kv_heads*head_dim) each.
+struct kv_view {
+    const void* k = nullptr;
+    const void* v = nullptr;
+};
+
+// Everything attention needs besides q and out. Query token t sits at position(t) and attends
+// to the keys at positions [max(0, position(t) - window + 1), position(t)] of its sequence: the
+// shared k/v, or token_kv[t] when the batch mixes sequences (each with its own cache rows).
+struct attention_params {
+    std::int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
+    float scale = 1.0f;                         // multiplies q.k before the cap and the softmax
+    float softcap = 0.0f;                       // > 0: scores become softcap * tanh(score / softcap)
+    std::int64_t window = 0;                    // > 0: sliding window of this many positions
+    dtype kv_type = dtype::f32;                 // f32, or f16 stored as uint16 bit patterns
+    const void* k = nullptr;                    // (n_ctx, n_kv_heads*head_dim)
+    const void* v = nullptr;                    // (n_ctx, n_kv_heads*head_dim)
+    std::int64_t pos0 = 0;                      // position of token 0 when `positions` is null
+    const std::int64_t* positions = nullptr;    // (n_tokens) per-token positions, or null: pos0 + t
+    const kv_view* token_kv = nullptr;          // (n_tokens) per-token K/V, or null: k and v
+    int n_threads = 0;                          // <= 0: every physical core
+
+    std::int64_t position(std::int64_t t) const { return positions ? positions[t] : pos0 + t; }
+    std::int64_t first_key(std::int64_t t) const { return window > 0 ? std::max<std::int64_t>(0, position(t) - window + 1) : 0; }
+};
+
 namespace detail {
 
 // Keys per online-softmax step: big enough to amortise the rescaling, small enough that
@@ -65,36 +94,48 @@ inline bool ranges_overlap(const void* a, std::uint64_t a_bytes, const void* b, 
     return a_bytes > 0 && b_bytes > 0 && a0 < b0 + b_bytes && b0 < a0 + a_bytes;
 }
 
-inline void check_attention(const float* q, const void* k, const void* v, dtype kv_type, const float* out,
-                            std::int64_t n_tokens, std::int64_t pos0, std::int64_t n_heads, std::int64_t n_kv_heads,
-                            std::int64_t head_dim, float scale, const char* fn) {
+inline void check_attention(const attention_params& p, const float* q, const float* out, std::int64_t n_tokens, const char* fn) {
     const std::string f(fn);
     if (n_tokens < 0) throw shape_error(f + ": negative n_tokens " + std::to_string(n_tokens));
-    if (pos0 < 0) throw shape_error(f + ": negative pos0 " + std::to_string(pos0));
-    if (n_heads <= 0 || n_kv_heads <= 0)
-        throw shape_error(f + ": n_heads and n_kv_heads must be > 0, got " + std::to_string(n_heads) + " and " +
-                          std::to_string(n_kv_heads));
-    if (n_heads % n_kv_heads != 0)
-        throw shape_error(f + ": n_heads " + std::to_string(n_heads) + " is not a multiple of n_kv_heads " +
-                          std::to_string(n_kv_heads));
-    if (head_dim <= 0) throw shape_error(f + ": head_dim must be > 0, got " + std::to_string(head_dim));
-    if (kv_type != dtype::f32 && kv_type != dtype::f16)
-        throw shape_error(f + ": KV cache type must be f32 or f16, got " + std::string(dtype_name(kv_type)));
-    if (!std::isfinite(scale)) throw error(f + ": scale must be finite");
-    const auto q_elems = checked_mul(checked_mul(static_cast<std::uint64_t>(n_tokens), static_cast<std::uint64_t>(n_heads),
+    if (p.n_heads <= 0 || p.n_kv_heads <= 0)
+        throw shape_error(f + ": n_heads and n_kv_heads must be > 0, got " + std::to_string(p.n_heads) + " and " +
+                          std::to_string(p.n_kv_heads));
+    if (p.n_heads % p.n_kv_heads != 0)
+        throw shape_error(f + ": n_heads " + std::to_string(p.n_heads) + " is not a multiple of n_kv_heads " +
+                          std::to_string(p.n_kv_heads));
+    if (p.head_dim <= 0) throw shape_error(f + ": head_dim must be > 0, got " + std::to_string(p.head_dim));
+    if (p.kv_type != dtype::f32 && p.kv_type != dtype::f16)
+        throw shape_error(f + ": KV cache type must be f32 or f16, got " + std::string(dtype_name(p.kv_type)));
+    if (!std::isfinite(p.scale)) throw error(f + ": scale must be finite");
+    if (p.softcap < 0.0f || !std::isfinite(p.softcap)) throw error(f + ": softcap must be finite and >= 0");
+    if (p.window < 0) throw error(f + ": negative window " + std::to_string(p.window));
+    const auto q_elems = checked_mul(checked_mul(static_cast<std::uint64_t>(n_tokens), static_cast<std::uint64_t>(p.n_heads),
                                                  "attention q size"),
-                                     static_cast<std::uint64_t>(head_dim), "attention q size");
-    const auto n_keys = checked_add(static_cast<std::uint64_t>(pos0), static_cast<std::uint64_t>(n_tokens), "attention positions");
-    const auto kv_elems = checked_mul(checked_mul(n_keys, static_cast<std::uint64_t>(n_kv_heads), "attention KV size"),
-                                      static_cast<std::uint64_t>(head_dim), "attention KV size");
-    const std::uint64_t kv_bytes = checked_mul(kv_elems, kv_type == dtype::f32 ? 4 : 2, "attention KV bytes");
-    if (q_elems > (std::uint64_t(1) << 48) || kv_elems > (std::uint64_t(1) << 48)) throw shape_error(f + ": sizes too large");
+                                     static_cast<std::uint64_t>(p.head_dim), "attention q size");
+    if (q_elems > (std::uint64_t(1) << 48)) throw shape_error(f + ": sizes too large");
     if (n_tokens == 0) return;
-    if (!q || !k || !v || !out) throw error(f + ": null pointer for q, k, v or out");
+    // The highest position any token reads bounds the K/V rows touched.
+    std::int64_t max_pos = 0;
+    for (std::int64_t t = 0; t < n_tokens; ++t) {
+        const std::int64_t pos = p.position(t);
+        if (pos < 0) throw shape_error(f + ": negative position " + std::to_string(pos) + " for token " + std::to_string(t));
+        max_pos = std::max(max_pos, pos);
+    }
+    const auto kv_elems = checked_mul(checked_mul(static_cast<std::uint64_t>(max_pos) + 1, static_cast<std::uint64_t>(p.n_kv_heads),
+                                                  "attention KV size"),
+                                      static_cast<std::uint64_t>(p.head_dim), "attention KV size");
+    if (kv_elems > (std::uint64_t(1) << 48)) throw shape_error(f + ": sizes too large");
+    const std::uint64_t kv_bytes = kv_elems * (p.kv_type == dtype::f32 ? 4 : 2);
+    if (!q || !out) throw error(f + ": null pointer for q or out");
     const std::uint64_t q_bytes = q_elems * 4;
-    if (ranges_overlap(out, q_bytes, q, q_bytes) || ranges_overlap(out, q_bytes, k, kv_bytes) ||
-        ranges_overlap(out, q_bytes, v, kv_bytes))
-        throw error(f + ": out must not overlap q, k or v");
+    if (ranges_overlap(out, q_bytes, q, q_bytes)) throw error(f + ": out must not overlap q");
+    for (std::int64_t t = 0; t < (p.token_kv ? n_tokens : 1); ++t) {
+        const void* k = p.token_kv ? p.token_kv[t].k : p.k;
+        const void* v = p.token_kv ? p.token_kv[t].v : p.v;
+        if (!k || !v) throw error(f + ": null pointer for k or v");
+        if (ranges_overlap(out, q_bytes, k, kv_bytes) || ranges_overlap(out, q_bytes, v, kv_bytes))
+            throw error(f + ": out must not overlap k or v");
+    }
 }
 
 // s[j] = scale * (q . k_j) for the nb (<= k_attn_block) key rows k0 + j*stride.
@@ -186,6 +227,12 @@ inline void attn_accumulate(float* o, const float* p, const KV* v0, std::int64_t
     }
 }
 
+// s = cap * tanh(s / cap), as llama.cpp orders it (scale by 1/cap, tanh, scale by cap).
+inline void softcap_scores(float* s, std::int64_t n, float cap) {
+    const float inv = 1.0f / cap;
+    for (std::int64_t j = 0; j < n; ++j) s[j] = std::tanh(s[j] * inv) * cap;
+}
+
 // Query heads of one KV group handled together by one work item (at most).
 inline constexpr std::int64_t k_attn_max_heads = 8;
 
@@ -195,7 +242,7 @@ inline constexpr std::int64_t k_attn_max_heads = 8;
 // V rows comes from far memory once and is reused from L1/L2 by the other heads.
 template <class KV>
 inline void attn_rows(const float* q, std::int64_t n_q, const KV* k0, const KV* v0, std::int64_t stride, std::int64_t n_keys,
-                      std::int64_t head_dim, float scale, float* o) {
+                      std::int64_t head_dim, float scale, float softcap, float* o) {
     using B = simd::f32_batch;
     constexpr std::int64_t L = static_cast<std::int64_t>(simd::f32_lanes);
     alignas(64) float s[k_attn_max_heads][k_attn_block];  // (n_q, k_attn_block) scores, then weights, of one block
@@ -208,6 +255,8 @@ inline void attn_rows(const float* q, std::int64_t n_q, const KV* k0, const KV* 
     for (std::int64_t j0 = 0; j0 < n_keys; j0 += k_attn_block) {
         const std::int64_t nb = std::min(k_attn_block, n_keys - j0);
         for (std::int64_t g = 0; g < n_q; ++g) attn_scores(q + g * head_dim, k0 + j0 * stride, stride, nb, head_dim, scale, s[g]);
+        if (softcap > 0.0f)  // Gemma 2: the cap is applied to the scaled scores, before the softmax
+            for (std::int64_t g = 0; g < n_q; ++g) softcap_scores(s[g], nb, softcap);
         for (std::int64_t g = 0; g < n_q; ++g) {
             float* sg = s[g];
             const float bm = max_ignore_nan(sg, nb);
@@ -242,15 +291,15 @@ inline void attn_rows(const float* q, std::int64_t n_q, const KV* k0, const KV* 
 }
 
 template <class KV>
-inline void attention_impl(const float* q, const KV* k, const KV* v, float* out, std::int64_t n_tokens, std::int64_t pos0,
-                           std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float scale, int n_threads) {
+inline void attention_impl(const attention_params& p, const float* q, float* out, std::int64_t n_tokens) {
+    const std::int64_t n_heads = p.n_heads, n_kv_heads = p.n_kv_heads, head_dim = p.head_dim;
     const std::int64_t q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim;
     const std::int64_t group = n_heads / n_kv_heads;
     // Below ~64K multiply-adds per pass a parallel region costs more than it saves (tiny
     // models decode in microseconds), so such calls stay on the calling thread.
-    const double pairs = static_cast<double>(n_tokens) * static_cast<double>(pos0) +
-                         0.5 * static_cast<double>(n_tokens) * static_cast<double>(n_tokens + 1);
-    const int nt = pairs * static_cast<double>(n_heads * head_dim) < 65536.0 ? 1 : resolve_threads(n_threads);
+    double pairs = 0.0;
+    for (std::int64_t t = 0; t < n_tokens; ++t) pairs += static_cast<double>(p.position(t) - p.first_key(t) + 1);
+    const int nt = pairs * static_cast<double>(n_heads * head_dim) < 65536.0 ? 1 : resolve_threads(p.n_threads);
     // A work item is one token and `per_item` query heads of one KV group. Whole groups share
     // the most K/V traffic, but they are split when that would leave threads idle
     // (e.g. a single decode token over few KV heads).
@@ -264,8 +313,11 @@ inline void attention_impl(const float* q, const KV* k, const KV* v, float* out,
             const std::int64_t t = slot % 2 == 0 ? slot / 2 : n_tokens - 1 - slot / 2;  // zig-zag over tokens
             const std::int64_t kvh = r / chunks, h0 = kvh * group + (r % chunks) * per_item;
             const std::int64_t n_q = std::min(per_item, (kvh + 1) * group - h0);
-            const std::int64_t kv_off = kvh * head_dim;
-            attn_rows(q + t * q_dim + h0 * head_dim, n_q, k + kv_off, v + kv_off, kv_dim, pos0 + t + 1, head_dim, scale,
+            const std::int64_t lo = p.first_key(t), n_keys = p.position(t) - lo + 1;
+            const std::int64_t kv_off = lo * kv_dim + kvh * head_dim;
+            const KV* k = static_cast<const KV*>(p.token_kv ? p.token_kv[t].k : p.k);
+            const KV* v = static_cast<const KV*>(p.token_kv ? p.token_kv[t].v : p.v);
+            attn_rows(q + t * q_dim + h0 * head_dim, n_q, k + kv_off, v + kv_off, kv_dim, n_keys, head_dim, p.scale, p.softcap,
                       out + t * q_dim + h0 * head_dim);
         }
     });
@@ -274,56 +326,74 @@ inline void attention_impl(const float* q, const KV* k, const KV* v, float* out,
 }  // namespace detail
 
 // Causal grouped-query attention over a KV cache; see the top of this file for layouts.
-// n_threads <= 0 uses every physical core. out must not overlap q, k or v.
+// out must not overlap q, k or v.
+inline void attention(const attention_params& p, const float* q, float* out, std::int64_t n_tokens) {
+    detail::check_attention(p, q, out, n_tokens, "attention");
+    if (n_tokens == 0) return;
+    if (p.kv_type == dtype::f32) detail::attention_impl<float>(p, q, out, n_tokens);
+    else detail::attention_impl<std::uint16_t>(p, q, out, n_tokens);
+}
+
+// One sequence, consecutive positions pos0.., no window or cap.
 inline void attention(const float* q, const void* k, const void* v, dtype kv_type, float* out, std::int64_t n_tokens,
                       std::int64_t pos0, std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float scale,
                       int n_threads = 0) {
-    detail::check_attention(q, k, v, kv_type, out, n_tokens, pos0, n_heads, n_kv_heads, head_dim, scale, "attention");
-    if (n_tokens == 0) return;
-    if (kv_type == dtype::f32)
-        detail::attention_impl(q, static_cast<const float*>(k), static_cast<const float*>(v), out, n_tokens, pos0, n_heads,
-                               n_kv_heads, head_dim, scale, n_threads);
-    else
-        detail::attention_impl(q, static_cast<const std::uint16_t*>(k), static_cast<const std::uint16_t*>(v), out, n_tokens,
-                               pos0, n_heads, n_kv_heads, head_dim, scale, n_threads);
+    if (pos0 < 0) throw shape_error("attention: negative pos0 " + std::to_string(pos0));
+    attention_params p;
+    p.n_heads = n_heads; p.n_kv_heads = n_kv_heads; p.head_dim = head_dim; p.scale = scale;
+    p.kv_type = kv_type; p.k = k; p.v = v; p.pos0 = pos0; p.n_threads = n_threads;
+    attention(p, q, out, n_tokens);
 }
 
 namespace ref {
 
 // The same attention in double, one (token, head) at a time with the whole score row.
-inline void attention(const float* q, const void* k, const void* v, dtype kv_type, float* out, std::int64_t n_tokens,
-                      std::int64_t pos0, std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float scale) {
-    detail::check_attention(q, k, v, kv_type, out, n_tokens, pos0, n_heads, n_kv_heads, head_dim, scale, "ref::attention");
-    const std::int64_t q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim, group = n_heads / n_kv_heads;
+inline void attention(const attention_params& p, const float* q, float* out, std::int64_t n_tokens) {
+    detail::check_attention(p, q, out, n_tokens, "ref::attention");
+    const std::int64_t head_dim = p.head_dim, q_dim = p.n_heads * head_dim, kv_dim = p.n_kv_heads * head_dim;
+    const std::int64_t group = p.n_heads / p.n_kv_heads;
     auto kv_at = [&](const void* base, std::int64_t idx) -> double {
-        return kv_type == dtype::f32 ? static_cast<double>(static_cast<const float*>(base)[idx])
-                                     : static_cast<double>(fp16_to_fp32(static_cast<const std::uint16_t*>(base)[idx]));
+        return p.kv_type == dtype::f32 ? static_cast<double>(static_cast<const float*>(base)[idx])
+                                       : static_cast<double>(fp16_to_fp32(static_cast<const std::uint16_t*>(base)[idx]));
     };
     std::vector<double> w;  // (n_keys) scores, then softmax weights
     std::vector<double> acc(static_cast<std::size_t>(head_dim));
     for (std::int64_t t = 0; t < n_tokens; ++t) {
-        const std::int64_t n_keys = pos0 + t + 1;
+        const std::int64_t lo = p.first_key(t), n_keys = p.position(t) - lo + 1;
+        const void* k = p.token_kv ? p.token_kv[t].k : p.k;
+        const void* v = p.token_kv ? p.token_kv[t].v : p.v;
         w.assign(static_cast<std::size_t>(n_keys), 0.0);
-        for (std::int64_t h = 0; h < n_heads; ++h) {
+        for (std::int64_t h = 0; h < p.n_heads; ++h) {
             const float* qr = q + t * q_dim + h * head_dim;
             const std::int64_t kv_off = (h / group) * head_dim;
             double m = -std::numeric_limits<double>::infinity();
             for (std::int64_t j = 0; j < n_keys; ++j) {
                 double s = 0.0;
-                for (std::int64_t d = 0; d < head_dim; ++d) s += static_cast<double>(qr[d]) * kv_at(k, j * kv_dim + kv_off + d);
-                w[static_cast<std::size_t>(j)] = s * scale;
-                m = std::max(m, s * scale);
+                for (std::int64_t d = 0; d < head_dim; ++d) s += static_cast<double>(qr[d]) * kv_at(k, (lo + j) * kv_dim + kv_off + d);
+                s *= p.scale;
+                if (p.softcap > 0.0f) s = std::tanh(s / p.softcap) * p.softcap;
+                w[static_cast<std::size_t>(j)] = s;
+                m = std::max(m, s);
             }
             double sum = 0.0;
             for (auto& x : w) sum += (x = std::exp(x - m));
             std::fill(acc.begin(), acc.end(), 0.0);
             for (std::int64_t j = 0; j < n_keys; ++j)
                 for (std::int64_t d = 0; d < head_dim; ++d)
-                    acc[static_cast<std::size_t>(d)] += w[static_cast<std::size_t>(j)] * kv_at(v, j * kv_dim + kv_off + d);
+                    acc[static_cast<std::size_t>(d)] += w[static_cast<std::size_t>(j)] * kv_at(v, (lo + j) * kv_dim + kv_off + d);
             for (std::int64_t d = 0; d < head_dim; ++d)
                 out[t * q_dim + h * head_dim + d] = static_cast<float>(acc[static_cast<std::size_t>(d)] / sum);
         }
     }
+}
+
+inline void attention(const float* q, const void* k, const void* v, dtype kv_type, float* out, std::int64_t n_tokens,
+                      std::int64_t pos0, std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim, float scale) {
+    if (pos0 < 0) throw shape_error("ref::attention: negative pos0 " + std::to_string(pos0));
+    attention_params p;
+    p.n_heads = n_heads; p.n_kv_heads = n_kv_heads; p.head_dim = head_dim; p.scale = scale;
+    p.kv_type = kv_type; p.k = k; p.v = v; p.pos0 = pos0;
+    ref::attention(p, q, out, n_tokens);
 }
 
 }  // namespace ref

@@ -327,6 +327,25 @@ inline void swiglu(float* out, const float* gate, const float* up, std::int64_t 
     detail::map2(out, gate, up, n, [](const auto& g, const auto& u) { return detail::silu_batch(g) * u; });
 }
 
+// out = a * b element by element; out may alias a or b (the gated products of GEGLU).
+inline void mul(float* out, const float* a, const float* b, std::int64_t n) {
+    detail::check_len(n, "mul");
+    detail::check_ptr(out, n, "mul", "out");
+    detail::check_ptr(a, n, "mul", "a");
+    detail::check_ptr(b, n, "mul", "b");
+    detail::map2(out, a, b, n, [](const auto& x, const auto& y) { return x * y; });
+}
+
+// In place x = cap * tanh(x / cap) (Gemma 2's logit soft-capping), computed as llama.cpp does:
+// x * (1/cap), tanh, * cap. cap must be > 0.
+inline void softcap(float* x, float cap, std::int64_t n) {
+    detail::check_len(n, "softcap");
+    detail::check_ptr(x, n, "softcap", "x");
+    if (!(cap > 0.0f) || !std::isfinite(cap)) throw error("softcap: cap must be finite and > 0");
+    const float inv = 1.0f / cap;
+    for (std::int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i] * inv) * cap;
+}
+
 // Index of the first maximum; NaN never wins (an all-NaN row gives 0); n must be > 0.
 inline std::int64_t argmax(const float* x, std::int64_t n) {
     detail::check_len(n, "argmax");

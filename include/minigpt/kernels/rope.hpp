@@ -62,12 +62,34 @@ struct swap_adjacent {
 
 }  // namespace detail
 
+// Everything about a model's rotation but the position. The scaling fields follow llama.cpp's
+// ggml_rope_ext without YaRN (ext_factor 0): theta_i = pos * freq_scale * base^(-2i/n_rot) / factor_i,
+// and both cos and sin are multiplied by mscale (the file's rope.scaling.attn_factor).
+struct rope_spec {
+    std::int64_t n_rot = 0;                   // rotated dimensions per head
+    float freq_base = 10000.0f;
+    rope_layout layout = rope_layout::adjacent_pairs;
+    float freq_scale = 1.0f;                  // 1 / rope.scaling.factor for linear scaling
+    const float* freq_factors = nullptr;      // (n_rot/2) divisors: Llama 3.1 rope_freqs, LongRoPE factors
+    float mscale = 1.0f;                      // LongRoPE's attention factor
+};
+
 // Rotates the first n_rot dims of each of n_heads vectors of length head_dim stored back to
 // back, at position pos.
-inline void rope(float* x, std::int64_t n_heads, std::int64_t head_dim, std::int64_t n_rot, std::int64_t pos,
-                 float freq_base, rope_layout layout) {
+inline void rope(float* x, std::int64_t n_heads, std::int64_t head_dim, std::int64_t pos, const rope_spec& r) {
+    const std::int64_t n_rot = r.n_rot;
+    const float freq_base = r.freq_base;
+    const rope_layout layout = r.layout;
     detail::check_rope(x, n_heads, head_dim, n_rot, freq_base, layout, "rope");
+    if (!(r.freq_scale > 0.0f) || !std::isfinite(r.freq_scale) || !std::isfinite(r.mscale))
+        throw error("rope: freq_scale must be finite and > 0 and mscale finite");
     if (n_heads == 0 || n_rot == 0) return;
+    const double log_base = std::log(static_cast<double>(freq_base));
+    auto angle = [&](std::int64_t i) {
+        const double th = detail::rope_angle(pos, i, n_rot, log_base) * static_cast<double>(r.freq_scale);
+        return r.freq_factors ? th / static_cast<double>(r.freq_factors[i]) : th;
+    };
+    const auto ms = static_cast<double>(r.mscale);
     using B = simd::f32_batch;
     constexpr std::int64_t L = static_cast<std::int64_t>(simd::f32_lanes);
     // Angles are handled k_chunk pairs at a time so the tables live on the stack.
@@ -76,16 +98,15 @@ inline void rope(float* x, std::int64_t n_heads, std::int64_t head_dim, std::int
     alignas(64) float cos_t[2 * k_chunk + simd::f32_lanes] = {};
     alignas(64) float sin_t[2 * k_chunk + simd::f32_lanes] = {};
     const std::int64_t n_pairs = n_rot / 2;
-    const double log_base = std::log(static_cast<double>(freq_base));
     for (std::int64_t p0 = 0; p0 < n_pairs; p0 += k_chunk) {
         const std::int64_t np = std::min(k_chunk, n_pairs - p0);
         if (layout == rope_layout::adjacent_pairs) {
             // Interleaved tables (c0 c0 c1 c1 ..) and (-s0 s0 -s1 s1 ..): with the pair-swapped
             // vector (x1 x0 x3 x2 ..) the rotation is x*cos + swap(x)*sin, lane by lane.
             for (std::int64_t i = 0; i < np; ++i) {
-                const double th = detail::rope_angle(pos, p0 + i, n_rot, log_base);
-                const auto c = static_cast<float>(std::cos(th));
-                const auto s = static_cast<float>(std::sin(th));
+                const double th = angle(p0 + i);
+                const auto c = static_cast<float>(std::cos(th) * ms);
+                const auto s = static_cast<float>(std::sin(th) * ms);
                 cos_t[2 * i] = c;
                 cos_t[2 * i + 1] = c;
                 sin_t[2 * i] = -s;
@@ -110,9 +131,9 @@ inline void rope(float* x, std::int64_t n_heads, std::int64_t head_dim, std::int
             }
         } else {
             for (std::int64_t i = 0; i < np; ++i) {
-                const double th = detail::rope_angle(pos, p0 + i, n_rot, log_base);
-                cos_t[i] = static_cast<float>(std::cos(th));
-                sin_t[i] = static_cast<float>(std::sin(th));
+                const double th = angle(p0 + i);
+                cos_t[i] = static_cast<float>(std::cos(th) * ms);
+                sin_t[i] = static_cast<float>(std::sin(th) * ms);
             }
             for (std::int64_t h = 0; h < n_heads; ++h) {
                 float* a = x + h * head_dim + p0;
@@ -134,6 +155,12 @@ inline void rope(float* x, std::int64_t n_heads, std::int64_t head_dim, std::int
             }
         }
     }
+}
+
+// The plain rotation (no scaling), as before rope_spec existed.
+inline void rope(float* x, std::int64_t n_heads, std::int64_t head_dim, std::int64_t n_rot, std::int64_t pos,
+                 float freq_base, rope_layout layout) {
+    rope(x, n_heads, head_dim, pos, rope_spec{n_rot, freq_base, layout});
 }
 
 namespace ref {

@@ -21,9 +21,7 @@
 #include "minigpt/kernels/matmul.hpp"
 #include "minigpt/kernels/ops.hpp"
 #include "minigpt/model/forward_state.hpp"
-#include "minigpt/model/gpt2.hpp"
 #include "minigpt/model/kv_cache.hpp"
-#include "minigpt/model/llama.hpp"
 #include "minigpt/model/model.hpp"
 #include "minigpt/quant/quant.hpp"
 
@@ -99,16 +97,24 @@ public:
         // Default as llama.cpp's (n_ctx 4096): a file's context_length alone (up to 2^24) must not
         // reserve gigabytes of KV cache nobody asked for.
         if (params_.n_ctx <= 0) params_.n_ctx = c.n_ctx_train > 0 ? std::min(c.n_ctx_train, k_default_n_ctx) : k_default_n_ctx;
-        if (c.arch == architecture::gpt2 && params_.n_ctx > c.n_ctx_train)
+        if (c.learned_positions && params_.n_ctx > c.n_ctx_train)
             throw error("context: n_ctx " + std::to_string(params_.n_ctx) + " exceeds the " +
-                        std::to_string(c.n_ctx_train) + " learned positions of this GPT-2 model");
+                        std::to_string(c.n_ctx_train) + " learned positions of this " + c.arch_name + " model");
         if (params_.n_ctx > (1 << 24)) throw error("context: n_ctx too large");
         check_kv_fits_memory(c, params_, available_memory_bytes());
         params_.n_batch = std::clamp<std::int64_t>(params_.n_batch, 1, params_.n_ctx);
         kv_ = kv_cache(c.n_layer, params_.n_ctx, c.kv_dim(), params_.kv_type);
         matrices_ = detail::shared_matrices(model_, params_.n_threads,
                                             params_.repack ? kernels::pack_policy::when_faster : kernels::pack_policy::never);
-        state_ = forward_state(c, params_.n_batch);
+        state_ = forward_state(c, params_.n_batch, model_->arch().ffn_up_mult * c.n_ff);
+        // RoPE frequency factors as llama.cpp's get_rope_factors chooses them: rope_freqs when the
+        // file has it, else LongRoPE's long factors when this context is longer than the original
+        // training context, else the short ones.
+        const auto& w = model_->weights();
+        const tensor& factors = !w.rope_freqs.empty() ? w.rope_freqs
+                                : params_.n_ctx > (c.n_ctx_orig > 0 ? c.n_ctx_orig : c.n_ctx_train) ? w.rope_long
+                                                                                                        : w.rope_short;
+        rope_factors_ = factors.empty() ? nullptr : factors.data<float>();
         final_ = tensor::empty(dtype::f32, {params_.n_batch, c.n_embd});  // (n_batch, n_embd) final normed state
         logits_.reserve(static_cast<std::size_t>(c.n_vocab));
     }
@@ -200,13 +206,15 @@ private:
         const auto& w = model_->weights();
         const auto n = static_cast<std::int64_t>(tokens.size());
         const int nt = params_.n_threads;
-        float* x = state_.x.data<float>();
+        float* x = state_.x.data<float>();  // (n, n_embd)
 
-        // Embedding (+ learned position for GPT-2): x[t] = token_embd[id] (+ position_embd[pos]).
+        // x[t] = token_embd[id] (* embd_scale) (+ position_embd[pos]).
         for (std::int64_t t = 0; t < n; ++t) {
+            state_.pos[static_cast<std::size_t>(t)] = n_past_ + t;
             float* row = x + t * c.n_embd;
             quant::dequantize_row(w.token_embd.type(), w.token_embd.row_ptr(tokens[static_cast<std::size_t>(t)]), row, c.n_embd);
-            if (c.arch == architecture::gpt2) {
+            if (c.embd_scale > 0.0f) kernels::scale(row, c.embd_scale, c.n_embd);
+            if (!w.position_embd.empty()) {
                 float* pos = state_.xb.data<float>();
                 quant::dequantize_row(w.position_embd.type(), w.position_embd.row_ptr(n_past_ + t), pos, c.n_embd);
                 kernels::add(row, row, pos, c.n_embd);
@@ -215,11 +223,9 @@ private:
 
         float* ffn_tap = params_.tap == hidden_tap::ffn_input ? tap_out : nullptr;
         for (std::int64_t l = 0; l < c.n_layer; ++l) {
-            const auto& L = w.layers[static_cast<std::size_t>(l)];
-            const auto& M = matrices_->layers[static_cast<std::size_t>(l)];
-            float* tap_here = l == c.n_layer - 1 ? ffn_tap : nullptr;
-            if (c.arch == architecture::gpt2) gpt2_layer(c, L, M, l, kv_, state_, n, n_past_, nt, tap_here);
-            else llama_layer(c, L, M, l, kv_, state_, n, n_past_, nt, tap_here);
+            const layer_pass pass{c, w.layers[static_cast<std::size_t>(l)], *matrices_, l, kv_, state_, n, nt, rope_factors_,
+                                  l == c.n_layer - 1 ? ffn_tap : nullptr};
+            model_->arch().layer(pass);
             if (layer_callback_) layer_callback_(l, std::span<const float>(x, static_cast<std::size_t>(n * c.n_embd)), n);
         }
 
@@ -229,16 +235,17 @@ private:
         if (!logits_out && params_.tap != hidden_tap::final_norm) return;
         float* fin = final_.data<float>();
         for (std::int64_t t = first; t < n; ++t) {
-            if (c.arch == architecture::gpt2)
+            if (c.norm == norm_kind::layer)
                 kernels::layernorm(fin + t * c.n_embd, x + t * c.n_embd, w.output_norm.data<float>(),
-                                   w.output_norm_b.data<float>(), c.n_embd, c.norm_eps);
+                                   w.output_norm_b.empty() ? nullptr : w.output_norm_b.data<float>(), c.n_embd, c.norm_eps);
             else
                 kernels::rmsnorm(fin + t * c.n_embd, x + t * c.n_embd, w.output_norm.data<float>(), c.n_embd, c.norm_eps);
         }
         if (params_.tap == hidden_tap::final_norm) std::copy(fin, fin + n * c.n_embd, tap_out);
         if (!logits_out) return;
-        if (all_rows) kernels::matmul(matrices_->output, fin, logits_out, n, nt);
-        else kernels::matmul(matrices_->output, fin + (n - 1) * c.n_embd, logits_out, 1, nt);
+        const std::int64_t rows = all_rows ? n : 1;
+        project(*matrices_, -1, {{matrix_role::output, logits_out}}, all_rows ? fin : fin + (n - 1) * c.n_embd, rows, nt);
+        if (c.final_softcap > 0.0f) kernels::softcap(logits_out, c.final_softcap, rows * c.n_vocab);
     }
 
     std::shared_ptr<const model> model_;
@@ -252,6 +259,7 @@ private:
     std::vector<float> tap_;       // (n_tokens of last decode, n_embd)
     std::int64_t n_past_ = 0;
     layer_callback layer_callback_;
+    const float* rope_factors_ = nullptr;  // (n_rot/2) chosen at construction, or null
 };
 
 }  // namespace minigpt

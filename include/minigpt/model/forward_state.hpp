@@ -1,12 +1,19 @@
-// forward_state: the scratch activations of one forward pass over a batch of tokens.
+// forward_state, model_matrices and layer_pass: what an architecture's layer function works with.
 //
-// Allocated once per context for n_batch tokens, so decoding never allocates. Every
-// buffer is row-major with one row per token of the batch. The architecture files
-// (llama.hpp, gpt2.hpp) read and write these; context.hpp drives them.
+// forward_state holds the scratch activations of one forward pass over a batch of tokens,
+// allocated once per context for n_batch tokens so decoding never allocates; every buffer is
+// row-major with one row per token. model_matrices holds the weight matrices prepared for
+// kernels::matmul, by role. layer_pass is the one argument of a layer function: the config,
+// the layer's weights, the buffers, the KV cache, and the three operations the recipes are
+// written in: project() (every weight-matrix product of the forward pass goes through it, so
+// adapters can attach at one place), rope() and attend().
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <span>
 #include <utility>
 #include <vector>
@@ -15,9 +22,12 @@
 #include "minigpt/core/progress.hpp"
 #include "minigpt/core/tensor.hpp"
 #include "minigpt/core/threads.hpp"
+#include "minigpt/kernels/attention.hpp"
 #include "minigpt/kernels/matmul.hpp"
 #include "minigpt/kernels/ops.hpp"
+#include "minigpt/kernels/rope.hpp"
 #include "minigpt/model/config.hpp"
+#include "minigpt/model/kv_cache.hpp"
 #include "minigpt/model/weights.hpp"
 
 namespace minigpt {
@@ -36,42 +46,37 @@ struct forward_state {
     std::int64_t n_batch = 0;
     tensor x;     // (n_batch, n_embd) residual stream
     tensor xb;    // (n_batch, n_embd) normed input of a block / output of a projection
-    tensor q;     // (n_batch, q_dim); gpt2: (n_batch, q_dim + 2*kv_dim) fused q|k|v
+    tensor q;     // (n_batch, q_dim + 2*kv_dim) queries, or a fused q|k|v row
     tensor k;     // (n_batch, kv_dim)
     tensor v;     // (n_batch, kv_dim)
     tensor att;   // (n_batch, q_dim) attention output before attn_output
-    tensor hb;    // (n_batch, n_ff) feed-forward hidden (gate)
+    tensor hb;    // (n_batch, n_ff_up) feed-forward hidden (gate, or the fused gate|up)
     tensor hb2;   // (n_batch, n_ff) feed-forward hidden (up)
+    std::vector<std::int64_t> pos;  // (n_batch) position of each token of the batch
 
     forward_state() = default;
-    forward_state(const model_config& c, std::int64_t n_batch_) : n_batch(n_batch_) {
-        const std::int64_t n_q = c.arch == architecture::gpt2 ? c.q_dim() + 2 * c.kv_dim() : c.q_dim();
+    // n_ff_up: rows of ffn_up (2*n_ff when gate and up are fused).
+    forward_state(const model_config& c, std::int64_t n_batch_, std::int64_t n_ff_up) : n_batch(n_batch_) {
         x = tensor::empty(dtype::f32, {n_batch, c.n_embd});
         xb = tensor::empty(dtype::f32, {n_batch, c.n_embd});
-        q = tensor::empty(dtype::f32, {n_batch, n_q});
+        q = tensor::empty(dtype::f32, {n_batch, c.q_dim() + 2 * c.kv_dim()});
         k = tensor::empty(dtype::f32, {n_batch, c.kv_dim()});
         v = tensor::empty(dtype::f32, {n_batch, c.kv_dim()});
         att = tensor::empty(dtype::f32, {n_batch, c.q_dim()});
-        hb = tensor::empty(dtype::f32, {n_batch, c.n_ff});
+        hb = tensor::empty(dtype::f32, {n_batch, std::max(c.n_ff, n_ff_up)});
         hb2 = tensor::empty(dtype::f32, {n_batch, c.n_ff});
+        pos.resize(static_cast<std::size_t>(n_batch));
     }
 };
 
 // The weight matrices of a model prepared for kernels::matmul (Q4_0 / Q8_0 repacked for the
-// integer kernels, other types as they are), by role as in layer_weights. Built once per model
-// and shared by its contexts (context.hpp); absent roles stay empty. Repacking is the one
+// integer kernels, other types as they are), by role (weights.hpp). Built once per model and
+// shared by its contexts (context.hpp); absent roles stay empty. Repacking is the one
 // load-time conversion (the 185 MiB of Llama 360M Q4_0 take under 0.5 s on one core; a
 // 7B model several seconds), so it reports progress on a terminal.
 struct layer_matrices {
-    kernels::packed_matrix attn_q, attn_k, attn_v, attn_qkv, attn_output, ffn_gate, ffn_up, ffn_down;
-
-    // Each matrix role and the layer_weights tensor it is prepared from: the one list that both
-    // sizes the packed arena and fills it (model_matrices).
-    static constexpr std::pair<tensor layer_weights::*, kernels::packed_matrix layer_matrices::*> roles[] = {
-        {&layer_weights::attn_q, &layer_matrices::attn_q},           {&layer_weights::attn_k, &layer_matrices::attn_k},
-        {&layer_weights::attn_v, &layer_matrices::attn_v},           {&layer_weights::attn_qkv, &layer_matrices::attn_qkv},
-        {&layer_weights::attn_output, &layer_matrices::attn_output}, {&layer_weights::ffn_gate, &layer_matrices::ffn_gate},
-        {&layer_weights::ffn_up, &layer_matrices::ffn_up},           {&layer_weights::ffn_down, &layer_matrices::ffn_down}};
+    std::array<kernels::packed_matrix, n_layer_roles> by_role;
+    const kernels::packed_matrix& operator[](matrix_role r) const { return by_role[static_cast<std::size_t>(r)]; }
 };
 
 struct model_matrices {
@@ -85,7 +90,7 @@ struct model_matrices {
         auto packed_bytes = [policy](const tensor& t) { return t.empty() ? 0 : kernels::packed_matrix::packed_bytes(t, policy); };
         std::size_t n_bytes = packed_bytes(w.output);
         for (const auto& L : w.layers)
-            for (const auto& [weight, matrix] : layer_matrices::roles) n_bytes += packed_bytes(L.*weight);
+            for (std::size_t r = 0; r < n_layer_roles; ++r) n_bytes += packed_bytes(L.matrix(static_cast<matrix_role>(r)));
         const std::shared_ptr<std::byte> arena = n_bytes ? heap_buffer(n_bytes, fill::none) : nullptr;
         std::size_t offset = 0;
         auto prepare = [&](const tensor& t) {
@@ -98,34 +103,113 @@ struct model_matrices {
         progress bar("preparing weights (layers)", static_cast<std::int64_t>(w.layers.size()) + 1);
         for (const auto& L : w.layers) {
             layer_matrices& M = layers.emplace_back();
-            for (const auto& [weight, matrix] : layer_matrices::roles) M.*matrix = prepare(L.*weight);
+            for (std::size_t r = 0; r < n_layer_roles; ++r) M.by_role[r] = prepare(L.matrix(static_cast<matrix_role>(r)));
             bar.update(static_cast<std::int64_t>(layers.size()));
         }
         output = prepare(w.output);
         bar.update(static_cast<std::int64_t>(layers.size()) + 1);
     }
+
+    const kernels::packed_matrix& at(std::int64_t layer, matrix_role r) const {
+        return r == matrix_role::output ? output : layers[static_cast<std::size_t>(layer)][r];
+    }
+};
+
+// One product of project(): y (n_tokens, rows of the role's matrix) = X · Wᵀ.
+struct projection {
+    matrix_role role;
+    float* y;
+};
+
+// Every weight-matrix product of the forward pass: the products of one input X (n_tokens, n_in)
+// with the matrices of `outs` (layer < 0 for the output matrix). Products of one input share one
+// parallel region (kernels::matmul_shared). Adapters (LoRA, hooks on neurons) attach here.
+inline void project(const model_matrices& mm, std::int64_t layer, std::initializer_list<projection> outs, const float* x,
+                    std::int64_t n_tokens, int n_threads) {
+    const projection* o = outs.begin();
+    auto w = [&](std::size_t i) -> const kernels::packed_matrix& { return mm.at(layer, o[i].role); };
+    switch (outs.size()) {
+        case 1: kernels::matmul(w(0), x, o[0].y, n_tokens, n_threads); break;
+        case 2: kernels::matmul_shared({{w(0), o[0].y}, {w(1), o[1].y}}, x, n_tokens, n_threads); break;
+        case 3: kernels::matmul_shared({{w(0), o[0].y}, {w(1), o[1].y}, {w(2), o[2].y}}, x, n_tokens, n_threads); break;
+        default:
+            for (const auto& p : outs) kernels::matmul(mm.at(layer, p.role), x, p.y, n_tokens, n_threads);
+    }
+}
+
+// The argument of an architecture's layer function: one layer over a batch of n_tokens
+// consecutive tokens of one sequence at positions pos[0].., appending to the KV cache.
+struct layer_pass {
+    const model_config& c;
+    const layer_weights& L;         // norms, biases (f32) and the matrices as stored
+    const model_matrices& mm;       // the matrices as matmul reads them
+    std::int64_t layer;
+    kv_cache& kv;
+    forward_state& s;
+    std::int64_t n_tokens;
+    int n_threads;
+    const float* rope_factors;      // (n_rot/2) frequency divisors chosen for this context, or null
+    float* ffn_input_out;           // when non-null: receives the normed feed-forward input (n_tokens, n_embd)
+
+    std::int64_t pos0() const { return s.pos[0]; }
+
+    // y = W_role · x for every token; several roles of one input in one call.
+    void project(std::initializer_list<projection> outs, const float* x) const {
+        minigpt::project(mm, layer, outs, x, n_tokens, n_threads);
+    }
+
+    // fn(t) for every token t. A prefill batch is spread over the threads: the per-token work
+    // between the matmuls (norms, biases, activations, RoPE) otherwise runs on one thread while
+    // the others wait (~10% of GPT-2 prefill time). A few tokens (decoding) stay on the caller.
+    template <class Fn>
+    void per_token(Fn&& fn) const {
+        parallel_for(n_tokens, n_tokens >= 8 ? n_threads : 1, [&](std::int64_t begin, std::int64_t end) {
+            for (std::int64_t t = begin; t < end; ++t) fn(t);
+        });
+    }
+
+    // RoPE of token t's n_heads heads (back to back in row) with the model's rotation.
+    // Sliding-window layers may have their own base and scale (Gemma 3's local layers).
+    void rope(float* row, std::int64_t n_heads, std::int64_t t) const {
+        const bool local = c.rope_freq_base_swa > 0.0f && c.window(layer) > 0;
+        kernels::rope(row, n_heads, c.head_dim, s.pos[static_cast<std::size_t>(t)],
+                      kernels::rope_spec{c.n_rot, local ? c.rope_freq_base_swa : c.rope_freq_base, c.rope,
+                                         local ? c.rope_freq_scale_swa : c.rope_freq_scale, rope_factors, c.rope_attn_factor});
+    }
+
+    // Stores k, v (n_tokens, kv_dim) in the cache, then out = attention(q) over this layer's keys
+    // with the model's scale, soft-cap and this layer's window.
+    void attend(const float* q, const float* k, const float* v, float* out) const {
+        kv.store(layer, pos0(), n_tokens, k, v);
+        kernels::attention_params p;
+        p.n_heads = c.n_head;
+        p.n_kv_heads = c.n_head_kv;
+        p.head_dim = c.head_dim;
+        p.scale = c.query_scale();
+        p.softcap = c.attn_softcap;
+        p.window = c.window(layer);
+        p.kv_type = kv.type();
+        p.k = kv.k(layer);
+        p.v = kv.v(layer);
+        p.positions = s.pos.data();
+        p.n_threads = n_threads;
+        kernels::attention(p, q, out, n_tokens);
+    }
+
+    // Row t of a (n_tokens, width) buffer.
+    static float* row(const tensor& buf, std::int64_t t) { return const_cast<float*>(buf.data<float>()) + t * buf.dim(1); }
 };
 
 namespace detail {
 
-// Runs fn(t) for every token t of a batch. A prefill batch is spread over the threads: the per-token
-// work between the matmuls (norms, biases, activations, RoPE) otherwise runs on one thread while the
-// others wait, which was ~10% of GPT-2 prefill time. A few tokens (decoding) stay on the caller.
-template <class Fn>
-inline void for_each_token(std::int64_t n_tokens, int n_threads, Fn&& fn) {
-    parallel_for(n_tokens, n_tokens >= 8 ? n_threads : 1, [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t t = begin; t < end; ++t) fn(t);
-    });
+// RMSNorm of each of n_heads head_dim-wide vectors stored back to back, in place (QK-norm).
+inline void head_rmsnorm(float* x, const tensor& w, std::int64_t n_heads, std::int64_t head_dim, float eps) {
+    for (std::int64_t h = 0; h < n_heads; ++h) kernels::rmsnorm(x + h * head_dim, x + h * head_dim, w.data<float>(), head_dim, eps);
 }
 
-// y[t] += b for every row t of y (n_tokens, width); no-op for an absent bias.
-inline void add_bias(float* y, const tensor& b, std::int64_t n_tokens, std::int64_t width) {
-    if (b.empty()) return;
-    for (std::int64_t t = 0; t < n_tokens; ++t) kernels::add(y + t * width, y + t * width, b.data<float>(), width);
-}
-
-inline void add_rows(float* x, const float* y, std::int64_t n_tokens, std::int64_t width) {
-    kernels::add(x, x, y, n_tokens * width);
+// y += b for one row; no-op for an absent bias.
+inline void add_bias(float* y, const tensor& b, std::int64_t width) {
+    if (!b.empty()) kernels::add(y, y, b.data<float>(), width);
 }
 
 }  // namespace detail

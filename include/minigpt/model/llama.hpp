@@ -1,68 +1,96 @@
-// The Llama transformer block: pre-RMSNorm, RoPE, grouped-query attention, SwiGLU.
+// Llama (and Mistral, SmolLM, TinyLlama) and Qwen2: pre-RMSNorm, RoPE, grouped-query
+// attention, SwiGLU.
 //
-// Serves Llama 1/2/3, TinyLlama, Mistral, SmolLM (adjacent-pair RoPE as GGUF stores
-// them) and Qwen2 (the same plus Q/K/V biases and NeoX RoPE). One call runs one
-// layer over a batch of n_tokens at positions pos0.., appending to the KV cache.
+// Llama rotates adjacent pairs (as GGUF stores its Q/K rows), may carry `rope_freqs.weight`
+// (Llama 3.1/3.2 frequency divisors) and optional Q/K/V biases. Qwen2 is the same block with
+// required Q/K/V biases and NeoX-style (half-split) RoPE, as llama.cpp's rope type per
+// architecture says.
 #pragma once
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 
-#include "minigpt/kernels/attention.hpp"
-#include "minigpt/kernels/matmul.hpp"
 #include "minigpt/kernels/ops.hpp"
-#include "minigpt/kernels/rope.hpp"
-#include "minigpt/model/forward_state.hpp"
-#include "minigpt/model/kv_cache.hpp"
-#include "minigpt/model/weights.hpp"
+#include "minigpt/model/arch.hpp"
 
 namespace minigpt {
 
-// L holds the layer's norms and biases, M its matrices as matmul reads them (forward_state.hpp).
-// `ffn_input_out`, when non-null, receives the normed feed-forward input (n_tokens, n_embd).
-inline void llama_layer(const model_config& c, const layer_weights& L, const layer_matrices& M, std::int64_t layer,
-                        kv_cache& kv, forward_state& s, std::int64_t n_tokens, std::int64_t pos0, int n_threads,
-                        float* ffn_input_out = nullptr) {
+namespace detail {
+
+inline void llama_like_tensors(const model_config& c, model_weights& w, tensor_list& v, bool qkv_bias_required) {
+    v.table(w.token_embd, "token_embd.weight", c.n_vocab, c.n_embd);
+    v.norm(w.output_norm, -1, "output_norm.weight", c.n_embd);
+    v.output(c, w);
+    v.factors(w.rope_freqs, "rope_freqs.weight", c.n_rot / 2);
+    for (std::int64_t i = 0; i < c.n_layer; ++i) {
+        auto& L = w.layers[static_cast<std::size_t>(i)];
+        v.norm(L.attn_norm, i, "attn_norm.weight", c.n_embd);
+        v.matrix(L.attn_q, i, "attn_q.weight", matrix_role::attn_q, c.q_dim(), c.n_embd);
+        v.matrix(L.attn_k, i, "attn_k.weight", matrix_role::attn_k, c.kv_dim(), c.n_embd);
+        v.matrix(L.attn_v, i, "attn_v.weight", matrix_role::attn_v, c.kv_dim(), c.n_embd);
+        v.bias(L.attn_q_b, i, "attn_q.bias", c.q_dim(), qkv_bias_required);
+        v.bias(L.attn_k_b, i, "attn_k.bias", c.kv_dim(), qkv_bias_required);
+        v.bias(L.attn_v_b, i, "attn_v.bias", c.kv_dim(), qkv_bias_required);
+        v.matrix(L.attn_output, i, "attn_output.weight", matrix_role::attn_output, c.n_embd, c.q_dim());
+        v.norm(L.ffn_norm, i, "ffn_norm.weight", c.n_embd);
+        v.matrix(L.ffn_gate, i, "ffn_gate.weight", matrix_role::ffn_gate, c.n_ff, c.n_embd);
+        v.matrix(L.ffn_up, i, "ffn_up.weight", matrix_role::ffn_up, c.n_ff, c.n_embd);
+        v.matrix(L.ffn_down, i, "ffn_down.weight", matrix_role::ffn_down, c.n_embd, c.n_ff);
+    }
+}
+
+}  // namespace detail
+
+// x += Wo · attention(rope(Wq·n + bq), rope(Wk·n + bk), Wv·n + bv), n = rmsnorm(x)
+// x += W2 · (silu(W1·n) * W3·n),                                      n = rmsnorm(x)
+inline void llama_layer(const layer_pass& p) {
     using namespace kernels;
-    using minigpt::detail::add_bias;
-    using minigpt::detail::for_each_token;
-    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
-    const float* attn_norm = L.attn_norm.data<float>();
-    const float* ffn_norm = L.ffn_norm.data<float>();
-    float* x = s.x.data<float>();
-    float* xb = s.xb.data<float>();
-    float* q = s.q.data<float>();
-    float* k = s.k.data<float>();
-    float* v = s.v.data<float>();
-    float* hb = s.hb.data<float>();
-    float* hb2 = s.hb2.data<float>();
+    const auto& c = p.c;
+    const auto& L = p.L;
+    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ff = c.n_ff;
+    float *x = p.s.x.data<float>(), *xb = p.s.xb.data<float>();
+    float *q = p.s.q.data<float>(), *k = p.s.k.data<float>(), *v = p.s.v.data<float>();
+    float *att = p.s.att.data<float>(), *hb = p.s.hb.data<float>(), *hb2 = p.s.hb2.data<float>();
 
-    // Attention: x += Wo · attention(rope(Wq·norm(x)), rope(Wk·norm(x)), Wv·norm(x))
-    for_each_token(n_tokens, n_threads, [&](std::int64_t t) { rmsnorm(xb + t * n_embd, x + t * n_embd, attn_norm, n_embd, c.norm_eps); });
-    matmul_shared({{M.attn_q, q}, {M.attn_k, k}, {M.attn_v, v}}, xb, n_tokens, n_threads);
-    for_each_token(n_tokens, n_threads, [&](std::int64_t t) {
-        add_bias(q + t * q_dim, L.attn_q_b, 1, q_dim);
-        add_bias(k + t * kv_dim, L.attn_k_b, 1, kv_dim);
-        add_bias(v + t * kv_dim, L.attn_v_b, 1, kv_dim);
-        rope(q + t * q_dim, c.n_head, c.head_dim, c.n_rot, pos0 + t, c.rope_freq_base, c.rope);
-        rope(k + t * kv_dim, c.n_head_kv, c.head_dim, c.n_rot, pos0 + t, c.rope_freq_base, c.rope);
+    p.per_token([&](std::int64_t t) { rmsnorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data<float>(), n_embd, c.norm_eps); });
+    p.project({{matrix_role::attn_q, q}, {matrix_role::attn_k, k}, {matrix_role::attn_v, v}}, xb);
+    p.per_token([&](std::int64_t t) {
+        minigpt::detail::add_bias(q + t * q_dim, L.attn_q_b, q_dim);
+        minigpt::detail::add_bias(k + t * kv_dim, L.attn_k_b, kv_dim);
+        minigpt::detail::add_bias(v + t * kv_dim, L.attn_v_b, kv_dim);
+        p.rope(q + t * q_dim, c.n_head, t);
+        p.rope(k + t * kv_dim, c.n_head_kv, t);
     });
-    kv.store(layer, pos0, n_tokens, k, v);
-    attention(q, kv.k(layer), kv.v(layer), kv.type(), s.att.data<float>(), n_tokens, pos0, c.n_head, c.n_head_kv,
-              c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)), n_threads);
-    matmul(M.attn_output, s.att.data<float>(), xb, n_tokens, n_threads);
+    p.attend(q, k, v, att);
+    p.project({{matrix_role::attn_output, xb}}, att);
 
-    // Feed-forward: x += W2 · (silu(W1·norm(x)) * W3·norm(x))
-    for_each_token(n_tokens, n_threads, [&](std::int64_t t) {
+    p.per_token([&](std::int64_t t) {
         add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd);  // the attention residual
-        rmsnorm(xb + t * n_embd, x + t * n_embd, ffn_norm, n_embd, c.norm_eps);
+        rmsnorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data<float>(), n_embd, c.norm_eps);
     });
-    if (ffn_input_out) std::copy(xb, xb + n_tokens * n_embd, ffn_input_out);
-    matmul_shared({{M.ffn_gate, hb}, {M.ffn_up, hb2}}, xb, n_tokens, n_threads);
-    for_each_token(n_tokens, n_threads, [&](std::int64_t t) { swiglu(hb + t * c.n_ff, hb + t * c.n_ff, hb2 + t * c.n_ff, c.n_ff); });
-    matmul(M.ffn_down, hb, xb, n_tokens, n_threads);
-    for_each_token(n_tokens, n_threads, [&](std::int64_t t) { add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd); });
+    if (p.ffn_input_out) std::copy(xb, xb + p.n_tokens * n_embd, p.ffn_input_out);
+    p.project({{matrix_role::ffn_gate, hb}, {matrix_role::ffn_up, hb2}}, xb);
+    p.per_token([&](std::int64_t t) { swiglu(hb + t * n_ff, hb + t * n_ff, hb2 + t * n_ff, n_ff); });
+    p.project({{matrix_role::ffn_down, xb}}, hb);
+    p.per_token([&](std::int64_t t) { add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd); });
+}
+
+inline const arch_descriptor& llama_arch() {
+    static const arch_descriptor d{
+        "llama", {"mistral", "smollm"}, norm_kind::rms, true, 1,
+        [](model_config& c) { c.rope = kernels::rope_layout::adjacent_pairs; },
+        [](const model_config& c, model_weights& w, tensor_list& v) { detail::llama_like_tensors(c, w, v, false); },
+        llama_layer};
+    return d;
+}
+
+inline const arch_descriptor& qwen2_arch() {
+    static const arch_descriptor d{
+        "qwen2", {}, norm_kind::rms, true, 1,
+        [](model_config& c) { c.rope = kernels::rope_layout::neox; },
+        [](const model_config& c, model_weights& w, tensor_list& v) { detail::llama_like_tensors(c, w, v, true); },
+        llama_layer};
+    return d;
 }
 
 }  // namespace minigpt

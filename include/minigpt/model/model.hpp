@@ -16,47 +16,18 @@
 #include "minigpt/core/memory.hpp"
 #include "minigpt/io/gguf.hpp"
 #include "minigpt/io/llama2c.hpp"
+#include "minigpt/model/architectures.hpp"
 #include "minigpt/model/config.hpp"
 #include "minigpt/model/weights.hpp"
 
 namespace minigpt {
 
-// Reads the hyper-parameters of a GGUF model. Unknown architectures are an error naming them.
+// Reads the hyper-parameters of a GGUF model through its architecture's descriptor. Unknown
+// architectures and keys that would change the computation but are not implemented are errors
+// naming them.
 inline model_config config_from_gguf(const io::gguf_file& f) {
-    model_config c;
-    c.arch_name = f.get<std::string>("general.architecture");
-    const std::string& a = c.arch_name;
-    if (a == "gpt2") {
-        c.arch = architecture::gpt2;
-    } else if (a == "llama" || a == "mistral" || a == "qwen2" || a == "smollm") {
-        c.arch = architecture::llama;
-    } else {
-        throw error(f.path() + ": unsupported architecture '" + a + "' (supported: llama, mistral, qwen2, gpt2)");
-    }
-    c.name = f.get_or<std::string>("general.name", "");
-    c.n_embd = f.get<std::int64_t>(a + ".embedding_length");
-    c.n_layer = f.get<std::int64_t>(a + ".block_count");
-    c.n_head = f.get<std::int64_t>(a + ".attention.head_count");
-    c.n_head_kv = f.get_or<std::int64_t>(a + ".attention.head_count_kv", c.n_head);
-    c.n_ff = f.get<std::int64_t>(a + ".feed_forward_length");
-    c.n_ctx_train = f.get<std::int64_t>(a + ".context_length");
-    if (c.n_head <= 0) throw error(f.path() + ": " + a + ".attention.head_count must be positive");
-    c.head_dim = f.get_or<std::int64_t>(a + ".attention.key_length", c.n_embd / c.n_head);
-    if (c.arch == architecture::gpt2) {
-        c.norm_eps = f.get<float>(a + ".attention.layer_norm_epsilon");
-    } else {
-        c.norm_eps = f.get<float>(a + ".attention.layer_norm_rms_epsilon");
-        c.n_rot = f.get_or<std::int64_t>(a + ".rope.dimension_count", c.head_dim);
-        c.rope_freq_base = f.get_or<float>(a + ".rope.freq_base", 10000.0f);
-        // llama.cpp's rope type per architecture: Qwen2 rotates NeoX-style halves, Llama-family adjacent pairs.
-        c.rope = a == "qwen2" ? kernels::rope_layout::neox : kernels::rope_layout::adjacent_pairs;
-    }
-    const auto* embd = f.find_tensor("token_embd.weight");
-    if (!embd || embd->shape.size() != 2) throw lookup_error(f.path() + ": missing 2-D tensor 'token_embd.weight'");
-    c.n_vocab = f.get_or<std::int64_t>(a + ".vocab_size", embd->shape[0]);
-    c.tied_output = f.find_tensor("output.weight") == nullptr;
-    c.validate();
-    return c;
+    const auto name = f.get<std::string>("general.architecture");
+    return detail::read_config(f, require_architecture(name, f.path()), name);
 }
 
 inline model_config config_from_llama2c(const io::llama2c_checkpoint& ck) {
@@ -75,8 +46,8 @@ inline model_config config_from_llama2c(const io::llama2c_checkpoint& ck) {
     c.n_rot = c.head_dim;
     c.norm_eps = 1e-5f;  // llama2.c's run.c hard-codes this epsilon and freq base
     c.rope_freq_base = 10000.0f;
-    c.rope = kernels::rope_layout::adjacent_pairs;
     c.tied_output = ck.config.shared_classifier;
+    llama_arch().configure(c);
     c.validate();
     return c;
 }
@@ -105,11 +76,14 @@ public:
         auto m = std::shared_ptr<model>(new model());
         m->config_ = config_from_gguf(*f);
         m->config_.gelu = options.gelu;
+        m->arch_ = &require_architecture(m->config_.arch_name, f->path());
         const io::gguf_file* fp = f.get();
-        m->weights_ = load_weights(m->config_, [fp](const std::string& name) -> std::optional<tensor> {
+        std::vector<std::string> names;
+        for (const auto& t : fp->tensors()) names.push_back(t.name);
+        m->weights_ = load_weights(m->config_, m->arch_->tensors, [fp](const std::string& name) -> std::optional<tensor> {
             if (!fp->find_tensor(name)) return std::nullopt;
             return fp->get_tensor(name);
-        }, f->path());
+        }, names, f->path());
         m->path_ = f->path();
         m->format_ = "gguf";
         m->gguf_ = std::move(f);
@@ -119,8 +93,10 @@ public:
     static std::shared_ptr<const model> from_llama2c(std::shared_ptr<const io::llama2c_checkpoint> ck) {
         auto m = std::shared_ptr<model>(new model());
         m->config_ = config_from_llama2c(*ck);
+        m->arch_ = &llama_arch();
         const io::llama2c_checkpoint* cp = ck.get();
-        m->weights_ = load_weights(m->config_, [cp](const std::string& name) { return cp->find_tensor(name); }, ck->path());
+        m->weights_ = load_weights(m->config_, m->arch_->tensors, [cp](const std::string& name) { return cp->find_tensor(name); },
+                                   cp->tensor_names(), ck->path());
         m->path_ = ck->path();
         m->format_ = "llama2c";
         m->llama2c_ = std::move(ck);
@@ -129,6 +105,7 @@ public:
 
     const model_config& config() const noexcept { return config_; }
     const model_weights& weights() const noexcept { return weights_; }
+    const arch_descriptor& arch() const noexcept { return *arch_; }
     const std::string& path() const noexcept { return path_; }
     const std::string& format() const noexcept { return format_; }  // "gguf" or "llama2c"
     // The GGUF file (metadata, tokenizer keys), or nullptr for a llama2.c checkpoint.
@@ -161,22 +138,19 @@ private:
 
     std::uint64_t count(bool bytes) const {
         std::uint64_t n = 0;
-        auto add = [&](const tensor& t) {
+        const tensor_visitor add = [&](const tensor_spec& spec) {
+            const tensor& t = *spec.dst;
             if (!t.empty()) n += bytes ? static_cast<std::uint64_t>(t.n_bytes()) : static_cast<std::uint64_t>(t.n_elements());
         };
-        const auto& w = weights_;
-        for (const tensor* t : {&w.token_embd, &w.position_embd, &w.output_norm, &w.output_norm_b}) add(*t);
-        if (w.output.raw() != w.token_embd.raw()) add(w.output);
-        for (const auto& L : w.layers)
-            for (const tensor* t : {&L.attn_norm, &L.attn_norm_b, &L.attn_q, &L.attn_k, &L.attn_v, &L.attn_q_b,
-                                    &L.attn_k_b, &L.attn_v_b, &L.attn_qkv, &L.attn_qkv_b, &L.attn_output,
-                                    &L.attn_output_b, &L.ffn_norm, &L.ffn_norm_b, &L.ffn_gate, &L.ffn_up,
-                                    &L.ffn_down, &L.ffn_up_b, &L.ffn_down_b})
-                add(*t);
+        tensor_list list(add);
+        // The visitor only reads the tensors; tensor_list hands out non-const pointers because
+        // the same list also fills them when loading.
+        arch_->tensors(config_, const_cast<model_weights&>(weights_), list);
         return n;
     }
 
     model_config config_;
+    const arch_descriptor* arch_ = nullptr;
     model_weights weights_;
     std::string path_;
     std::string format_;

@@ -1,0 +1,74 @@
+// Qwen3: the Qwen2 block without Q/K/V biases and with QK-norm: each query and key head is
+// RMS-normalised (weights attn_q_norm / attn_k_norm, head_dim wide) before RoPE (NeoX).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "minigpt/kernels/ops.hpp"
+#include "minigpt/model/arch.hpp"
+
+namespace minigpt {
+
+inline void qwen3_tensors(const model_config& c, model_weights& w, tensor_list& v) {
+    v.table(w.token_embd, "token_embd.weight", c.n_vocab, c.n_embd);
+    v.norm(w.output_norm, -1, "output_norm.weight", c.n_embd);
+    v.output(c, w);
+    for (std::int64_t i = 0; i < c.n_layer; ++i) {
+        auto& L = w.layers[static_cast<std::size_t>(i)];
+        v.norm(L.attn_norm, i, "attn_norm.weight", c.n_embd);
+        v.matrix(L.attn_q, i, "attn_q.weight", matrix_role::attn_q, c.q_dim(), c.n_embd);
+        v.matrix(L.attn_k, i, "attn_k.weight", matrix_role::attn_k, c.kv_dim(), c.n_embd);
+        v.matrix(L.attn_v, i, "attn_v.weight", matrix_role::attn_v, c.kv_dim(), c.n_embd);
+        v.norm(L.attn_q_norm, i, "attn_q_norm.weight", c.head_dim);
+        v.norm(L.attn_k_norm, i, "attn_k_norm.weight", c.head_dim);
+        v.matrix(L.attn_output, i, "attn_output.weight", matrix_role::attn_output, c.n_embd, c.q_dim());
+        v.norm(L.ffn_norm, i, "ffn_norm.weight", c.n_embd);
+        v.matrix(L.ffn_gate, i, "ffn_gate.weight", matrix_role::ffn_gate, c.n_ff, c.n_embd);
+        v.matrix(L.ffn_up, i, "ffn_up.weight", matrix_role::ffn_up, c.n_ff, c.n_embd);
+        v.matrix(L.ffn_down, i, "ffn_down.weight", matrix_role::ffn_down, c.n_embd, c.n_ff);
+    }
+}
+
+// x += Wo · attention(rope(qnorm(Wq·n)), rope(knorm(Wk·n)), Wv·n),   n = rmsnorm(x)
+// x += W2 · (silu(W1·n) * W3·n),                                    n = rmsnorm(x)
+inline void qwen3_layer(const layer_pass& p) {
+    using namespace kernels;
+    const auto& c = p.c;
+    const auto& L = p.L;
+    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ff = c.n_ff;
+    float *x = p.s.x.data<float>(), *xb = p.s.xb.data<float>();
+    float *q = p.s.q.data<float>(), *k = p.s.k.data<float>(), *v = p.s.v.data<float>();
+    float *att = p.s.att.data<float>(), *hb = p.s.hb.data<float>(), *hb2 = p.s.hb2.data<float>();
+
+    p.per_token([&](std::int64_t t) { rmsnorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data<float>(), n_embd, c.norm_eps); });
+    p.project({{matrix_role::attn_q, q}, {matrix_role::attn_k, k}, {matrix_role::attn_v, v}}, xb);
+    p.per_token([&](std::int64_t t) {
+        minigpt::detail::head_rmsnorm(q + t * q_dim, L.attn_q_norm, c.n_head, c.head_dim, c.norm_eps);
+        minigpt::detail::head_rmsnorm(k + t * kv_dim, L.attn_k_norm, c.n_head_kv, c.head_dim, c.norm_eps);
+        p.rope(q + t * q_dim, c.n_head, t);
+        p.rope(k + t * kv_dim, c.n_head_kv, t);
+    });
+    p.attend(q, k, v, att);
+    p.project({{matrix_role::attn_output, xb}}, att);
+
+    p.per_token([&](std::int64_t t) {
+        add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd);
+        rmsnorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data<float>(), n_embd, c.norm_eps);
+    });
+    if (p.ffn_input_out) std::copy(xb, xb + p.n_tokens * n_embd, p.ffn_input_out);
+    p.project({{matrix_role::ffn_gate, hb}, {matrix_role::ffn_up, hb2}}, xb);
+    p.per_token([&](std::int64_t t) { swiglu(hb + t * n_ff, hb + t * n_ff, hb2 + t * n_ff, n_ff); });
+    p.project({{matrix_role::ffn_down, xb}}, hb);
+    p.per_token([&](std::int64_t t) { add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd); });
+}
+
+inline const arch_descriptor& qwen3_arch() {
+    static const arch_descriptor d{
+        "qwen3", {}, norm_kind::rms, true, 1,
+        [](model_config& c) { c.rope = kernels::rope_layout::neox; },
+        qwen3_tensors, qwen3_layer};
+    return d;
+}
+
+}  // namespace minigpt
