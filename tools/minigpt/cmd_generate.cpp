@@ -15,6 +15,30 @@
 namespace minigpt::tool {
 namespace {
 
+// A token's text as a quoted, escaped string (pieces can hold newlines or control bytes).
+std::string quoted_piece(const tokenizer& tok, std::int32_t id) {
+    std::string q = "'";
+    for (const unsigned char c : tok.decode(std::span(&id, 1))) {
+        if (c == '\'' || c == '\\') { q += '\\'; q += static_cast<char>(c); }
+        else if (c == '\n') q += "\\n";
+        else if (c < 0x20) { char b[8]; std::snprintf(b, sizeof b, "\\x%02x", c); q += b; }
+        else q += static_cast<char>(c);
+    }
+    return q + "'";
+}
+
+// One line per generated token on stderr: id, text, log-probability, then the alternatives.
+void print_logprobs(const tokenizer& tok, const std::vector<token_logprobs>& lps) {
+    std::fprintf(stderr, "\nlogprobs (the model's distribution before sampling; natural log):\n");
+    for (std::size_t i = 0; i < lps.size(); ++i) {
+        const auto& t = lps[i];
+        std::fprintf(stderr, "%4zu %6d %-16s %10.6f", i, t.id, quoted_piece(tok, t.id).c_str(), t.logprob);
+        if (!t.top.empty()) std::fprintf(stderr, " | top:");
+        for (const auto& a : t.top) std::fprintf(stderr, " %d %s %.6f", a.id, quoted_piece(tok, a.id).c_str(), a.logprob);
+        std::fprintf(stderr, "\n");
+    }
+}
+
 int run_generate(const std::vector<std::string>& args) {
     flags f("usage: minigpt generate -m MODEL (-p TEXT | -f FILE | --ids FILE) [-n N] [--temp T] [--top-k K] [--top-p P]\n"
             "                        [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c N_CTX] [-r STOP]...");
@@ -29,6 +53,7 @@ int run_generate(const std::vector<std::string>& args) {
         .value({"-r", "--reverse-prompt"}, "stop string (a string that ends generation)")
         .value({"--tokenizer"}, "tokenizer for a llama2.c model (tokenizer.bin or a GGUF)")
         .value({"--cache-type"}, "KV cache type: f32 or f16", "f32")
+        .value({"--logprobs"}, "print each generated token's log-probability and the N most likely tokens (stderr)")
         .boolean({"--ignore-eos"}, "keep generating past end-of-generation tokens")
         .boolean({"--no-bos"}, "do not add BOS to the prompt")
         .boolean({"--context-shift"}, "when the context fills, drop the oldest half (after the prompt) and go on")
@@ -54,6 +79,10 @@ int run_generate(const std::vector<std::string>& args) {
     gp.add_bos = !f.on("--no-bos");
     gp.on_full = f.on("--context-shift") ? context_full_policy::shift : context_full_policy::stop;
     if (f.has("--reverse-prompt")) gp.stop.push_back(f.str("--reverse-prompt"));
+    if (f.has("--logprobs")) {
+        gp.n_logprobs = static_cast<std::int32_t>(f.integer("--logprobs"));
+        if (gp.n_logprobs < 0 || gp.n_logprobs > 100) throw usage_error("--logprobs: N must be in [0, 100]");
+    }
 
     const bool ids_mode = f.has("--ids") || f.on("--print-ids");
     std::vector<std::int32_t> prompt_ids;
@@ -93,6 +122,7 @@ int run_generate(const std::vector<std::string>& args) {
     }
     const auto& out = spec.out;
     std::printf("\n");
+    if (!out.logprobs.empty()) print_logprobs(*lm.vocab, out.logprobs);
     if (!f.on("--no-stats")) {
         const auto& s = out.stats;
         std::fprintf(stderr, "\nprompt eval: %lld tokens, %.2f ms, %.2f tokens/s\n", static_cast<long long>(s.n_prompt_tokens),

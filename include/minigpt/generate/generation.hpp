@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "minigpt/core/error.hpp"
+#include "minigpt/generate/logprobs.hpp"
 #include "minigpt/generate/non_finite.hpp"
 #include "minigpt/generate/sampler.hpp"
 #include "minigpt/generate/sampling_params.hpp"
@@ -68,6 +69,9 @@ struct generation_params {
     bool ignore_eos = false;                // keep going past end-of-generation tokens
     context_full_policy on_full = context_full_policy::stop;
     std::int32_t n_keep = -1;               // tokens kept at a shift; -1: the whole prompt
+    // Log-probabilities (generate/logprobs.hpp: the model's distribution, before the sampler chain):
+    // < 0 none; 0 the chosen token's only; N also the N most likely tokens at each step.
+    std::int32_t n_logprobs = -1;
 };
 
 struct generation_stats {
@@ -88,6 +92,7 @@ struct generation_output {
     stop_reason reason = stop_reason::max_tokens;
     std::string stop_string;
     generation_stats stats;
+    std::vector<token_logprobs> logprobs;   // one per generated token when generation_params::n_logprobs >= 0
 };
 
 // Receives each token id with the text it completes (may be empty while a UTF-8 character or a
@@ -155,6 +160,7 @@ inline generation_output generate_from_tokens(context& ctx, const tokenizer& tok
             throw_non_finite(ctx, std::span(history).subspan(history.size() - n), e.what());
         }
         out.tokens.push_back(id);
+        if (params.n_logprobs >= 0) out.logprobs.push_back(logprobs_of(ctx.logits(0), id, params.n_logprobs));
         ++out.stats.n_generated;
         if (i == 0) {
             t_first = std::chrono::steady_clock::now();

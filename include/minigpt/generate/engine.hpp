@@ -1,0 +1,554 @@
+// minigpt::engine: continuous batching. Many requests, from many threads, share one model
+// through a fixed pool of slots (sequences decoded at once); requests come and go at any step.
+//
+// One engine thread owns every slot's context. Each step it
+//   1. retires cancelled requests (their slot is free at once) and admits waiting ones into free
+//      slots, picking the slot whose cached tokens share the longest prefix with the prompt (or
+//      copying the cache of a busier slot that holds a longer one: n answers to one prompt are
+//      prefilled once), so only the new suffix of a prompt is computed;
+//   2. samples the next token of every decoding request (its own sampler chain, stop strings,
+//      max tokens, log-probabilities, streaming callback);
+//   3. packs one decode token per running request plus chunks of waiting prompts (oldest first)
+//      into one batch of at most `token_budget` tokens and runs it (engine_batch.hpp).
+// Step 3 is the only place that touches the model: today it runs each item on its slot's own
+// context; a multi-sequence forward pass can replace it without changing this interface.
+// Results equal the one-sequence path: the same sampler, stop matcher and stream decoder as
+// minigpt::generate, and greedy output is identical to it.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "minigpt/core/error.hpp"
+#include "minigpt/generate/engine_batch.hpp"
+#include "minigpt/generate/generation.hpp"
+#include "minigpt/generate/logprobs.hpp"
+#include "minigpt/generate/sampler.hpp"
+#include "minigpt/generate/stop_matcher.hpp"
+
+namespace minigpt {
+
+struct engine_params {
+    int n_slots = 1;                   // sequences decoded at once (llama-server's -np)
+    std::int64_t n_ctx_slot = 0;       // positions per slot; 0: the model's training context
+    std::int64_t token_budget = 512;   // tokens per step: decodes + prompt chunks (llama.cpp's -b)
+    std::size_t max_queue = 256;       // waiting requests at most; submit() beyond throws queue_full_error
+    int n_threads = 0;                 // 0: physical cores
+    dtype kv_type = dtype::f32;
+    // Copy another slot's cache when it shares at least this many more prompt tokens than the best
+    // free slot does (a copy costs memory bandwidth, a recompute costs a forward pass).
+    std::int64_t min_copy_tokens = 16;
+};
+
+// The queue is full: try later (an HTTP server answers 503).
+class queue_full_error : public error {
+public:
+    using error::error;
+};
+
+// A request that cannot run at all (empty prompt, longer than a slot, bad parameters).
+class request_error : public error {
+public:
+    using error::error;
+};
+
+// One generated token as it streams out. `text` may be empty while a UTF-8 character or a possible
+// stop string is pending; a final event with token -1 carries held-back text at the end.
+struct token_event {
+    std::int32_t token = -1;
+    std::string_view text;
+    const token_logprobs* logprobs = nullptr;  // when the request asked for them
+};
+// Runs on the engine thread: keep it short. Return false to cancel the request.
+using stream_callback = std::function<bool(const token_event&)>;
+
+struct engine_request {
+    std::vector<std::int32_t> prompt;  // token ids, BOS included when wanted (engine::tokenize)
+    generation_params params;          // max_tokens, stop, sampling, ignore_eos, n_logprobs (add_bos, on_full unused)
+    stream_callback on_token;
+};
+
+struct engine_stats {
+    std::uint64_t requests_submitted = 0, requests_finished = 0, requests_cancelled = 0, requests_rejected = 0;
+    std::uint64_t prompt_tokens = 0;          // prompt tokens of admitted requests
+    std::uint64_t prompt_tokens_evaluated = 0;// of those, computed (the rest came from a cache)
+    std::uint64_t generated_tokens = 0;
+    std::uint64_t steps = 0;
+    std::size_t waiting = 0, running = 0;
+    int n_slots = 0;
+    std::int64_t kv_positions_used = 0, kv_positions_total = 0;  // over all slots
+    std::int64_t kv_bytes_total = 0;
+};
+
+namespace detail {
+
+struct engine_request_state {
+    engine_request req;
+    std::uint64_t id = 0;
+    std::atomic<bool> cancel_flag{false};
+    std::chrono::steady_clock::time_point submitted;
+    std::mutex mutex;
+    std::condition_variable done_cv;
+    bool done = false;
+    generation_output out;
+    std::exception_ptr failure;
+};
+
+}  // namespace detail
+
+// The caller's side of a submitted request.
+class request_handle {
+public:
+    request_handle() = default;
+    explicit request_handle(std::shared_ptr<detail::engine_request_state> s) : s_(std::move(s)) {}
+
+    std::uint64_t id() const { return s_->id; }
+    // Stops the request at the next step and frees its slot; wait() then returns what was generated
+    // with stop_reason::callback. Safe from any thread, any number of times.
+    void cancel() const { s_->cancel_flag = true; }
+    bool done() const {
+        std::lock_guard<std::mutex> lock(s_->mutex);
+        return s_->done;
+    }
+    // Blocks until the request ends; rethrows what made it fail.
+    generation_output wait() const {
+        std::unique_lock<std::mutex> lock(s_->mutex);
+        s_->done_cv.wait(lock, [&] { return s_->done; });
+        if (s_->failure) std::rethrow_exception(s_->failure);
+        return s_->out;
+    }
+    // As wait() with a time limit; nullopt while still running.
+    template <class Rep, class Period>
+    std::optional<generation_output> wait_for(std::chrono::duration<Rep, Period> d) const {
+        std::unique_lock<std::mutex> lock(s_->mutex);
+        if (!s_->done_cv.wait_for(lock, d, [&] { return s_->done; })) return std::nullopt;
+        if (s_->failure) std::rethrow_exception(s_->failure);
+        return s_->out;
+    }
+
+private:
+    std::shared_ptr<detail::engine_request_state> s_;
+};
+
+class engine {
+public:
+    engine(llm lm, engine_params p = {}) : lm_(std::move(lm)), params_(p) {
+        if (!lm_.weights || !lm_.vocab) throw error("engine: model and tokenizer are required");
+        if (params_.n_slots < 1 || params_.n_slots > 4096)
+            throw error("engine: n_slots must be in [1, 4096], got " + std::to_string(params_.n_slots));
+        if (params_.max_queue < 1) throw error("engine: max_queue must be at least 1");
+        params_.token_budget = std::max<std::int64_t>(params_.token_budget, params_.n_slots);
+        slots_.resize(static_cast<std::size_t>(params_.n_slots));
+        for (auto& s : slots_)
+            s.ctx = std::make_unique<context>(lm_.weights, context_params{.n_ctx = params_.n_ctx_slot,
+                                                                          .n_batch = params_.token_budget,
+                                                                          .kv_type = params_.kv_type,
+                                                                          .n_threads = params_.n_threads});
+        params_.n_ctx_slot = slots_[0].ctx->n_ctx();
+        for (const auto& s : slots_) {
+            stats_.kv_positions_total += s.ctx->n_ctx();
+            stats_.kv_bytes_total += s.ctx->kv_bytes();
+        }
+        worker_ = std::thread([this] { run(); });
+    }
+
+    engine(const engine&) = delete;
+    engine& operator=(const engine&) = delete;
+
+    // Stops the engine thread; requests still queued or running end with stop_reason::callback.
+    ~engine() { shutdown(); }
+
+    void shutdown() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (stopping_) {
+                if (worker_.joinable() && worker_.get_id() != std::this_thread::get_id()) worker_.join();
+                return;
+            }
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        if (worker_.joinable()) worker_.join();
+    }
+
+    const llm& model() const noexcept { return lm_; }
+    const engine_params& params() const noexcept { return params_; }
+    std::int64_t n_ctx_slot() const noexcept { return params_.n_ctx_slot; }
+
+    // Text to prompt tokens, with BOS when the vocabulary wants one and `add_bos` allows it.
+    std::vector<std::int32_t> tokenize(std::string_view text, bool add_bos = true) const {
+        return lm_.vocab->encode(text, add_bos && lm_.vocab->add_bos_default());
+    }
+
+    // Queues a request; thread-safe. Throws request_error for a request that can never run and
+    // queue_full_error when max_queue requests are already waiting.
+    request_handle submit(engine_request r) {
+        validate(r);
+        auto s = std::make_shared<detail::engine_request_state>();
+        s->req = std::move(r);
+        s->submitted = std::chrono::steady_clock::now();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (stopping_) throw error("engine: shut down");
+            if (waiting_.size() >= params_.max_queue) {
+                ++stats_.requests_rejected;
+                throw queue_full_error("engine: " + std::to_string(waiting_.size()) + " requests are already waiting");
+            }
+            s->id = ++next_id_;
+            waiting_.push_back(s);
+            ++stats_.requests_submitted;
+        }
+        wake_.notify_one();
+        return request_handle(s);
+    }
+
+    // Submits and waits.
+    generation_output run_to_completion(engine_request r) { return submit(std::move(r)).wait(); }
+
+    engine_stats stats() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        engine_stats s = stats_;
+        s.waiting = waiting_.size();
+        s.n_slots = params_.n_slots;
+        return s;
+    }
+
+private:
+    struct slot {
+        std::unique_ptr<context> ctx;
+        std::vector<std::int32_t> cached;     // tokens whose keys/values are in ctx, in order (== ctx->n_past())
+        std::shared_ptr<detail::engine_request_state> req;  // null when free
+        std::uint64_t last_used = 0;
+        // The running request's state:
+        std::size_t n_prompt_cached = 0;      // prompt tokens in the cache so far
+        bool prefilling = false;
+        std::optional<sampler> smp;
+        std::optional<stop_matcher> stops;
+        std::optional<stream_decoder> decoder;
+        std::int32_t n_sampled = 0;
+        std::chrono::steady_clock::time_point t_admitted, t_first;
+    };
+
+    void validate(const engine_request& r) const {
+        if (r.prompt.empty()) throw request_error("engine: empty prompt");
+        const auto n_vocab = lm_.weights->config().n_vocab;
+        for (std::size_t i = 0; i < r.prompt.size(); ++i)
+            if (r.prompt[i] < 0 || r.prompt[i] >= n_vocab)
+                throw request_error("engine: prompt token " + std::to_string(i) + " has id " + std::to_string(r.prompt[i]) +
+                                    " outside [0, " + std::to_string(n_vocab) + ")");
+        if (static_cast<std::int64_t>(r.prompt.size()) >= params_.n_ctx_slot)
+            throw request_error("engine: prompt of " + std::to_string(r.prompt.size()) + " tokens does not fit a slot of " +
+                                std::to_string(params_.n_ctx_slot) + " positions");
+        if (r.params.n_logprobs > 1000) throw request_error("engine: n_logprobs above 1000");
+        sampler probe(r.params.sampling, static_cast<std::int32_t>(n_vocab));  // throws on bad sampling parameters
+        stop_matcher stops(r.params.stop);                                      // throws on an empty stop string
+    }
+
+    static std::size_t common_prefix(const std::vector<std::int32_t>& a, const std::vector<std::int32_t>& b) {
+        const std::size_t n = std::min(a.size(), b.size());
+        std::size_t i = 0;
+        while (i < n && a[i] == b[i]) ++i;
+        return i;
+    }
+
+    void run() {
+        for (;;) {
+            {
+                std::unique_lock<std::mutex> lock(mutex_);
+                wake_.wait(lock, [&] { return stopping_ || !waiting_.empty() || n_running_ > 0; });
+                if (stopping_) break;
+                admit_locked();
+            }
+            try {
+                step();
+            } catch (...) {
+                // A failure inside the model (out of memory, a bug) ends every running request with it
+                // instead of taking the process down.
+                const auto e = std::current_exception();
+                for (auto& s : slots_)
+                    if (s.req) fail(s, e);
+            }
+        }
+        // Shutting down: end everything, queued or running.
+        std::deque<std::shared_ptr<detail::engine_request_state>> rest;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            rest.swap(waiting_);
+        }
+        for (auto& s : slots_)
+            if (s.req) finish(s, stop_reason::callback);
+        for (auto& r : rest) {
+            r->out.reason = stop_reason::callback;
+            complete(*r);
+        }
+    }
+
+    // Moves waiting requests into free slots (under mutex_).
+    void admit_locked() {
+        for (auto it = waiting_.begin(); it != waiting_.end();) {
+            auto& r = *it;
+            if (r->cancel_flag) {
+                r->out.reason = stop_reason::callback;
+                ++stats_.requests_cancelled;
+                ++stats_.requests_finished;
+                complete(*r);
+                it = waiting_.erase(it);
+                continue;
+            }
+            slot* best = nullptr;
+            std::size_t best_common = 0;
+            for (auto& s : slots_) {
+                if (s.req) continue;
+                const std::size_t c = common_prefix(s.cached, r->req.prompt);
+                if (!best || c > best_common || (c == best_common && s.last_used < best->last_used)) {
+                    best = &s;
+                    best_common = c;
+                }
+            }
+            if (!best) break;  // no free slot: everything behind waits too (first come, first served)
+            // A busy slot may hold (or be about to hold) a longer prefix of this prompt.
+            slot* source = nullptr;
+            std::size_t source_common = best_common;
+            bool wait_for_prefill = false;
+            for (auto& s : slots_) {
+                if (&s == best) continue;
+                const std::size_t c = common_prefix(s.cached, r->req.prompt);
+                if (c >= source_common + static_cast<std::size_t>(params_.min_copy_tokens)) {
+                    source = &s;
+                    source_common = c;
+                }
+                if (s.req && s.prefilling) {
+                    const std::size_t planned = common_prefix(s.req->req.prompt, r->req.prompt);
+                    if (planned > s.cached.size() &&
+                        planned >= std::max(best_common, source_common) + static_cast<std::size_t>(params_.min_copy_tokens))
+                        wait_for_prefill = true;
+                }
+            }
+            if (wait_for_prefill) { ++it; continue; }  // let that prompt finish, then copy its cache
+            if (source) {
+                best->ctx->copy_state_from(*source->ctx);
+                best->cached = source->cached;
+                best_common = source_common;
+            }
+            start(*best, r, best_common);
+            it = waiting_.erase(it);
+        }
+    }
+
+    void start(slot& s, std::shared_ptr<detail::engine_request_state> r, std::size_t common) {
+        const auto& prompt = r->req.prompt;
+        if (common >= prompt.size()) common = prompt.size() - 1;  // one token must be fed for fresh logits
+        s.ctx->truncate(static_cast<std::int64_t>(common));
+        s.cached.resize(common);
+        s.req = std::move(r);
+        s.last_used = ++use_clock_;
+        s.n_prompt_cached = common;
+        s.prefilling = true;
+        s.n_sampled = 0;
+        s.t_admitted = std::chrono::steady_clock::now();
+        const auto& gp = s.req->req.params;
+        s.smp.emplace(gp.sampling, static_cast<std::int32_t>(lm_.weights->config().n_vocab));
+        for (auto id : prompt) s.smp->accept(id);
+        s.stops.emplace(gp.stop);
+        s.decoder.emplace(*lm_.vocab, lm_.vocab->decode(prompt).empty());
+        s.req->out = generation_output{};
+        s.req->out.stats.n_prompt_tokens = static_cast<std::int64_t>(prompt.size());
+        ++n_running_;
+        ++stats_.running;
+        stats_.prompt_tokens += prompt.size();
+        stats_.prompt_tokens_evaluated += prompt.size() - common;
+    }
+
+    void step() {
+        // Retire cancelled requests, then sample one token for every request whose logits are ready.
+        std::vector<slot*> decoding;
+        for (auto& s : slots_) {
+            if (!s.req) continue;
+            if (s.req->cancel_flag) { finish(s, stop_reason::callback, true); continue; }
+            if (s.prefilling) continue;
+            if (s.req->req.params.max_tokens == 0) { finish(s, stop_reason::max_tokens); continue; }
+            if (auto id = sample_and_emit(s)) {
+                pending_tokens_.push_back(*id);
+                decoding.push_back(&s);
+            }
+        }
+        std::vector<batch_item> batch;  // (decode tokens, then prompt chunks)
+        for (std::size_t i = 0; i < decoding.size(); ++i)
+            batch.push_back({decoding[i]->ctx.get(), std::span<const std::int32_t>(&pending_tokens_[i], 1), true, &decoding[i]->cached});
+        std::int64_t budget = params_.token_budget - static_cast<std::int64_t>(decoding.size());
+        // Prompt chunks, oldest request first, in what is left of the budget.
+        std::vector<slot*> prefill;
+        for (auto& s : slots_)
+            if (s.req && s.prefilling) prefill.push_back(&s);
+        std::sort(prefill.begin(), prefill.end(), [](slot* a, slot* b) { return a->req->id < b->req->id; });
+        std::vector<slot*> chunk_owner;
+        for (slot* s : prefill) {
+            if (budget <= 0) break;
+            const auto& prompt = s->req->req.prompt;
+            const auto n = std::min<std::int64_t>(budget, static_cast<std::int64_t>(prompt.size() - s->n_prompt_cached));
+            const bool last = s->n_prompt_cached + static_cast<std::size_t>(n) == prompt.size();
+            batch.push_back({s->ctx.get(), std::span<const std::int32_t>(prompt).subspan(s->n_prompt_cached, static_cast<std::size_t>(n)),
+                             last, &s->cached});
+            chunk_owner.push_back(s);
+            budget -= n;
+        }
+        try {
+            if (!batch.empty()) run_batch(batch);
+        } catch (...) {
+            pending_tokens_.clear();
+            throw;
+        }
+        pending_tokens_.clear();
+        for (slot* s : chunk_owner) {
+            const auto& prompt = s->req->req.prompt;
+            s->n_prompt_cached = s->cached.size();
+            if (s->n_prompt_cached == prompt.size()) {
+                s->prefilling = false;
+                s->req->out.stats.prompt_seconds =
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - s->t_admitted).count();
+            }
+        }
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++stats_.steps;
+        stats_.kv_positions_used = 0;
+        stats_.kv_positions_total = 0;
+        stats_.kv_bytes_total = 0;
+        for (const auto& s : slots_) {
+            stats_.kv_positions_used += s.req ? s.ctx->n_past() : 0;
+            stats_.kv_positions_total += s.ctx->n_ctx();
+            stats_.kv_bytes_total += s.ctx->kv_bytes();
+        }
+    }
+
+    // Samples the slot's next token and streams it. Returns the token to feed next, or nothing when
+    // the request ended (its slot is then free).
+    std::optional<std::int32_t> sample_and_emit(slot& s) {
+        auto& req = *s.req;
+        const auto& gp = req.req.params;
+        auto& out = req.out;
+        const auto logits = s.ctx->logits(0);
+        const std::int32_t id = s.smp->sample(logits);
+        out.tokens.push_back(id);
+        ++out.stats.n_generated;
+        ++s.n_sampled;
+        if (gp.n_logprobs >= 0) out.logprobs.push_back(logprobs_of(logits, id, gp.n_logprobs));
+        if (s.n_sampled == 1) {
+            s.t_first = std::chrono::steady_clock::now();
+            out.stats.time_to_first_token = std::chrono::duration<double>(s.t_first - req.submitted).count();
+        }
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++stats_.generated_tokens;
+        }
+        if (!gp.ignore_eos && lm_.vocab->is_eog(id)) { finish(s, stop_reason::end_of_generation); return std::nullopt; }
+        const auto m = s.stops->push(s.decoder->push(id));
+        out.text += m.emit;
+        bool keep_going = true;
+        if (req.req.on_token) {
+            try {
+                keep_going = req.req.on_token({id, m.emit, gp.n_logprobs >= 0 ? &out.logprobs.back() : nullptr});
+            } catch (...) {
+                fail(s, std::current_exception());
+                return std::nullopt;
+            }
+        }
+        if (m.stopped) {
+            out.reason = stop_reason::stop_string;
+            out.stop_string = m.matched;
+            finish(s, stop_reason::stop_string);
+            return std::nullopt;
+        }
+        if (!keep_going || req.cancel_flag) { finish(s, stop_reason::callback, true); return std::nullopt; }
+        if (gp.max_tokens >= 0 && s.n_sampled >= gp.max_tokens) { finish(s, stop_reason::max_tokens); return std::nullopt; }
+        if (s.ctx->n_past() >= s.ctx->n_ctx()) { finish(s, stop_reason::context_full); return std::nullopt; }
+        return id;
+    }
+
+    // Ends the slot's request: flushes held-back text (as minigpt::generate does), records stats,
+    // wakes the waiter and frees the slot. The slot keeps its cache for prefix reuse.
+    void finish(slot& s, stop_reason why, bool cancelled = false) {
+        auto& req = *s.req;
+        auto& out = req.out;
+        out.reason = why;
+        if (why != stop_reason::stop_string && !cancelled) {
+            const auto tail = s.stops->push(s.decoder->flush());
+            std::string rest = tail.emit;
+            if (tail.stopped) {
+                out.reason = stop_reason::stop_string;
+                out.stop_string = tail.matched;
+            } else {
+                rest += s.stops->flush();
+            }
+            out.text += rest;
+            if (!rest.empty() && req.req.on_token) {
+                try {
+                    req.req.on_token({-1, rest, nullptr});
+                } catch (...) {
+                }
+            }
+        }
+        if (s.n_sampled > 0)
+            out.stats.generation_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.t_first).count();
+        release(s, cancelled);
+        complete(req);
+    }
+
+    void fail(slot& s, std::exception_ptr e) {
+        auto& req = *s.req;
+        req.failure = e;
+        s.ctx->truncate(0);  // the cache may be partly written: forget it
+        s.cached.clear();
+        release(s, false);
+        complete(req);
+    }
+
+    void release(slot& s, bool cancelled) {
+        // A prefill cut short leaves a consistent cache (cached tracks it), so nothing to undo.
+        s.req.reset();
+        s.prefilling = false;
+        s.last_used = ++use_clock_;
+        std::lock_guard<std::mutex> lock(mutex_);
+        --n_running_;
+        --stats_.running;
+        ++stats_.requests_finished;
+        if (cancelled) ++stats_.requests_cancelled;
+    }
+
+    static void complete(detail::engine_request_state& r) {
+        {
+            std::lock_guard<std::mutex> lock(r.mutex);
+            r.done = true;
+        }
+        r.done_cv.notify_all();
+    }
+
+    llm lm_;
+    engine_params params_;
+    std::vector<slot> slots_;          // (n_slots) touched only by the engine thread
+    std::vector<std::int32_t> pending_tokens_;  // (running requests) this step's decode tokens
+    std::uint64_t use_clock_ = 0;
+    int n_running_ = 0;                // requests in slots (under mutex_: the wait predicate reads it)
+
+    mutable std::mutex mutex_;         // guards waiting_, stats_, stopping_, next_id_
+    std::condition_variable wake_;
+    std::deque<std::shared_ptr<detail::engine_request_state>> waiting_;
+    engine_stats stats_;
+    std::uint64_t next_id_ = 0;
+    bool stopping_ = false;
+    std::thread worker_;
+};
+
+}  // namespace minigpt
