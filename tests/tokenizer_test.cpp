@@ -102,6 +102,27 @@ TEST(TokenizerVectors, DeepseekLlmMatchesLlamaCpp) {
     expect_vectors(tok, shared_path("vocab/ggml-vocab-deepseek-llm.gguf"));
 }
 
+// Every llama.cpp vocabulary with vectors present in ../shared/vocab (llama.cpp ships
+// ggml-vocab-{bert-bge,command-r,deepseek-coder,falcon,gpt-neox,llama-bpe,mpt,phi-3,qwen2,refact,
+// starcoder,...}.gguf with .inp/.out; whichever are there are checked, exactly).
+TEST(TokenizerVectors, EveryVocabularyWithVectorsMatchesLlamaCpp) {
+    const std::filesystem::path dir = shared_path("vocab");
+    if (!std::filesystem::exists(dir)) GTEST_SKIP() << "no " << dir;
+    int checked = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+        const std::string path = entry.path().string();
+        if (entry.path().extension() != ".gguf" || !std::filesystem::exists(path + ".inp") || !std::filesystem::exists(path + ".out"))
+            continue;
+        SCOPED_TRACE(path);
+        const auto tok = tokenizer::from_gguf(io::gguf_file::open(path));
+        const auto vectors = read_vectors(path);
+        EXPECT_FALSE(vectors.empty());
+        for (const auto& [text, expected] : vectors) EXPECT_EQ(tok.encode(text, false), expected) << "input: '" << text << "'";
+        ++checked;
+    }
+    EXPECT_GE(checked, 3);
+}
+
 TEST(TokenizerVectors, Llama2cTokenizerBinGivesTheSameIds) {
     MINIGPT_REQUIRE_SHARED("vocab/llama2-tokenizer.bin");
     NEED_LLAMA();

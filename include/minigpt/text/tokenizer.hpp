@@ -1,10 +1,13 @@
-// minigpt::tokenizer: text <-> token ids for GGUF vocabularies ("gpt2" byte-level BPE and "llama"
-// SentencePiece), and stream_decoder, which turns generated ids into text as they arrive.
+// minigpt::tokenizer: text <-> token ids for GGUF vocabularies ("gpt2" byte-level BPE with any
+// llama.cpp pre-tokenizer, "llama" SentencePiece BPE, "bert" WordPiece, "t5" Unigram), and
+// stream_decoder, which turns generated ids into text as they arrive.
 //
-// Encoding follows llama.cpp (the conformance vectors in ../shared/vocab are its output): with
-// parse_special, the text is first cut at special tokens (control, user-defined and unknown
-// tokens, longest first); each remaining fragment goes to the model's encoder
-// (bpe_tokenizer.hpp / spm_tokenizer.hpp). Without parse_special, special tokens are never
+// Encoding follows llama.cpp (the conformance vectors in ../shared/vocab are its output): the text
+// is first cut at special tokens, longest first: user-defined tokens always, control and unknown
+// tokens only with parse_special (and never inside the literal ranges of encode_with_literals,
+// i.e. user content in a chat prompt); a token with the lstrip/rstrip attribute swallows the ASCII
+// whitespace beside it. Each remaining fragment goes to the model's encoder (bpe_tokenizer.hpp,
+// spm_tokenizer.hpp, wpm_ugm_tokenizer.hpp). Without parse_special, control tokens are never
 // produced from text: "<s>" is just three characters. A SentencePiece fragment at the start of the
 // text or right after a special token gets the leading "▁" (add_space_prefix).
 //
