@@ -7,7 +7,7 @@ set(MINIGPT_RELEASE_URL "https://github.com/minigpt/minigpt/releases/download/v$
 vcpkg_download_distfile(ARCHIVE
     URLS "${MINIGPT_RELEASE_URL}"
     FILENAME "minigpt-${VERSION}.tar.gz"
-    SHA512 0
+    SHA512 4b03fb006492e1411c87c0bc1a2dac6699389cde902100f69e4ee7d1b8ae513c53f511906c4d994fe06520ebe2095b1b44ac77f8cc5d9ad4b5ed1600554823bc
 )
 vcpkg_extract_source_archive(SOURCE_PATH ARCHIVE "${ARCHIVE}")
 
