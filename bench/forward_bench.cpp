@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "minigpt/core/memory.hpp"
+#include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/model.hpp"
+#include "minigpt/model/synth.hpp"
 #include "read_loop.hpp"
 
 namespace {

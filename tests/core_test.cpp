@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "minigpt/core/dtype.hpp"
+#include "minigpt/core/eigen.hpp"
 #include "minigpt/core/half.hpp"
 #include "minigpt/core/memory.hpp"
 #include "minigpt/core/tensor.hpp"
@@ -171,10 +172,10 @@ TEST(Tensor, ViewsRowsAndEigen) {
     auto s = t[1];
     EXPECT_EQ(s.rank(), 2);
     EXPECT_EQ(s.shape_string(), "(3, 4)");
-    EXPECT_EQ(s.eigen()(2, 3), 23.0f);
+    EXPECT_EQ(eigen_view(s)(2, 3), 23.0f);
     auto r = t.rows(1, 2).reshape({12});
     EXPECT_EQ(r.data<float>()[0], 12.0f);
-    EXPECT_EQ(t.eigen().rows(), 6);
+    EXPECT_EQ(eigen_view(t).rows(), 6);
     EXPECT_THROW(t.row_ptr(6), shape_error);
     EXPECT_THROW(t[2], shape_error);
     EXPECT_THROW(t.reshape({5, 5}), shape_error);
@@ -184,7 +185,7 @@ TEST(Tensor, QuantizedRowsAndErrors) {
     auto q = tensor::empty(dtype::q8_0, {4, 64});
     EXPECT_EQ(q.row_bytes(), 68);
     EXPECT_EQ(q.row_ptr(3) - q.raw(), 3 * 68);
-    EXPECT_THROW(q.eigen(), shape_error);
+    EXPECT_THROW(eigen_view(q), shape_error);
     EXPECT_THROW(tensor::empty(dtype::q8_0, {4, 33}), shape_error);
     EXPECT_THROW(tensor::view(dtype::f32, {4}, nullptr), error);
     EXPECT_THROW(tensor::empty(dtype::f32, {1, 2, 3, 4, 5}), shape_error);

@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "minigpt/generate/generation.hpp"
+#include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/model.hpp"
+#include "minigpt/model/synth.hpp"
 #include "minigpt/text/chat_template.hpp"
 #include "test_data.hpp"
 

@@ -1,17 +1,15 @@
-// Umbrella header: everything a program needs to load a model and run it.
+// Umbrella header: what a program needs to load a model and generate text with it, and no more
+// (the README's ten-line example needs only this include).
+//
+// llm::load (model + tokenizer), context (KV cache, decode, logits), generation_params / generate()
+// and the sampler chain, minigpt::error and the version macros. Writing GGUF files
+// (io/gguf_writer.hpp), random-weight models (model/synth.hpp), the kernels themselves
+// (kernels/*.hpp), Eigen views (core/eigen.hpp), prompting (prompt.hpp) and kNN-LM (knn.hpp) have
+// their own headers, so that a program that only generates does not compile them.
 #pragma once
 
-#include "minigpt/core/dtype.hpp"
 #include "minigpt/core/error.hpp"
-#include "minigpt/core/half.hpp"
-#include "minigpt/core/tensor.hpp"
-#include "minigpt/core/threads.hpp"
-#include "minigpt/io/gguf.hpp"
-#include "minigpt/io/gguf_writer.hpp"
-#include "minigpt/io/llama2c.hpp"
-#include "minigpt/kernels/matmul.hpp"
-#include "minigpt/kernels/ops.hpp"
-#include "minigpt/model/config.hpp"
+#include "minigpt/generate/generation.hpp"
 #include "minigpt/model/context.hpp"
 #include "minigpt/model/model.hpp"
-#include "minigpt/model/synth.hpp"
+#include "minigpt/version.hpp"

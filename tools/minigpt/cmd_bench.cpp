@@ -95,6 +95,13 @@ int run_bench(const std::vector<std::string>& args) {
     const auto prompts = parse_list(f.str("--n-prompt"));
     const auto gens = parse_list(f.str("--n-gen"));
     const auto threads = parse_list(f.str("--threads"));
+    for (auto v : prompts)
+        if (v < 0) throw usage_error("-p: prompt lengths must be >= 0");
+    for (auto v : gens)
+        if (v < 0) throw usage_error("-n: generation lengths must be >= 0");
+    for (auto v : threads)
+        if (v < 1 || v > 4 * hardware_threads()) throw usage_error("-t: thread counts must be in [1, " + std::to_string(4 * hardware_threads()) + "]");
+    f.integer_in("--batch-size", 1, 1 << 24, "a positive number of tokens");
     const auto reps = f.integer("--repetitions");
     if (reps < 1) throw usage_error("-r must be at least 1");
 

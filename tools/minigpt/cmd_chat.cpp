@@ -5,6 +5,7 @@
 // turn is computed (prompt-prefix KV reuse).
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -27,14 +28,28 @@ chat_template pick_template(const llm& lm, const std::string& name) {
     return chat_template::custom(custom_chat_format{});
 }
 
+volatile std::sig_atomic_t g_replying = 0;
+volatile std::sig_atomic_t g_interrupted = 0;
+
+// Ctrl-C while the model replies stops the reply and returns to the prompt (as llama-cli's
+// interactive mode); at the prompt it ends the program.
+void on_sigint(int) {
+    if (!g_replying) {
+        std::signal(SIGINT, SIG_DFL);
+        std::raise(SIGINT);
+        return;
+    }
+    g_interrupted = 1;
+}
+
 int run_chat(const std::vector<std::string>& args) {
     flags f("usage: minigpt chat -m MODEL [--chat-template NAME] [-sys TEXT] [-n N] [--temp T] ...\n"
-            "Type a message and press enter; an empty line or end of input quits.");
+            "Type a message and press enter; an empty line or end of input quits. Ctrl-C stops a reply.");
     f.value({"-m", "--model"}, "model file (GGUF or llama2.c .bin)")
         .value({"--chat-template"}, "template name: chatml, llama2, llama3, mistral, gemma, phi3, zephyr")
         .value({"-sys", "--system-prompt"}, "system message")
-        .value({"-n", "--n-predict"}, "tokens per reply at most", "256")
-        .value({"-c", "--ctx-size"}, "context size (0: the model's)", "0")
+        .value({"-n", "--n-predict"}, "tokens per reply at most (-1: no limit)", "256")
+        .value({"-c", "--ctx-size"}, "context size (0: the model's, at most 4096)", "0")
         .value({"-t", "--threads"}, "threads (0: physical cores)", "0")
         .value({"--tokenizer"}, "tokenizer for a llama2.c model")
         .boolean({"--verbose-prompt"}, "print each turn's prompt token ids and pieces on stderr");
@@ -42,18 +57,22 @@ int run_chat(const std::vector<std::string>& args) {
     f.parse(args);
     if (f.help()) { std::cout << f.usage(); return 0; }
 
-    const llm lm = llm::load(f.require("--model"), f.str("--tokenizer"));
+    const std::string model_path = f.require("--model");
+    const std::int64_t n_ctx = read_ctx(f);
+    const int n_threads = read_threads(f);
+    generation_params gp;
+    gp.max_tokens = read_n_predict(f);
+    gp.sampling = read_sampling_flags(f);
+    const llm lm = llm::load(model_path, f.str("--tokenizer"));
     const chat_template tmpl = pick_template(lm, f.str("--chat-template"));
-    context ctx(lm.weights, {.n_ctx = f.integer("--ctx-size"), .n_threads = static_cast<int>(f.integer("--threads"))});
+    context ctx(lm.weights, {.n_ctx = n_ctx, .n_threads = n_threads});
     std::vector<chat_message> messages;
     if (f.has("--system-prompt")) messages.push_back({"system", f.str("--system-prompt")});
-    generation_params gp;
-    gp.max_tokens = static_cast<std::int32_t>(f.integer("--n-predict"));
-    gp.sampling = read_sampling_flags(f);
     gp.stop = {tmpl.end_of_turn()};
     gp.add_bos = false;
     const bool tty = ::isatty(0);
     std::fprintf(stderr, "minigpt chat: template %s, context %lld tokens\n", tmpl.name().c_str(), static_cast<long long>(ctx.n_ctx()));
+    std::signal(SIGINT, on_sigint);
 
     std::vector<std::int32_t> evaluated;  // tokens whose keys/values are in ctx, in order
     sampler smp(gp.sampling, static_cast<std::int32_t>(ctx.n_vocab()));
@@ -71,13 +90,18 @@ int run_chat(const std::vector<std::string>& args) {
         if (common == ids.size()) --common;  // at least one token must be fed to get fresh logits
         ctx.truncate(static_cast<std::int64_t>(common));
         evaluated.resize(common);
+        g_interrupted = 0;
+        g_replying = 1;
         const auto out = generate_from_tokens(ctx, *lm.vocab, evaluated, std::span(ids).subspan(common), gp, smp,
                                               [](std::int32_t, std::string_view text) {
                                                   std::fwrite(text.data(), 1, text.size(), stdout);
                                                   std::fflush(stdout);
-                                                  return true;
+                                                  return g_interrupted == 0;
                                               });
+        g_replying = 0;
         std::printf("\n");
+        std::fflush(stdout);
+        if (g_interrupted) std::fprintf(stderr, "minigpt chat: reply interrupted\n");
         // evaluated now holds prompt + generated tokens; an unfed final token is dropped.
         if (static_cast<std::int64_t>(evaluated.size()) > ctx.n_past()) evaluated.resize(static_cast<std::size_t>(ctx.n_past()));
         messages.push_back({"assistant", out.text});
@@ -86,6 +110,7 @@ int run_chat(const std::vector<std::string>& args) {
             break;
         }
     }
+    std::signal(SIGINT, SIG_DFL);
     return 0;
 }
 

@@ -122,7 +122,8 @@ int run_info(const std::vector<std::string>& args) {
     fl.value({"-m", "--model"}, "GGUF file or llama2.c checkpoint (may also be given as the only positional argument)")
         .value({"--array-items"}, "array elements shown per array value", "8")
         .value({"--max-value"}, "cut printed values to this many characters (0: no limit)", "200")
-        .boolean({"--no-tensors"}, "print only the per-type tensor counts and totals, not one line per tensor");
+        .boolean({"--no-tensors"}, "print only the per-type tensor counts and totals, not one line per tensor")
+        .allow_positional("MODEL                       the model file, instead of -m");
     fl.parse(args);
     if (fl.help()) {
         std::printf("%s", fl.usage().c_str());
@@ -130,6 +131,7 @@ int run_info(const std::vector<std::string>& args) {
     }
     std::string path = fl.str("-m");
     if (path.empty() && fl.positional().size() == 1) path = fl.positional()[0];
+    if (fl.positional().size() > 1) throw usage_error("unexpected argument '" + fl.positional()[1] + "'");
     if (path.empty()) throw usage_error("missing -m MODEL");
     if (!fl.positional().empty() && fl.has("-m")) throw usage_error("unexpected argument '" + fl.positional()[0] + "'");
     const auto array_items = fl.integer("--array-items");

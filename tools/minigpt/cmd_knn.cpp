@@ -5,6 +5,8 @@
 // from a text holds exactly one key per scored position of that text. The store records
 // the model's fingerprint and the tap; perplexity refuses a store built with another.
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -17,6 +19,7 @@
 #include "minigpt/knn.hpp"
 #include "minigpt/model/context.hpp"
 #include "minigpt/text/tokenizer_loader.hpp"
+#include "sampling_flags.hpp"
 #include "tool_io.hpp"
 
 namespace minigpt::tool {
@@ -38,14 +41,32 @@ std::vector<std::int32_t> tokenize_file(const model& m, const std::string& path)
 
 std::string store_fingerprint(const model& m, const std::string& tap) { return m.fingerprint() + " tap=" + tap; }
 
-// --ctx, or when not given, 256 capped at the model's context.
+// -c (alias --ctx), or when not given, 256 capped at the model's context.
 std::int64_t window_ctx(const flags& f, const model& m) {
-    std::int64_t ctx = f.integer("--ctx");
-    if (ctx <= 0) throw usage_error("--ctx must be positive");
-    if (!f.has("--ctx") && m.config().n_ctx_train > 0) ctx = std::min(ctx, m.config().n_ctx_train);
+    std::int64_t ctx = f.integer("--ctx-size");
+    if (!f.has("--ctx-size") && m.config().n_ctx_train > 0) ctx = std::min(ctx, m.config().n_ctx_train);
     if (m.config().n_ctx_train > 0 && ctx > m.config().n_ctx_train)
-        throw usage_error("--ctx " + std::to_string(ctx) + " exceeds the model's context of " + std::to_string(m.config().n_ctx_train));
+        throw usage_error("-c " + std::to_string(ctx) + " exceeds the model's context of " + std::to_string(m.config().n_ctx_train));
     return ctx;
+}
+
+// The flags both commands check before loading anything.
+void check_window_flags(const flags& f) {
+    f.integer_in("--ctx-size", 1, 1 << 24, "a positive number of tokens");
+    f.integer_in("--stride", 0, 1 << 24, "0 for -c (no overlap), or a positive number of tokens up to -c");
+}
+
+// "1 h 2.5 min" / "3.2 s" for an ETA.
+std::string duration_text(double seconds) {
+    char b[64];
+    if (seconds >= 3600) std::snprintf(b, sizeof b, "%d h %.1f min", static_cast<int>(seconds / 3600), std::fmod(seconds, 3600) / 60);
+    else if (seconds >= 60) std::snprintf(b, sizeof b, "%.1f min", seconds / 60);
+    else std::snprintf(b, sizeof b, "%.1f s", seconds);
+    return b;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 // Feeds each window to a fresh context (positions restart at 0) and copies out the tap
@@ -67,30 +88,47 @@ struct model_provider {
 };
 
 int run_knn_build(const std::vector<std::string>& args) {
-    flags f("usage: minigpt knn-build -m MODEL -f CORPUS.txt -o STORE [--tap NAME] [--f16] [--ctx N] [--stride N] [--ivf]");
+    flags f("usage: minigpt knn-build -m MODEL -f CORPUS.txt -o STORE [--tap NAME] [--f16] [-c N] [--stride N] [--ivf]");
     f.value({"-m", "--model"}, "model file (GGUF)")
         .value({"-f", "--file"}, "text to take contexts from")
         .value({"-o", "--output"}, "datastore file to write")
         .value({"--tap"}, "hidden state used as key: ffn_input (Khandelwal et al.) or final_norm", "ffn_input")
         .boolean({"--f16"}, "store keys as float16 (half the size)")
-        .value({"--ctx"}, "tokens per window (default: 256, at most the model's context)", "256")
-        .value({"--stride"}, "tokens between window starts (0: --ctx, no overlap)", "0")
+        .value({"-c", "--ctx-size", "--ctx"}, "tokens per window (default: 256, at most the model's context)", "256")
+        .value({"--stride"}, "tokens between window starts (0: -c, no overlap)", "0")
         .boolean({"--ivf"}, "also train the IVF index (saved as STORE.ivf)")
         .value({"-t", "--threads"}, "threads (0: physical cores)", "0");
     f.parse(args);
     if (f.help()) { std::cout << f.usage(); return 0; }
-    auto m = model::load(f.require("--model"));
+    check_window_flags(f);
+    const int n_threads = read_threads(f);
     const std::string tap_name = f.str("--tap");
     const hidden_tap tap = parse_tap(tap_name);
-    const auto tokens = tokenize_file(*m, f.require("--file"));
+    const std::string model_path = f.require("--model"), text_path = f.require("--file"), out = f.require("--output");
+    auto m = model::load(model_path);
+    const auto tokens = tokenize_file(*m, text_path);
     const knn::window_params windows{window_ctx(f, *m), f.integer("--stride")};
-    const int n_threads = static_cast<int>(f.integer("--threads"));
     model_provider provider(m, windows.ctx, tap, n_threads);
-    const std::string out = f.require("--output");
     knn::datastore_writer writer(out, m->config().n_embd, f.on("--f16") ? dtype::f16 : dtype::f32, store_fingerprint(*m, tap_name),
                                  static_cast<std::int64_t>(tokens.size()) - 1);
-    const auto n = knn::build_datastore(writer, tokens, windows,
-                                        [&](std::span<const std::int32_t> t, std::int64_t, float* keys) { provider.run(t, keys, nullptr); });
+    // Progress on stderr: one line per ~10% of the windows (a log-friendly form; a terminal sees the same).
+    const auto n_windows = static_cast<std::int64_t>(knn::make_windows(static_cast<std::int64_t>(tokens.size()), windows).size());
+    std::fprintf(stderr, "knn-build: %zu tokens in %lld windows of %lld\n", tokens.size(), static_cast<long long>(n_windows),
+                 static_cast<long long>(windows.ctx));
+    const auto t0 = std::chrono::steady_clock::now();
+    std::int64_t n_done = 0, next_report = 1;
+    const auto n = knn::build_datastore(writer, tokens, windows, [&](std::span<const std::int32_t> t, std::int64_t, float* keys) {
+        provider.run(t, keys, nullptr);
+        ++n_done;
+        if (n_done >= next_report || n_done == n_windows) {
+            const double elapsed = seconds_since(t0);
+            std::fprintf(stderr, "knn-build: %lld / %lld windows (%.0f%%), %s elapsed, ETA %s\n", static_cast<long long>(n_done),
+                         static_cast<long long>(n_windows), 100.0 * static_cast<double>(n_done) / static_cast<double>(n_windows),
+                         duration_text(elapsed).c_str(),
+                         duration_text(elapsed / static_cast<double>(n_done) * static_cast<double>(n_windows - n_done)).c_str());
+            next_report = n_done + std::max<std::int64_t>(1, n_windows / 10);
+        }
+    });
     writer.finish();
     std::printf("wrote %lld keys of dimension %lld (%s, tap %s) to %s\n", static_cast<long long>(n),
                 static_cast<long long>(m->config().n_embd), f.on("--f16") ? "f16" : "f32", tap_name.c_str(), out.c_str());
@@ -106,11 +144,13 @@ int run_knn_build(const std::vector<std::string>& args) {
 }
 
 int run_perplexity(const std::vector<std::string>& args) {
-    flags f("usage: minigpt perplexity -m MODEL -f TEXT.txt [--knn STORE --lambda 0.25 --k 32 --temp 1] [--ctx 256]");
+    flags f("usage: minigpt perplexity -m MODEL -f TEXT.txt [--knn STORE --lambda 0.25 --k 32 --temp 1] [-c 256]\n"
+            "Prints the running perplexity after each window ([n]value, as llama-perplexity) with an ETA, then\n"
+            "\"Final estimate: PPL = x +/- e\" (e: standard error from the per-token log-likelihoods).");
     f.value({"-m", "--model"}, "model file (GGUF)")
         .value({"-f", "--file"}, "text to score")
-        .value({"--ctx"}, "tokens per window (default: 256, at most the model's context)", "256")
-        .value({"--stride"}, "tokens between window starts (0: --ctx, no overlap)", "0")
+        .value({"-c", "--ctx-size", "--ctx"}, "tokens per window (default: 256, at most the model's context)", "256")
+        .value({"--stride"}, "tokens between window starts (0: -c, no overlap)", "0")
         .value({"--knn"}, "datastore to mix in (kNN-LM)")
         .value({"--lambda"}, "weight of the kNN distribution", "0.25")
         .value({"--k"}, "neighbours per position", "32")
@@ -121,18 +161,20 @@ int run_perplexity(const std::vector<std::string>& args) {
         .value({"-t", "--threads"}, "threads (0: physical cores)", "0");
     f.parse(args);
     if (f.help()) { std::cout << f.usage(); return 0; }
-    auto m = model::load(f.require("--model"));
+    check_window_flags(f);
+    const int n_threads = read_threads(f);
     const std::string tap_name = f.str("--tap");
     const hidden_tap tap = parse_tap(tap_name);
-    const auto tokens = tokenize_file(*m, f.require("--file"));
-    const knn::window_params windows{window_ctx(f, *m), f.integer("--stride")};
-    const int n_threads = static_cast<int>(f.integer("--threads"));
-
     knn::knn_lm_params params;
-    params.lambda = static_cast<float>(f.real("--lambda"));
-    params.k = static_cast<std::int32_t>(f.integer("--k"));
-    params.temperature = static_cast<float>(f.real("--temp"));
+    params.lambda = static_cast<float>(f.real_in("--lambda", 0.0, 1.0, "a weight in [0, 1]"));
+    params.k = static_cast<std::int32_t>(f.integer_in("--k", 1, 1 << 20, "a positive number of neighbours"));
+    params.temperature = static_cast<float>(f.real_in("--temp", 1e-30, 1e30, "positive"));
     params.validate();
+    f.integer_in("--nprobe", 1, 1 << 24, "a positive number of lists");
+    const std::string model_path = f.require("--model"), text_path = f.require("--file");
+    auto m = model::load(model_path);
+    const auto tokens = tokenize_file(*m, text_path);
+    const knn::window_params windows{window_ctx(f, *m), f.integer("--stride")};
     std::shared_ptr<knn::knn_index> index;
     if (f.has("--knn")) {
         auto store = knn::datastore::open(f.str("--knn"), store_fingerprint(*m, tap_name));
@@ -150,17 +192,32 @@ int run_perplexity(const std::vector<std::string>& args) {
         }
     }
     model_provider provider(m, windows.ctx, tap, n_threads);
+    const auto n_windows = static_cast<std::int64_t>(knn::make_windows(static_cast<std::int64_t>(tokens.size()), windows).size());
+    std::fprintf(stderr, "perplexity: calculating perplexity over %lld windows of %lld tokens (%zu tokens)\n",
+                 static_cast<long long>(n_windows), static_cast<long long>(windows.ctx), tokens.size());
+    const auto t0 = std::chrono::steady_clock::now();
+    // As llama-perplexity: the time of the first window and an ETA, then "[n]ppl," after every window.
     const auto r = knn::evaluate_perplexity(
         tokens, m->config().n_embd, m->config().n_vocab, windows,
         [&](std::span<const std::int32_t> t, std::int64_t, float* keys, float* logits) { provider.run(t, keys, logits); },
-        index.get(), params, n_threads);
+        index.get(), params, n_threads, [&](std::int64_t n_done, std::int64_t n_all, const knn::perplexity_result& so_far) {
+            if (n_done == 1) {
+                const double per_window = seconds_since(t0);
+                std::fprintf(stderr, "perplexity: %.2f seconds per window - ETA %s\n", per_window,
+                             duration_text(per_window * static_cast<double>(n_all - 1)).c_str());
+            }
+            std::printf("[%lld]%.4f,", static_cast<long long>(n_done), so_far.mixed.perplexity());
+            std::fflush(stdout);
+        });
+    std::printf("\n");
     std::printf("tokens scored: %lld\n", static_cast<long long>(r.base.n_tokens));
     if (index) {
-        std::printf("perplexity (LM only): %.6f\n", r.base.perplexity());
+        std::printf("perplexity (LM only): %.6f +/- %.5f\n", r.base.perplexity(), r.base.perplexity_error());
         std::printf("kNN-LM: %lld keys, lambda %.3g, k %d, temperature %.3g\n", static_cast<long long>(index->n_keys()),
                     static_cast<double>(params.lambda), params.k, static_cast<double>(params.temperature));
     }
     std::printf("perplexity: %.6f\n", r.mixed.perplexity());
+    std::printf("Final estimate: PPL = %.4f +/- %.5f\n", r.mixed.perplexity(), r.mixed.perplexity_error());
     return 0;
 }
 

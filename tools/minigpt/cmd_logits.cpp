@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "command.hpp"
+#include "sampling_flags.hpp"
 #include "minigpt/model/context.hpp"
 #include "tool_io.hpp"
 
@@ -24,9 +25,8 @@ int run_logits(const std::vector<std::string>& args) {
     const auto ids = parse_ids(read_file(f.require("--ids")), f.str("--ids"));
     if (ids.empty()) throw error("no token ids in " + f.str("--ids"));
     auto m = model::load(f.require("--model"));
-    context ctx(m, {.n_ctx = std::max<std::int64_t>(static_cast<std::int64_t>(ids.size()), m->config().n_ctx_train),
-                    .n_batch = f.integer("--batch-size"),
-                    .n_threads = static_cast<int>(f.integer("--threads"))});
+    // Exactly the positions fed: the model's whole training context could be 2^24 positions of KV cache.
+    context ctx(m, {.n_ctx = static_cast<std::int64_t>(ids.size()), .n_batch = read_batch(f), .n_threads = read_threads(f)});
     ctx.decode(ids, logits_for::all);
     const std::string out = f.require("--output");
     std::ofstream os(out, std::ios::binary);

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "command.hpp"
+#include "sampling_flags.hpp"
 #include "minigpt/io/gguf.hpp"
 #include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/model/synth.hpp"
@@ -40,7 +41,7 @@ int run_synth(const std::vector<std::string>& args) {
         write_vocab(w, synthetic_vocab(static_cast<std::int32_t>(preset.n_vocab)));
     }
     const auto c = synthesize(w, preset, type, static_cast<std::uint64_t>(f.integer("--seed")), n_vocab,
-                              static_cast<int>(f.integer("--threads")));
+                              read_threads(f));
     w.finish();
     std::fprintf(stderr, "wrote %s: %s, %s weights\n", out.c_str(), c.summary().c_str(), std::string(dtype_name(type)).c_str());
     return 0;

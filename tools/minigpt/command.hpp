@@ -5,12 +5,15 @@
 // spellings where users know them (-m, -p, -n, -t, --temp, ...).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace minigpt::tool {
@@ -37,8 +40,19 @@ struct usage_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// Thrown by flags::parse on --version; main prints the version and exits 0.
+struct version_request {};
+
+// The number of hardware threads (at least 1).
+inline int hardware_threads() {
+    const unsigned n = std::thread::hardware_concurrency();
+    return n == 0 ? 1 : static_cast<int>(n);
+}
+
 // Parses "-x VALUE", "--long VALUE", "--long=VALUE" and boolean "--flag".
-// Declare every flag first (with aliases), then parse; unknown flags are an error.
+// Declare every flag first (with aliases), then parse; unknown flags are an error, and so is a
+// positional argument unless the command declared it takes them (allow_positional). A value flag
+// given twice keeps its last value for str() and every value for all() (repeatable -r).
 class flags {
 public:
     explicit flags(std::string usage) : usage_(std::move(usage)) {}
@@ -51,6 +65,11 @@ public:
         add(std::move(names), std::move(help), false, {});
         return *this;
     }
+    // Positional arguments are accepted (and described by `help` in the usage).
+    flags& allow_positional(std::string help) {
+        positional_help_ = std::move(help);
+        return *this;
+    }
 
     void parse(const std::vector<std::string>& args) {
         for (std::size_t i = 0; i < args.size(); ++i) {
@@ -61,9 +80,12 @@ public:
                 if (eq != std::string::npos) { inline_value = a.substr(eq + 1); a = a.substr(0, eq); }
             }
             if (a == "-h" || a == "--help") { help_ = true; continue; }
+            if (a == "--version") throw version_request{};
             auto it = alias_.find(a);
             if (it == alias_.end()) {
                 if (!a.empty() && a[0] == '-' && a.size() > 1) throw usage_error("unknown flag " + a);
+                if (positional_help_.empty())
+                    throw usage_error("unexpected argument '" + args[i] + "' (options take a flag, e.g. -p TEXT for a prompt)");
                 positional_.push_back(args[i]);
                 continue;
             }
@@ -75,6 +97,7 @@ public:
             } else {
                 spec.value = "1";
             }
+            spec.all.push_back(spec.value);
             spec.set = true;
         }
     }
@@ -90,9 +113,24 @@ public:
     double real(const std::string& name) const { return parse_num<double>(name); }
     bool on(const std::string& name) const { return has(name); }
     const std::vector<std::string>& positional() const { return positional_; }
+    // Every value given for a repeatable flag, in order (empty when not given).
+    const std::vector<std::string>& all(const std::string& name) const { return spec(name).all; }
+
+    // A number that must lie in [lo, hi]; `expected` says what is allowed, for the error.
+    std::int64_t integer_in(const std::string& name, std::int64_t lo, std::int64_t hi, const std::string& expected) const {
+        const auto v = integer(name);
+        if (v < lo || v > hi) throw usage_error("flag " + name + ": " + str(name) + " is out of range (" + expected + ")");
+        return v;
+    }
+    double real_in(const std::string& name, double lo, double hi, const std::string& expected) const {
+        const auto v = real(name);
+        if (!(v >= lo && v <= hi)) throw usage_error("flag " + name + ": " + str(name) + " is out of range (" + expected + ")");
+        return v;
+    }
 
     std::string usage() const {
         std::string u = usage_ + "\n\noptions:\n";
+        if (!positional_help_.empty()) u += "  " + positional_help_ + "\n";
         for (const auto& s : specs_) {
             std::string names;
             for (const auto& n : s.names) names += (names.empty() ? "" : ", ") + n;
@@ -112,10 +150,11 @@ private:
         bool takes_value;
         std::string value;
         bool set = false;
+        std::vector<std::string> all;  // every value given, for repeatable flags
     };
     void add(std::vector<std::string> names, std::string help, bool takes_value, std::string def) {
         for (const auto& n : names) alias_[n] = specs_.size();
-        specs_.push_back({std::move(names), std::move(help), takes_value, std::move(def)});
+        specs_.push_back({std::move(names), std::move(help), takes_value, std::move(def), false, {}});
     }
     const spec_t& spec(const std::string& name) const {
         auto it = alias_.find(name);
@@ -130,6 +169,8 @@ private:
             if constexpr (std::is_integral_v<T>) r = static_cast<T>(std::stoll(v, &used));
             else r = static_cast<T>(std::stod(v, &used));
             if (used != v.size()) throw std::invalid_argument(v);
+            if constexpr (!std::is_integral_v<T>)
+                if (!std::isfinite(r)) throw usage_error("flag " + name + ": '" + v + "' is not a finite number");
             return r;
         } catch (const std::logic_error&) {
             throw usage_error("flag " + name + ": '" + v + "' is not a number");
@@ -140,6 +181,7 @@ private:
     std::vector<spec_t> specs_;
     std::map<std::string, std::size_t> alias_;
     std::vector<std::string> positional_;
+    std::string positional_help_;
     bool help_ = false;
 };
 

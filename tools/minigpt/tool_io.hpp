@@ -3,6 +3,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -13,9 +14,14 @@
 namespace minigpt::tool {
 
 inline std::string read_file(const std::string& path) {
+    // A directory opens as a stream on Linux and fails inside the first read ("basic_filebuf::underflow").
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) throw io_error("'" + path + "' is a directory, not a file");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw io_error("cannot open '" + path + "'");
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad()) throw io_error("error reading '" + path + "'");
+    return text;
 }
 
 // Token ids separated by whitespace or commas (brackets ignored, so "[1, 2, 3]" works too).

@@ -6,7 +6,8 @@
 // dimension, are always contiguous, so a quantised row is a run of whole blocks;
 // the outer dimensions have byte strides, which lets a tensor be a view of part of
 // another one. Storage is either owned (64-byte aligned, zero-filled, core/memory.hpp) or borrowed
-// (e.g. a memory-mapped file) with an optional keep-alive handle.
+// (e.g. a memory-mapped file) with an optional keep-alive handle. Eigen views of f32 tensors are in
+// the opt-in core/eigen.hpp, so programs that do not use Eigen do not parse it.
 #pragma once
 
 #include <array>
@@ -18,8 +19,6 @@
 #include <memory>
 #include <span>
 #include <string>
-
-#include <Eigen/Core>
 
 #include "minigpt/core/dtype.hpp"
 #include "minigpt/core/error.hpp"
@@ -144,14 +143,6 @@ public:
         t.data_ = data_;
         t.owner_ = owner_;
         return t;
-    }
-
-    // F32 only: a row-major (n_rows, n_cols) Eigen view, no copy.
-    using matrix_map = Eigen::Map<Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-    matrix_map eigen() const {
-        if (type_ != dtype::f32) throw shape_error("tensor::eigen needs an f32 tensor, got " + std::string(dtype_name(type_)));
-        if (!is_contiguous()) throw shape_error("tensor::eigen needs a contiguous tensor");
-        return matrix_map(data<float>(), static_cast<Eigen::Index>(n_rows()), static_cast<Eigen::Index>(n_cols()));
     }
 
     std::string shape_string() const {

@@ -141,12 +141,23 @@ private:
         if (std::memcmp(base, "GGUF", 4) == 0)
             throw format_error(path_, 0, "this is a GGUF file, not a llama2.c checkpoint (open it with gguf_file)");
         static constexpr const char* field[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
+        // A llama2.c file has no magic: a header whose fields are far outside any model's (a text file
+        // renamed, another format) means the file is neither format, which is what the user must hear.
+        static constexpr std::int32_t plausible[7] = {1 << 16, 1 << 20, 1 << 12, 1 << 12, 1 << 12, 1 << 24, 1 << 24};
         config.shared_classifier = h[5] > 0;
         if (h[5] < 0 && h[5] != INT32_MIN) h[5] = -h[5];
         for (int i = 0; i < 7; ++i)
-            if (h[i] <= 0)
+            if (h[i] <= 0 || h[i] > plausible[i]) {
+                bool text = true;
+                for (std::size_t b = 0; b < 28; ++b) {
+                    const auto c = static_cast<unsigned char>(base[b]);
+                    text = text && (c >= 0x20 || c == '\n' || c == '\r' || c == '\t');
+                }
                 throw format_error(path_, static_cast<std::uint64_t>(4 * i),
-                                   "llama2.c header field " + std::string(field[i]) + " is " + std::to_string(h[i]) + ", must be positive");
+                                   "not a GGUF or llama2.c file (no GGUF magic, and as a llama2.c header its " + std::string(field[i]) +
+                                       " is " + std::to_string(h[i]) + ", must be in [1, " + std::to_string(plausible[i]) + "])" +
+                                       (text ? "; it starts like a text file" : ""));
+            }
         config.dim = h[0];
         config.hidden_dim = h[1];
         config.n_layers = h[2];

@@ -89,9 +89,13 @@ struct perplexity_result {
 
 // Scores every position of the stream that has a next token, with the LM alone and mixed
 // with the index's neighbours (batched per window).
+// `on_window` (optional) sees the running result after each window: (windows done, windows in all, result so far).
+using perplexity_progress_fn = std::function<void(std::int64_t n_done, std::int64_t n_windows, const perplexity_result&)>;
+
 inline perplexity_result evaluate_perplexity(std::span<const std::int32_t> tokens, std::int64_t dim, std::int64_t n_vocab,
                                              const window_params& windows, const lm_state_fn& provider,
-                                             const knn_index* index, const knn_lm_params& params, int n_threads = 0) {
+                                             const knn_index* index, const knn_lm_params& params, int n_threads = 0,
+                                             const perplexity_progress_fn& on_window = {}) {
     if (!provider) throw error("evaluate_perplexity: no provider");
     if (dim <= 0 || n_vocab <= 0) throw error("evaluate_perplexity: dim and n_vocab must be positive");
     params.validate();
@@ -103,7 +107,11 @@ inline perplexity_result evaluate_perplexity(std::span<const std::int32_t> token
     perplexity_result r;
     std::vector<float> keys, logits, lp;            // (len, dim), (len, n_vocab), (n_vocab)
     std::vector<std::vector<neighbour>> found;      // (used positions)
-    for (const auto& w : make_windows(n, windows)) {
+    const auto all_windows = make_windows(n, windows);
+    std::int64_t n_done = 0;
+    for (const auto& w : all_windows) {
+        if (on_window && n_done > 0) on_window(n_done, static_cast<std::int64_t>(all_windows.size()), r);
+        ++n_done;
         const std::int64_t len = w.end - w.begin;
         keys.assign(static_cast<std::size_t>(len * dim), 0.0f);
         logits.assign(static_cast<std::size_t>(len * n_vocab), 0.0f);
@@ -128,6 +136,7 @@ inline perplexity_result evaluate_perplexity(std::span<const std::int32_t> token
             r.mixed.add_log_prob(interpolated_log_prob(base, nb, next, params.lambda, params.temperature));
         }
     }
+    if (on_window) on_window(n_done, static_cast<std::int64_t>(all_windows.size()), r);
     return r;
 }
 

@@ -1,5 +1,5 @@
 // A FAISS-backed knn_index (IndexIVFFlat or IndexHNSWFlat), compiled only when the build
-// found libfaiss (MINIGPT_HAVE_FAISS, set by cmake/minigptFaiss.cmake); without it this
+// found libfaiss (MINIGPT_HAVE_FAISS, set by the minigpt::faiss target, cmake/minigptBackends.cmake); without it this
 // header declares nothing and the built-in exact and IVF indexes are the only ones.
 //
 // FAISS keeps its own float32 copy of the vectors, so a float16 store costs twice its

@@ -160,14 +160,24 @@ inline double interpolated_log_prob(double lm_log_prob, std::span<const neighbou
 // Sum of -log p over scored tokens; perplexity = exp(mean).
 struct perplexity_accumulator {
     double nll_sum = 0.0;
+    double nll2_sum = 0.0;  // sum of (-log p)^2, for the uncertainty
     std::int64_t n_tokens = 0;
 
     void add_log_prob(double log_prob) {
         nll_sum -= log_prob;
+        nll2_sum += log_prob * log_prob;
         ++n_tokens;
     }
     double mean_nll() const { return n_tokens == 0 ? 0.0 : nll_sum / static_cast<double>(n_tokens); }
     double perplexity() const { return std::exp(mean_nll()); }
+    // The standard error of the perplexity, as llama-perplexity's "PPL = x +/- e": the standard error of
+    // the mean NLL (sample variance over n - 1) carried through exp by its derivative. 0 when undefined.
+    double perplexity_error() const {
+        if (n_tokens < 2) return 0.0;
+        const double n = static_cast<double>(n_tokens), mean = nll_sum / n;
+        const double var = nll2_sum / n - mean * mean;
+        return var > 0.0 ? std::sqrt(var / (n - 1.0)) * perplexity() : 0.0;
+    }
 };
 
 // The generation-time stage: logits -> log p_mixed at one position.

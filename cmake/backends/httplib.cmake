@@ -1,0 +1,15 @@
+# Backend "httplib": cpp-httplib for the HTTP server. Sets MINIGPT_BACKEND_LIBS (empty when absent).
+# vcpkg's port exports httplib::httplib; Debian's libcpp-httplib-dev ships only a pkg-config file.
+set(MINIGPT_BACKEND_LIBS "")
+find_package(httplib CONFIG QUIET)
+if(TARGET httplib::httplib)
+  set(MINIGPT_BACKEND_LIBS httplib::httplib)
+else()
+  find_package(PkgConfig QUIET)
+  if(PKG_CONFIG_FOUND)
+    pkg_check_modules(MINIGPT_CPP_HTTPLIB QUIET IMPORTED_TARGET GLOBAL cpp-httplib)
+    if(TARGET PkgConfig::MINIGPT_CPP_HTTPLIB)
+      set(MINIGPT_BACKEND_LIBS PkgConfig::MINIGPT_CPP_HTTPLIB)
+    endif()
+  endif()
+endif()

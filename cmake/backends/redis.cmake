@@ -1,0 +1,15 @@
+# Backend "redis": hiredis for a shared cache in Redis. Sets MINIGPT_BACKEND_LIBS (empty when absent).
+# vcpkg's port exports hiredis::hiredis; Debian's libhiredis-dev has a pkg-config file.
+set(MINIGPT_BACKEND_LIBS "")
+find_package(hiredis CONFIG QUIET)
+if(TARGET hiredis::hiredis)
+  set(MINIGPT_BACKEND_LIBS hiredis::hiredis)
+else()
+  find_package(PkgConfig QUIET)
+  if(PKG_CONFIG_FOUND)
+    pkg_check_modules(MINIGPT_HIREDIS QUIET IMPORTED_TARGET GLOBAL hiredis)
+    if(TARGET PkgConfig::MINIGPT_HIREDIS)
+      set(MINIGPT_BACKEND_LIBS PkgConfig::MINIGPT_HIREDIS)
+    endif()
+  endif()
+endif()
