@@ -257,6 +257,9 @@ TEST(Server, ChatStreamingNAndLogprobs) {
     r = s.post("/v1/completions", body);
     const auto& lp = r["choices"][0]["logprobs"];
     ASSERT_EQ(lp["tokens"].size(), r["usage"]["completion_tokens"].get<std::size_t>());
+    std::string joined;
+    for (const auto& t : lp["tokens"]) joined += t.get<std::string>();
+    EXPECT_EQ(joined, r["choices"][0]["text"]);  // token texts read as the text does
     for (std::size_t i = 0; i < lp["tokens"].size(); ++i) {
         EXPECT_LE(lp["token_logprobs"][i].get<double>(), 0.0);
         EXPECT_EQ(lp["top_logprobs"][i].size(), 3u);

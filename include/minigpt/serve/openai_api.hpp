@@ -255,8 +255,14 @@ inline const char* finish_reason(stop_reason r) {
     }
 }
 
-// The text of one token, as OpenAI's logprobs show it.
-inline std::string token_text(const tokenizer& tok, std::int32_t id) { return tok.decode(std::span(&id, 1)); }
+// The text of one token as it reads inside a text (a SentencePiece word keeps its leading space), so
+// a choice's tokens concatenate to its text, as OpenAI's logprobs show them. A byte token that is
+// part of a multi-byte character shows as U+FFFD.
+inline std::string token_text(const tokenizer& tok, std::int32_t id) {
+    stream_decoder d(tok, false);
+    std::string s = d.push(id);
+    return s + d.flush();
+}
 
 inline json bytes_of(const std::string& s) {
     json b = json::array();
