@@ -1,0 +1,343 @@
+// minigpt::serve::http_server: an OpenAI-compatible HTTP front end over a minigpt::engine
+// (cpp-httplib; only this header needs it, a consumer of model.hpp never does).
+//
+// Endpoints: POST /v1/completions, POST /v1/chat/completions (stream: true as server-sent
+// events ending with `data: [DONE]`), GET /v1/models, GET /health, GET /metrics (Prometheus text).
+// Errors are OpenAI error objects: 400 malformed JSON or bad fields (a prompt longer than a slot:
+// code context_length_exceeded), 401 a missing or wrong API key, 404 unknown path, 413 a body
+// above max_body_bytes, 503 the engine's queue is full. Every HTTP request is served on its own
+// thread of httplib's pool and blocks there while the engine thread generates. A streaming client
+// that disconnects is noticed at the next write (every token) and its requests are cancelled,
+// which frees their slots at the next engine step. httplib 0.11 gives a handler no way to see a
+// closed connection, so a non-streamed request whose client left runs to its max_tokens.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <httplib.h>
+
+#include "minigpt/generate/engine.hpp"
+#include "minigpt/serve/openai_api.hpp"
+
+namespace minigpt::serve {
+
+struct server_options {
+    std::string host = "127.0.0.1";
+    int port = 8080;                       // 0: any free port (see http_server::port())
+    std::string api_key;                   // empty: no authentication
+    std::string model_name;                // reported by /v1/models and in responses
+    std::size_t max_body_bytes = 4u << 20; // larger bodies get 413
+    int n_http_threads = 32;               // concurrent connections served (more wait in httplib's queue)
+    chat_template tmpl = chat_template::custom(custom_chat_format{});
+};
+
+class http_server {
+public:
+    http_server(engine& e, server_options o) : engine_(e), opt_(std::move(o)) {
+        if (opt_.model_name.empty()) opt_.model_name = "minigpt";
+        const int n_threads = std::max(2, opt_.n_http_threads);
+        server_.new_task_queue = [n_threads] { return new httplib::ThreadPool(static_cast<std::size_t>(n_threads)); };
+        server_.set_payload_max_length(opt_.max_body_bytes);
+        server_.set_read_timeout(30, 0);
+        server_.set_write_timeout(30, 0);
+        server_.set_keep_alive_timeout(2);  // bounds how long stop() waits for idle keep-alive connections
+        routes();
+    }
+
+    // Binds the socket; returns false when the address is taken or invalid.
+    bool bind() {
+        if (opt_.port == 0) port_ = server_.bind_to_any_port(opt_.host);
+        else port_ = server_.bind_to_port(opt_.host, opt_.port) ? opt_.port : -1;
+        return port_ > 0;
+    }
+    int port() const noexcept { return port_; }
+    // Serves until stop() (call bind() first). Returns false if serving failed.
+    bool serve() { return server_.listen_after_bind(); }
+    void stop() { server_.stop(); }
+
+    std::uint64_t http_requests() const noexcept { return n_http_.load(); }
+
+private:
+    using clock = std::chrono::steady_clock;
+
+    // Events of one HTTP request's choices, passed from the engine thread to the connection's thread.
+    struct exchange {
+        std::mutex mutex;
+        std::condition_variable cv;
+        std::deque<std::string> events;    // SSE payloads ready to write
+        std::vector<request_handle> handles;
+        std::vector<bool> first;           // chat: the first chunk of a choice carries the role
+        void push(std::string s) {
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                events.push_back(std::move(s));
+            }
+            cv.notify_one();
+        }
+        void cancel_all() {
+            for (auto& h : handles) h.cancel();
+        }
+        bool all_done() const {
+            for (const auto& h : handles)
+                if (!h.done()) return false;
+            return true;
+        }
+    };
+
+    static void send_json(httplib::Response& res, int status, const json& body) {
+        res.status = status;
+        res.set_content(body.dump(), "application/json");
+    }
+    static void send_error(httplib::Response& res, const api_error& e) { send_json(res, e.status(), e.body()); }
+
+    bool authorized(const httplib::Request& req, httplib::Response& res) const {
+        if (opt_.api_key.empty()) return true;
+        const std::string want = "Bearer " + opt_.api_key;
+        const std::string got = req.get_header_value("Authorization");
+        // Constant-time comparison: the key is a secret.
+        unsigned diff = got.size() != want.size();
+        for (std::size_t i = 0; i < want.size(); ++i) diff |= static_cast<unsigned>(want[i] ^ (i < got.size() ? got[i] : 0));
+        if (diff == 0) return true;
+        send_error(res, api_error(401, "invalid_request_error", "Incorrect or missing API key (send 'Authorization: Bearer KEY')",
+                                  {}, "invalid_api_key"));
+        return false;
+    }
+
+    void routes() {
+        server_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+            ++n_http_;
+            if (req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+            return authorized(req, res) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
+        });
+        server_.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+            if (!res.body.empty()) return;
+            if (res.status == 413)
+                send_error(res, api_error(413, "invalid_request_error", "request body too large"));
+            else if (res.status == 404)
+                send_error(res, api_error(404, "invalid_request_error", "no endpoint " + req.method + " " + req.path));
+            else
+                send_json(res, res.status, json{{"error", {{"message", "HTTP error " + std::to_string(res.status)},
+                                                           {"type", "invalid_request_error"}, {"param", nullptr}, {"code", nullptr}}}});
+        });
+        server_.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+            std::string what = "internal error";
+            try {
+                std::rethrow_exception(ep);
+            } catch (const std::exception& e) {
+                what = e.what();
+            } catch (...) {
+            }
+            send_error(res, api_error(500, "server_error", what));
+        });
+        server_.Get("/health", [](const httplib::Request&, httplib::Response& res) { send_json(res, 200, {{"status", "ok"}}); });
+        server_.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) { send_json(res, 200, models_json()); });
+        server_.Get("/models", [this](const httplib::Request&, httplib::Response& res) { send_json(res, 200, models_json()); });
+        server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+            res.set_content(metrics_text(), "text/plain; version=0.0.4");
+        });
+        for (const char* path : {"/v1/completions", "/completions"})
+            server_.Post(path, [this](const httplib::Request& req, httplib::Response& res) { complete(req, res, false); });
+        for (const char* path : {"/v1/chat/completions", "/chat/completions"})
+            server_.Post(path, [this](const httplib::Request& req, httplib::Response& res) { complete(req, res, true); });
+    }
+
+    json models_json() const {
+        const auto& c = engine_.model().weights->config();
+        return json{{"object", "list"},
+                    {"data", json::array({json{{"id", opt_.model_name},
+                                               {"object", "model"},
+                                               {"created", started_},
+                                               {"owned_by", "minigpt"},
+                                               {"meta", {{"n_vocab", c.n_vocab},
+                                                         {"n_ctx_train", c.n_ctx_train},
+                                                         {"n_ctx_slot", engine_.n_ctx_slot()},
+                                                         {"n_slots", engine_.params().n_slots},
+                                                         {"n_params", engine_.model().weights->n_params()}}}}})}};
+    }
+
+    std::string metrics_text() const {
+        const auto s = engine_.stats();
+        std::string out;
+        auto metric = [&](const char* name, const char* type, const char* help, double value) {
+            out += std::string("# HELP minigpt_") + name + " " + help + "\n# TYPE minigpt_" + name + " " + type + "\nminigpt_" + name +
+                   " " + std::to_string(value) + "\n";
+        };
+        metric("http_requests_total", "counter", "HTTP requests received.", static_cast<double>(n_http_.load()));
+        metric("requests_total", "counter", "Generation requests submitted to the engine (one per choice).", static_cast<double>(s.requests_submitted));
+        metric("requests_finished_total", "counter", "Generation requests finished (any reason).", static_cast<double>(s.requests_finished));
+        metric("requests_cancelled_total", "counter", "Generation requests cancelled (client gone or shutdown).", static_cast<double>(s.requests_cancelled));
+        metric("requests_rejected_total", "counter", "Generation requests refused because the queue was full.", static_cast<double>(s.requests_rejected));
+        metric("requests_running", "gauge", "Requests holding a slot.", static_cast<double>(s.running));
+        metric("requests_waiting", "gauge", "Requests queued for a slot.", static_cast<double>(s.waiting));
+        metric("slots", "gauge", "Sequences decoded at once.", s.n_slots);
+        metric("prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", static_cast<double>(s.prompt_tokens));
+        metric("prompt_tokens_evaluated_total", "counter", "Prompt tokens computed (the rest reused a cached prefix).",
+               static_cast<double>(s.prompt_tokens_evaluated));
+        metric("tokens_generated_total", "counter", "Tokens generated.", static_cast<double>(s.generated_tokens));
+        metric("engine_steps_total", "counter", "Engine steps (batches) run.", static_cast<double>(s.steps));
+        metric("kv_cache_used_positions", "gauge", "KV cache positions held by running requests.", static_cast<double>(s.kv_positions_used));
+        metric("kv_cache_positions", "gauge", "KV cache positions over all slots.", static_cast<double>(s.kv_positions_total));
+        metric("kv_cache_usage_ratio", "gauge", "Used over total KV cache positions.",
+               s.kv_positions_total > 0 ? static_cast<double>(s.kv_positions_used) / static_cast<double>(s.kv_positions_total) : 0.0);
+        metric("kv_cache_bytes", "gauge", "Bytes allocated for the KV caches of all slots.", static_cast<double>(s.kv_bytes_total));
+        return out;
+    }
+
+    std::string new_id(bool chat) {
+        static const char* hex = "0123456789abcdef";
+        std::string id = chat ? "chatcmpl-" : "cmpl-";
+        std::lock_guard<std::mutex> lock(id_mutex_);
+        for (int i = 0; i < 24; ++i) id += hex[id_rng_() & 15];
+        return id;
+    }
+
+    void complete(const httplib::Request& req, httplib::Response& res, bool chat) {
+        json body;
+        try {
+            body = json::parse(req.body);
+        } catch (const json::parse_error& e) {
+            return send_error(res, bad_request(std::string("malformed JSON: ") + e.what()));
+        }
+        api_request r;
+        try {
+            r = parse_request(body, engine_, opt_.tmpl, chat);
+        } catch (const api_error& e) {
+            return send_error(res, e);
+        } catch (const error& e) {
+            return send_error(res, bad_request(e.what()));
+        }
+        auto ex = std::make_shared<exchange>();
+        const std::string id = new_id(chat);
+        const std::int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
+                                         std::chrono::system_clock::now().time_since_epoch()).count();
+        const std::string model = opt_.model_name;
+        const auto& tok = *engine_.model().vocab;
+        // Submit every choice; n > 1 with a seed gives choice i the seed + i.
+        try {
+            std::size_t index = 0;
+            for (const auto& prompt : r.prompts)
+                for (int k = 0; k < r.n; ++k, ++index) {
+                    engine_request er{prompt, r.params, {}};
+                    if (er.params.sampling.seed != k_random_seed) er.params.sampling.seed += static_cast<std::uint64_t>(k);
+                    if (r.stream) {
+                        ex->first.push_back(true);
+                        std::weak_ptr<exchange> weak = ex;
+                        er.on_token = [weak, &tok, r_ = r, id, created, model, index](const token_event& ev) {
+                            auto x = weak.lock();
+                            if (!x) return false;
+                            const bool has_lp = r_.want_logprobs && ev.logprobs;
+                            if (ev.text.empty() && !has_lp) return true;
+                            const std::string text(ev.text);
+                            json lp = has_lp ? logprobs_json(tok, std::span(ev.logprobs, 1), r_.chat) : json(nullptr);
+                            bool first;
+                            {
+                                std::lock_guard<std::mutex> lock(x->mutex);
+                                first = x->first[index];
+                                x->first[index] = false;
+                            }
+                            x->push(chunk_json(r_, id, created, model, index, &text, lp, nullptr, first).dump());
+                            return true;
+                        };
+                    }
+                    ex->handles.push_back(engine_.submit(std::move(er)));
+                }
+        } catch (const queue_full_error& e) {
+            ex->cancel_all();
+            return send_error(res, api_error(503, "server_error", std::string("server busy: ") + e.what(), {}, "queue_full"));
+        } catch (const request_error& e) {
+            ex->cancel_all();
+            return send_error(res, bad_request(e.what()));
+        } catch (const error& e) {  // shutting down
+            ex->cancel_all();
+            return send_error(res, api_error(503, "server_error", e.what()));
+        }
+
+        if (r.stream) {
+            res.set_header("Cache-Control", "no-cache");
+            res.set_chunked_content_provider(
+                "text/event-stream",
+                [ex, r, id, created, model](std::size_t, httplib::DataSink& sink) {
+                    auto write = [&](const std::string& payload) {
+                        const std::string frame = "data: " + payload + "\n\n";
+                        return sink.write(frame.data(), frame.size());
+                    };
+                    for (;;) {
+                        std::deque<std::string> batch;
+                        bool done;
+                        {
+                            std::unique_lock<std::mutex> lock(ex->mutex);
+                            ex->cv.wait_for(lock, std::chrono::milliseconds(50), [&] { return !ex->events.empty(); });
+                            batch.swap(ex->events);
+                        }
+                        done = ex->all_done();
+                        for (const auto& e : batch)
+                            if (!write(e)) { ex->cancel_all(); return false; }
+                        if (!done) {
+                            if (batch.empty() && !sink.is_writable()) { ex->cancel_all(); return false; }
+                            continue;
+                        }
+                        {
+                            std::lock_guard<std::mutex> lock(ex->mutex);
+                            batch.swap(ex->events);  // anything pushed after the check above
+                        }
+                        for (const auto& e : batch)
+                            if (!write(e)) return false;
+                        std::int64_t n_prompt = 0, n_completion = 0;
+                        for (std::size_t i = 0; i < ex->handles.size(); ++i) {
+                            generation_output o;
+                            try {
+                                o = ex->handles[i].wait();
+                            } catch (const std::exception& e) {
+                                write(json{{"error", {{"message", e.what()}, {"type", "server_error"}}}}.dump());
+                                continue;
+                            }
+                            if (i % static_cast<std::size_t>(r.n) == 0) n_prompt += o.stats.n_prompt_tokens;
+                            n_completion += static_cast<std::int64_t>(o.tokens.size());
+                            write(chunk_json(r, id, created, model, i, nullptr, nullptr, finish_reason(o.reason),
+                                             r.chat && ex->first[i]).dump());
+                        }
+                        if (r.stream_usage)
+                            write(json{{"id", id}, {"object", r.chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
+                                       {"model", model}, {"choices", json::array()}, {"usage", usage_json(n_prompt, n_completion)}}.dump());
+                        write("[DONE]");
+                        sink.done();
+                        return true;
+                    }
+                },
+                [ex](bool success) {
+                    if (!success) ex->cancel_all();
+                });
+            return;
+        }
+
+        // Not streamed: wait for every choice.
+        std::vector<generation_output> outputs;
+        try {
+            for (auto& h : ex->handles) outputs.push_back(h.wait());
+        } catch (const std::exception& e) {
+            ex->cancel_all();
+            return send_error(res, api_error(500, "server_error", e.what()));
+        }
+        send_json(res, 200, response_json(r, tok, outputs, id, created, model));
+    }
+
+    engine& engine_;
+    server_options opt_;
+    httplib::Server server_;
+    int port_ = -1;
+    std::atomic<std::uint64_t> n_http_{0};
+    std::int64_t started_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::mutex id_mutex_;
+    std::mt19937_64 id_rng_{std::random_device{}()};
+};
+
+}  // namespace minigpt::serve

@@ -1,0 +1,127 @@
+// `minigpt serve`: an OpenAI-compatible HTTP server (llama-server's flags) over the
+// continuous-batching engine. Built only when cpp-httplib is found (Debian: libcpp-httplib-dev).
+// SIGINT / SIGTERM end every request (streams get their final chunk) and stop cleanly.
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <thread>
+
+#include "command.hpp"
+#include "minigpt/generate/engine.hpp"
+#include "minigpt/serve/http_server.hpp"
+#include "minigpt/text/chat_template.hpp"
+
+namespace minigpt::tool {
+namespace {
+
+chat_template serve_template(const llm& lm, const std::string& name) {
+    if (!name.empty()) return chat_template::from_name(name);
+    const std::string& jinja = lm.vocab->chat_template();
+    if (!jinja.empty()) {
+        if (auto family = chat_template::detect(jinja)) return chat_template(*family);
+        std::fprintf(stderr, "minigpt serve: the model's chat template is not a known family; chat uses a plain format\n");
+    }
+    return chat_template::custom(custom_chat_format{});
+}
+
+int run_serve(const std::vector<std::string>& args) {
+    flags f("usage: minigpt serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np N] [-c N_CTX_TOTAL] [--api-key KEY]\n"
+            "OpenAI-compatible API: POST /v1/completions, /v1/chat/completions; GET /v1/models, /health, /metrics.");
+    f.value({"-m", "--model"}, "model file (GGUF or llama2.c .bin)")
+        .value({"--host"}, "address to bind (0.0.0.0 exposes the server to the network)", "127.0.0.1")
+        .value({"--port"}, "port to listen on (0: any free port, printed on stderr)", "8080")
+        .value({"-np", "--parallel"}, "slots: requests decoded at once", "4")
+        .value({"-c", "--ctx-size"}, "KV cache positions over all slots, split evenly (0: the model's context per slot)", "0")
+        .value({"-b", "--batch-size"}, "tokens per engine step (running decodes + prompt chunks)", "512")
+        .value({"-t", "--threads"}, "threads for the forward pass (0: physical cores)", "0")
+        .value({"--cache-type"}, "KV cache type: f32 or f16", "f32")
+        .value({"--api-key"}, "require 'Authorization: Bearer KEY' (except /health)")
+        .value({"--alias"}, "model name reported by the API (default: the file name)")
+        .value({"--chat-template"}, "chat template name (default: detected from the model)")
+        .value({"--tokenizer"}, "tokenizer for a llama2.c model")
+        .value({"--max-queue"}, "requests waiting for a slot before new ones get 503", "64")
+        .value({"--threads-http"}, "HTTP connections served at once", "32")
+        .value({"--max-body"}, "largest request body in bytes (larger: 413)", "4194304");
+    f.parse(args);
+    if (f.help()) { std::cout << f.usage(); return 0; }
+
+    // Signals go to one waiting thread (not to whichever thread happens to run): block them
+    // before any thread exists so every thread inherits the mask.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not kill the server
+
+    const auto n_slots = f.integer("--parallel");
+    const auto n_ctx_total = f.integer("--ctx-size");
+    if (n_slots < 1 || n_slots > 256) throw usage_error("-np must be in [1, 256]");
+    if (n_ctx_total < 0) throw usage_error("-c must not be negative");
+    const auto port = f.integer("--port");
+    if (port < 0 || port > 65535) throw usage_error("--port must be in [0, 65535]");
+    const auto max_queue = f.integer("--max-queue");
+    if (max_queue < 1) throw usage_error("--max-queue must be at least 1");
+    const auto http_threads = f.integer("--threads-http");
+    if (http_threads < 2 || http_threads > 1024) throw usage_error("--threads-http must be in [2, 1024]");
+    const auto max_body = f.integer("--max-body");
+    if (max_body < 1024) throw usage_error("--max-body must be at least 1024");
+
+    const std::string path = f.require("--model");
+    const llm lm = llm::load(path, f.str("--tokenizer"));
+    std::int64_t n_ctx_slot = 0;
+    if (n_ctx_total > 0) {
+        n_ctx_slot = n_ctx_total / n_slots;
+        if (n_ctx_slot < 8) throw usage_error("-c " + std::to_string(n_ctx_total) + " leaves fewer than 8 positions per slot");
+    }
+    engine eng(lm, {.n_slots = static_cast<int>(n_slots),
+                    .n_ctx_slot = n_ctx_slot,
+                    .token_budget = f.integer("--batch-size"),
+                    .max_queue = static_cast<std::size_t>(max_queue),
+                    .n_threads = static_cast<int>(f.integer("--threads")),
+                    .kv_type = parse_dtype(f.str("--cache-type"))});
+
+    serve::server_options o;
+    o.host = f.str("--host");
+    o.port = static_cast<int>(port);
+    o.api_key = f.str("--api-key");
+    o.model_name = f.has("--alias") ? f.str("--alias") : path.substr(path.find_last_of('/') + 1);
+    o.max_body_bytes = static_cast<std::size_t>(max_body);
+    o.n_http_threads = static_cast<int>(http_threads);
+    o.tmpl = serve_template(lm, f.str("--chat-template"));
+    serve::http_server server(eng, o);
+    if (!server.bind()) throw error("cannot listen on " + o.host + ":" + std::to_string(port));
+
+    std::atomic<bool> finished{false};
+    std::thread signal_waiter([&] {
+        const timespec tick{0, 200'000'000};
+        while (!finished) {
+            const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+            if (sig == SIGINT || sig == SIGTERM) {
+                std::fprintf(stderr, "minigpt serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+                eng.shutdown();  // ends running requests, so their connections finish
+                server.stop();
+                return;
+            }
+        }
+    });
+    std::fprintf(stderr, "minigpt serve: %s, %d slots x %lld positions (KV cache %.1f MiB), chat template %s\n",
+                 o.model_name.c_str(), static_cast<int>(n_slots), static_cast<long long>(eng.n_ctx_slot()),
+                 static_cast<double>(eng.stats().kv_bytes_total) / (1 << 20), o.tmpl.name().c_str());
+    std::fprintf(stderr, "minigpt serve: listening on http://%s:%d\n", o.host.c_str(), server.port());
+    const bool ok = server.serve();
+    finished = true;
+    signal_waiter.join();
+    eng.shutdown();
+    std::fprintf(stderr, "minigpt serve: stopped\n");
+    return ok ? 0 : 1;
+}
+
+const register_command reg("serve", "OpenAI-compatible HTTP server with continuous batching", run_serve);
+
+}  // namespace
+}  // namespace minigpt::tool
