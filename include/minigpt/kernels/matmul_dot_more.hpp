@@ -344,9 +344,62 @@ MINIGPT_TARGET_AVX2 inline void dot_iq4_xs_rows_avx2(const std::byte* w, std::in
     }
 #endif
 
+#if defined(MINIGPT_SIMD_INT8_512)
+// Q5_0 / Q5_1 two blocks per 512-bit step (as Q4_0's row kernel): the 64 fifth bits of two blocks
+// are one mask register, merged into the nibbles with one masked move. With_min adds Q5_1's
+// m * da * sum(a) per block.
+template <bool with_min, class Block, int R>
+inline void dot_q5_rows_512(const std::byte* w, std::int64_t stride, const act_q8_32* a, std::int64_t n_blocks, float* out) {
+    simd::f32x16 acc[R];
+    float extra[R];
+    for (int r = 0; r < R; ++r) acc[r] = simd::f32x16(0.0f), extra[r] = 0.0f;
+    const std::int64_t n_pairs = n_blocks / 2;
+    const __m512i fifth = _mm512_set1_epi8(0x10);
+    for (std::int64_t p = 0; p < n_pairs; ++p) {
+        const act_q8_32& a0 = a[2 * p];
+        const act_q8_32& a1 = a[2 * p + 1];
+        simd::i8x64 xq = simd::load_2x32(a0.qs, a1.qs);
+        simd::keep_in_register(xq);
+        const simd::i32x16 seed = with_min ? simd::i32x16(0) : simd::lane0_lane8(-16 * a0.sum, -16 * a1.sum);
+        const simd::f32x16 dx = simd::halves(a0.d, a1.d);
+        for (int r = 0; r < R; ++r) {
+            const Block* wb = reinterpret_cast<const Block*>(w + r * stride) + 2 * p;
+            std::uint32_t h0, h1;
+            std::memcpy(&h0, wb[0].qh, 4);
+            std::memcpy(&h1, wb[1].qh, 4);
+            const __mmask64 bits = static_cast<__mmask64>(h0) | (static_cast<__mmask64>(h1) << 32);
+            const __m512i q = _mm512_or_si512(__m512i(simd::unpack_nibbles_2x16(wb[0].qs, wb[1].qs)), _mm512_maskz_mov_epi8(bits, fifth));
+            const simd::i32x16 dot = simd::dot_u8i8(seed, simd::u8x64(q), xq);
+            acc[r] = simd::fma_i32(acc[r], dot, simd::halves_f16(wb[0].d, wb[1].d) * dx);
+            if constexpr (with_min)
+                extra[r] += fp16_to_fp32(wb[0].m) * a0.d * static_cast<float>(a0.sum) + fp16_to_fp32(wb[1].m) * a1.d * static_cast<float>(a1.sum);
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        out[r] = xsimd::hadd(acc[r]) + extra[r];
+        if (n_blocks % 2) {
+            const Block* last = reinterpret_cast<const Block*>(w + r * stride) + n_blocks - 1;
+            if constexpr (with_min) out[r] += dot_q5_1_scalar(last, a + n_blocks - 1, 1);
+            else out[r] += dot_q5_0_scalar(last, a + n_blocks - 1, 1);
+        }
+    }
+}
+
+template <int R>
+inline void dot_q5_0_rows(const std::byte* w, std::int64_t stride, const act_q8_32* a, std::int64_t n_blocks, float* out) {
+    dot_q5_rows_512<false, block_q5_0, R>(w, stride, a, n_blocks, out);
+}
+template <int R>
+inline void dot_q5_1_rows(const std::byte* w, std::int64_t stride, const act_q8_32* a, std::int64_t n_blocks, float* out) {
+    dot_q5_rows_512<true, block_q5_1, R>(w, stride, a, n_blocks, out);
+}
+#endif  // MINIGPT_SIMD_INT8_512
+
 MINIGPT_DOT_ROWS(q4_1, block_q4_1, act_q8_32)
+#if !defined(MINIGPT_SIMD_INT8_512)
 MINIGPT_DOT_ROWS(q5_0, block_q5_0, act_q8_32)
 MINIGPT_DOT_ROWS(q5_1, block_q5_1, act_q8_32)
+#endif
 MINIGPT_DOT_ROWS(iq4_nl, block_iq4_nl, act_q8_32)
 MINIGPT_DOT_ROWS(q2_k, block_q2_k, act_q8_256)
 MINIGPT_DOT_ROWS(q3_k, block_q3_k, act_q8_256)

@@ -85,6 +85,14 @@ inline std::uint32_t llama_file_type(dtype t) {
         case dtype::q4_k: return 15;  // Q4_K_M
         case dtype::q6_k: return 18;
         case dtype::bf16: return 32;
+        case dtype::q4_1: return 3;
+        case dtype::q5_0: return 8;
+        case dtype::q5_1: return 9;
+        case dtype::q2_k: return 10;
+        case dtype::q3_k: return 12;  // Q3_K_M
+        case dtype::q5_k: return 17;  // Q5_K_M
+        case dtype::iq4_nl: return 25;
+        case dtype::iq4_xs: return 30;
     }
     return 0;
 }

@@ -67,12 +67,10 @@ inline void dequantize_row(dtype type, const void* src, float* dst, std::int64_t
     dequantize_row_unchecked(type, src, dst, n);
 }
 
-// Stores the n floats at src as type `type` at dst (row_bytes(type, n) bytes). Every quantised
-// type rounds as llama-quantize does without an importance matrix (ggml's reference quantisers and
-// scale searches, quant/reference*.hpp); f16/bf16 round to nearest even.
-inline void quantize_row(dtype type, const float* src, void* dst, std::int64_t n) {
-    detail::check_row("quantize_row", type, src != nullptr, dst != nullptr, n);
-    if (n == 0) return;
+// quantize_row without the checks, for callers that validated the type and size up front and
+// run inside parallel regions (where nothing may throw). Unknown types are a no-op.
+inline void quantize_row_unchecked(dtype type, const float* src, void* dst, std::int64_t n) noexcept {
+    if (n <= 0) return;
     switch (type) {
         case dtype::f32: std::memmove(dst, src, static_cast<std::size_t>(n) * sizeof(float)); return;
         case dtype::f16: simd::f32_to_f16_row(src, static_cast<std::uint16_t*>(dst), n); return;
@@ -94,7 +92,14 @@ inline void quantize_row(dtype type, const float* src, void* dst, std::int64_t n
         case dtype::iq4_nl: ref::quantize_iq4_nl(src, static_cast<block_iq4_nl*>(dst), n); return;
         case dtype::iq4_xs: ref::quantize_iq4_xs(src, static_cast<block_iq4_xs*>(dst), n); return;
     }
-    throw error("quantize_row: unsupported element type " + std::string(dtype_name(type)));
+}
+
+// Stores the n floats at src as type `type` at dst (row_bytes(type, n) bytes). Every quantised
+// type rounds as llama-quantize does without an importance matrix (ggml's reference quantisers and
+// scale searches, quant/reference*.hpp); f16/bf16 round to nearest even.
+inline void quantize_row(dtype type, const float* src, void* dst, std::int64_t n) {
+    detail::check_row("quantize_row", type, src != nullptr, dst != nullptr, n);
+    quantize_row_unchecked(type, src, dst, n);
 }
 
 }  // namespace minigpt::quant
