@@ -59,10 +59,13 @@ inline std::int32_t round_block(const float* x, float id, std::int8_t* qs, int n
         simd::keep_in_register(v);  // the product must be rounded on its own, not fused into the add
         (xsimd::bitwise_cast<I>(v + magic) - magic_bits).store_aligned(q + j);
     }
+    // The sum is of the stored bytes: equal to the sum of q for finite x (|q| <= 127), and it cannot
+    // overflow when x holds NaN or inf (a hostile model's activations), whose q are arbitrary int32
+    // (found by fuzz_gguf_model: signed overflow here).
     std::int32_t sum = 0;
     for (int j = 0; j < n; ++j) {
         qs[j] = static_cast<std::int8_t>(q[j]);
-        sum += q[j];
+        sum += qs[j];
     }
     return sum;
 }
