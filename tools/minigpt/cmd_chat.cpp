@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "command.hpp"
+#include "lora_flags.hpp"
 #include "minigpt/generate/generation.hpp"
 #include "minigpt/text/chat_template.hpp"
 #include "sampling_flags.hpp"
@@ -37,12 +38,14 @@ int run_chat(const std::vector<std::string>& args) {
         .value({"-t", "--threads"}, "threads (0: physical cores)", "0")
         .value({"--tokenizer"}, "tokenizer for a llama2.c model");
     declare_sampling_flags(f);
-    f.parse(args);
+    lora_args lora;
+    f.parse(lora.take(args));
     if (f.help()) { std::cout << f.usage(); return 0; }
 
     const llm lm = llm::load(f.require("--model"), f.str("--tokenizer"));
     const chat_template tmpl = pick_template(lm, f.str("--chat-template"));
     context ctx(lm.weights, {.n_ctx = f.integer("--ctx-size"), .n_threads = static_cast<int>(f.integer("--threads"))});
+    if (!lora.empty()) ctx.set_adapters(lora.load());
     std::vector<chat_message> messages;
     if (f.has("--system-prompt")) messages.push_back({"system", f.str("--system-prompt")});
     generation_params gp;

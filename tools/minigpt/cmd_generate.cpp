@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "command.hpp"
+#include "lora_flags.hpp"
 #include "minigpt/generate/generation.hpp"
 #include "sampling_flags.hpp"
 #include "tool_io.hpp"
@@ -32,7 +33,8 @@ int run_generate(const std::vector<std::string>& args) {
         .boolean({"--print-ids"}, "print generated token ids instead of text")
         .boolean({"--no-stats"}, "do not print timings on stderr");
     declare_sampling_flags(f);
-    f.parse(args);
+    lora_args lora;
+    f.parse(lora.take(args));
     if (f.help()) { std::cout << f.usage(); return 0; }
 
     const llm lm = llm::load(f.require("--model"), f.str("--tokenizer"));
@@ -40,6 +42,7 @@ int run_generate(const std::vector<std::string>& args) {
                              .n_batch = f.integer("--batch-size"),
                              .kv_type = parse_dtype(f.str("--cache-type")),
                              .n_threads = static_cast<int>(f.integer("--threads"))});
+    if (!lora.empty()) ctx.set_adapters(lora.load());
     generation_params gp;
     gp.max_tokens = static_cast<std::int32_t>(f.integer("--n-predict"));
     gp.sampling = read_sampling_flags(f);

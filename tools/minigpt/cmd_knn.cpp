@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "command.hpp"
+#include "lora_flags.hpp"
 #include "minigpt/knn.hpp"
 #include "minigpt/model/context.hpp"
 #include "minigpt/text/tokenizer_loader.hpp"
@@ -54,8 +55,10 @@ struct model_provider {
     std::shared_ptr<const model> m;
     std::unique_ptr<context> ctx;
 
-    model_provider(std::shared_ptr<const model> model_, std::int64_t n_ctx, hidden_tap tap, int n_threads) : m(std::move(model_)) {
+    model_provider(std::shared_ptr<const model> model_, std::int64_t n_ctx, hidden_tap tap, int n_threads,
+                   std::vector<lora_binding> adapters = {}) : m(std::move(model_)) {
         ctx = std::make_unique<context>(m, context_params{.n_ctx = n_ctx, .n_batch = n_ctx, .n_threads = n_threads, .tap = tap});
+        if (!adapters.empty()) ctx->set_adapters(std::move(adapters));
     }
     void run(std::span<const std::int32_t> tokens, float* keys_out, float* logits_out) {
         ctx->truncate(0);
@@ -106,7 +109,7 @@ int run_knn_build(const std::vector<std::string>& args) {
 }
 
 int run_perplexity(const std::vector<std::string>& args) {
-    flags f("usage: minigpt perplexity -m MODEL -f TEXT.txt [--knn STORE --lambda 0.25 --k 32 --temp 1] [--ctx 256]");
+    flags f("usage: minigpt perplexity -m MODEL -f TEXT.txt [--knn STORE --lambda 0.25 --k 32 --temp 1] [--ctx 256]" + std::string(lora_usage));
     f.value({"-m", "--model"}, "model file (GGUF)")
         .value({"-f", "--file"}, "text to score")
         .value({"--ctx"}, "tokens per window (default: 256, at most the model's context)", "256")
@@ -119,7 +122,8 @@ int run_perplexity(const std::vector<std::string>& args) {
         .value({"--index"}, "search: auto (exact up to 200k keys, else IVF), exact or ivf", "auto")
         .value({"--nprobe"}, "IVF lists scanned per query", "16")
         .value({"-t", "--threads"}, "threads (0: physical cores)", "0");
-    f.parse(args);
+    lora_args lora;
+    f.parse(lora.take(args));
     if (f.help()) { std::cout << f.usage(); return 0; }
     auto m = model::load(f.require("--model"));
     const std::string tap_name = f.str("--tap");
@@ -149,7 +153,7 @@ int run_perplexity(const std::vector<std::string>& args) {
             throw usage_error("--index must be auto, exact or ivf");
         }
     }
-    model_provider provider(m, windows.ctx, tap, n_threads);
+    model_provider provider(m, windows.ctx, tap, n_threads, lora.load());
     const auto r = knn::evaluate_perplexity(
         tokens, m->config().n_embd, m->config().n_vocab, windows,
         [&](std::span<const std::int32_t> t, std::int64_t, float* keys, float* logits) { provider.run(t, keys, logits); },
