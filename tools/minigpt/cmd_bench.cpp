@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.hpp"
+#include "lora_flags.hpp"
 #include "minigpt/core/progress.hpp"
 #include "minigpt/model/context.hpp"
 
@@ -78,7 +79,7 @@ std::string model_label(const model& m) {
 }
 
 int run_bench(const std::vector<std::string>& args) {
-    flags f("usage: minigpt bench -m MODEL [-p 512] [-n 128] [-t 2] [-r 3] [-o md|json]");
+    flags f(std::string("usage: minigpt bench -m MODEL [-p 512] [-n 128] [-t 2] [-r 3] [-o md|json]") + lora_usage);
     f.value({"-m", "--model"}, "model file (GGUF or llama2.c .bin)")
         .value({"-p", "--n-prompt"}, "prompt lengths to test, comma-separated (0: none)", "512")
         .value({"-n", "--n-gen"}, "generation lengths to test, comma-separated (0: none)", "128")
@@ -88,7 +89,8 @@ int run_bench(const std::vector<std::string>& args) {
         .value({"-ctk", "--cache-type-k"}, "KV cache type: f32 or f16", "f32")
         .value({"-nr", "--no-repack"}, "1: use Q4_0/Q8_0 weights in place from the file, not repacked", "0")
         .value({"-o", "--output"}, "output format: md or json", "md");
-    f.parse(args);
+    lora_args lora;
+    f.parse(lora.take(args));
     if (f.help()) { std::cout << f.usage(); return 0; }
     const std::string format = f.str("--output");
     if (format != "md" && format != "json") throw usage_error("-o must be md or json");
@@ -125,6 +127,7 @@ int run_bench(const std::vector<std::string>& args) {
         context ctx(m, {.n_ctx = n_ctx, .n_batch = f.integer("--batch-size"),
                         .kv_type = parse_dtype(f.str("--cache-type-k")), .n_threads = static_cast<int>(nt),
                         .repack = f.integer("--no-repack") == 0});
+        if (!lora.empty()) ctx.set_adapters(lora.load());
         auto time_it = [&](auto&& body) {
             const auto t0 = std::chrono::steady_clock::now();
             body();

@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "command.hpp"
+#include "lora_flags.hpp"
 #include "minigpt/generate/generation.hpp"
 #include "minigpt/text/chat_template.hpp"
 #include "prompt_print.hpp"
@@ -54,7 +55,8 @@ int run_chat(const std::vector<std::string>& args) {
         .value({"--tokenizer"}, "tokenizer for a llama2.c model")
         .boolean({"--verbose-prompt"}, "print each turn's prompt token ids and pieces on stderr");
     declare_sampling_flags(f);
-    f.parse(args);
+    lora_args lora;
+    f.parse(lora.take(args));
     if (f.help()) { std::cout << f.usage(); return 0; }
 
     const std::string model_path = f.require("--model");
@@ -66,6 +68,7 @@ int run_chat(const std::vector<std::string>& args) {
     const llm lm = llm::load(model_path, f.str("--tokenizer"));
     const chat_template tmpl = pick_template(lm, f.str("--chat-template"));
     context ctx(lm.weights, {.n_ctx = n_ctx, .n_threads = n_threads});
+    if (!lora.empty()) ctx.set_adapters(lora.load());
     std::vector<chat_message> messages;
     if (f.has("--system-prompt")) messages.push_back({"system", f.str("--system-prompt")});
     gp.stop = {tmpl.end_of_turn()};

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "command.hpp"
+#include "lora_flags.hpp"
 #include "minigpt/generate/generation.hpp"
 #include "prompt_print.hpp"
 #include "sampling_flags.hpp"
@@ -78,7 +79,8 @@ int run_generate(const std::vector<std::string>& args) {
     declare_sampling_flags(f);
     declare_speculative_flags(f);
     declare_knn_flags(f);
-    f.parse(args);
+    lora_args lora;
+    f.parse(lora.take(args));
     if (f.help()) { std::cout << f.usage(); return 0; }
 
     // Everything the command line decides is checked before the model is loaded or anything printed.
@@ -114,6 +116,7 @@ int run_generate(const std::vector<std::string>& args) {
 
     const llm lm = llm::load(model_path, f.str("--tokenizer"));
     context ctx(lm.weights, {.n_ctx = n_ctx, .n_batch = n_batch, .kv_type = kv_type, .n_threads = n_threads});
+    if (!lora.empty()) ctx.set_adapters(lora.load());
 
     const bool ids_mode = f.has("--ids") || f.on("--print-ids");
     std::vector<std::int32_t> prompt_ids;

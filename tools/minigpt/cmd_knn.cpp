@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "command.hpp"
+#include "lora_flags.hpp"
 #include "minigpt/knn.hpp"
 #include "minigpt/model/context.hpp"
 #include "minigpt/text/tokenizer_loader.hpp"
@@ -75,8 +76,10 @@ struct model_provider {
     std::shared_ptr<const model> m;
     std::unique_ptr<context> ctx;
 
-    model_provider(std::shared_ptr<const model> model_, std::int64_t n_ctx, hidden_tap tap, int n_threads) : m(std::move(model_)) {
+    model_provider(std::shared_ptr<const model> model_, std::int64_t n_ctx, hidden_tap tap, int n_threads,
+                   std::vector<lora_binding> adapters = {}) : m(std::move(model_)) {
         ctx = std::make_unique<context>(m, context_params{.n_ctx = n_ctx, .n_batch = n_ctx, .n_threads = n_threads, .tap = tap});
+        if (!adapters.empty()) ctx->set_adapters(std::move(adapters));
     }
     void run(std::span<const std::int32_t> tokens, float* keys_out, float* logits_out) {
         ctx->truncate(0);
@@ -159,7 +162,8 @@ int run_perplexity(const std::vector<std::string>& args) {
         .value({"--index"}, "search: auto (exact up to 200k keys, else IVF), exact or ivf", "auto")
         .value({"--nprobe"}, "IVF lists scanned per query", "16")
         .value({"-t", "--threads"}, "threads (0: physical cores)", "0");
-    f.parse(args);
+    lora_args lora;
+    f.parse(lora.take(args));
     if (f.help()) { std::cout << f.usage(); return 0; }
     check_window_flags(f);
     const int n_threads = read_threads(f);
@@ -191,7 +195,7 @@ int run_perplexity(const std::vector<std::string>& args) {
             throw usage_error("--index must be auto, exact or ivf");
         }
     }
-    model_provider provider(m, windows.ctx, tap, n_threads);
+    model_provider provider(m, windows.ctx, tap, n_threads, lora.load());
     const auto n_windows = static_cast<std::int64_t>(knn::make_windows(static_cast<std::int64_t>(tokens.size()), windows).size());
     std::fprintf(stderr, "perplexity: calculating perplexity over %lld windows of %lld tokens (%zu tokens)\n",
                  static_cast<long long>(n_windows), static_cast<long long>(windows.ctx), tokens.size());

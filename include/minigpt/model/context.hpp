@@ -22,6 +22,7 @@
 #include "minigpt/kernels/ops.hpp"
 #include "minigpt/model/forward_state.hpp"
 #include "minigpt/model/kv_cache.hpp"
+#include "minigpt/model/lora.hpp"
 #include "minigpt/model/model.hpp"
 #include "minigpt/quant/quant.hpp"
 
@@ -132,6 +133,7 @@ public:
         c->logits_ = logits_;
         c->n_logits_rows_ = n_logits_rows_;
         c->layer_callback_ = layer_callback_;
+        if (!adapters_.empty()) c->set_adapters(adapters_);
         return c;
     }
 
@@ -144,6 +146,17 @@ public:
     void set_threads(int n_threads) noexcept { params_.n_threads = n_threads; }
     void set_tap(hidden_tap tap) noexcept { params_.tap = tap; }
     void set_layer_callback(layer_callback cb) { layer_callback_ = std::move(cb); }
+
+    // Runs this context's next decodes with these LoRA adapters added to the base model's matrices
+    // (model/lora.hpp); an empty list returns to the base. The base is shared, never copied, so other
+    // contexts of the model keep their own adapters. The KV cache already filled is kept as it is.
+    void set_adapters(std::vector<lora_binding> adapters) {
+        projection_deltas d = make_projection_deltas(*model_, adapters);
+        d.reserve(params_.n_batch);
+        deltas_ = std::move(d);
+        adapters_ = std::move(adapters);
+    }
+    const std::vector<lora_binding>& adapters() const noexcept { return adapters_; }
 
     // Runs the model over `tokens` at positions n_past().., adding them to the KV cache.
     void decode(std::span<const std::int32_t> tokens, logits_for which = logits_for::last) {
@@ -224,7 +237,7 @@ private:
         float* ffn_tap = params_.tap == hidden_tap::ffn_input ? tap_out : nullptr;
         for (std::int64_t l = 0; l < c.n_layer; ++l) {
             const layer_pass pass{c, w.layers[static_cast<std::size_t>(l)], *matrices_, l, kv_, state_, n, nt, rope_factors_,
-                                  l == c.n_layer - 1 ? ffn_tap : nullptr};
+                                  l == c.n_layer - 1 ? ffn_tap : nullptr, deltas_.empty() ? nullptr : &deltas_};
             model_->arch().layer(pass);
             if (layer_callback_) layer_callback_(l, std::span<const float>(x, static_cast<std::size_t>(n * c.n_embd)), n);
         }
@@ -244,7 +257,8 @@ private:
         if (params_.tap == hidden_tap::final_norm) std::copy(fin, fin + n * c.n_embd, tap_out);
         if (!logits_out) return;
         const std::int64_t rows = all_rows ? n : 1;
-        project(*matrices_, -1, {{matrix_role::output, logits_out}}, all_rows ? fin : fin + (n - 1) * c.n_embd, rows, nt);
+        project(*matrices_, -1, {{matrix_role::output, logits_out}}, all_rows ? fin : fin + (n - 1) * c.n_embd, rows, nt,
+                deltas_.empty() ? nullptr : &deltas_);
         if (c.final_softcap > 0.0f) kernels::softcap(logits_out, c.final_softcap, rows * c.n_vocab);
     }
 
@@ -259,6 +273,8 @@ private:
     std::vector<float> tap_;       // (n_tokens of last decode, n_embd)
     std::int64_t n_past_ = 0;
     layer_callback layer_callback_;
+    std::vector<lora_binding> adapters_;   // LoRA adapters with their scales (empty: the base alone)
+    projection_deltas deltas_;             // adapters_ by (layer, role), with their scratch
     const float* rope_factors_ = nullptr;  // (n_rot/2) chosen at construction, or null
 };
 

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "minigpt/core/error.hpp"
 #include "minigpt/core/memory.hpp"
 #include "minigpt/core/progress.hpp"
 #include "minigpt/core/tensor.hpp"
@@ -121,11 +122,71 @@ struct projection {
     float* y;
 };
 
+// A low-rank term added to one matrix's product (LoRA, model/lora.hpp): y += scale · B (A x),
+// A (r, n_in) and B (n_out, r) as matmul reads them.
+struct low_rank_delta {
+    const kernels::packed_matrix* a;
+    const kernels::packed_matrix* b;
+    float scale;
+};
+
+// The low-rank terms of one context, by (layer, role); the output matrix is layer -1. Owns the
+// scratch the terms are computed in, so a context's decode still allocates nothing.
+class projection_deltas {
+public:
+    projection_deltas() = default;
+    explicit projection_deltas(std::int64_t n_layer) : by_layer_(static_cast<std::size_t>(n_layer) + 1) {}
+
+    void add(std::int64_t layer, matrix_role role, low_rank_delta d) {
+        if (layer < -1 || layer + 1 >= static_cast<std::int64_t>(by_layer_.size()))
+            throw error("projection_deltas: layer " + std::to_string(layer) + " out of range");
+        slot(layer, role).push_back(d);
+        max_rank_ = std::max(max_rank_, d.a->n_out());
+        max_out_ = std::max(max_out_, d.b->n_out());
+        empty_ = false;
+    }
+    bool empty() const noexcept { return empty_; }
+    const std::vector<low_rank_delta>& at(std::int64_t layer, matrix_role role) const {
+        return const_cast<projection_deltas*>(this)->slot(layer, role);
+    }
+
+    // Sizes the scratch for batches of up to n_tokens (call before decoding).
+    void reserve(std::int64_t n_tokens) {
+        scratch_.resize(static_cast<std::size_t>(n_tokens * (max_rank_ + max_out_)));
+        n_tokens_ = n_tokens;
+    }
+
+    // y (n_tokens, n_out) += the role's terms applied to x (n_tokens, n_in).
+    void apply(std::int64_t layer, matrix_role role, const float* x, float* y, std::int64_t n_tokens, int n_threads) const {
+        const auto& terms = at(layer, role);
+        if (terms.empty()) return;
+        if (n_tokens > n_tokens_) throw error("projection_deltas: batch larger than the reserved scratch");
+        float* ax = scratch_.data();                   // (n_tokens, r)
+        float* bax = scratch_.data() + n_tokens * max_rank_;  // (n_tokens, n_out)
+        for (const auto& d : terms) {
+            const std::int64_t n_out = d.b->n_out();
+            kernels::matmul(*d.a, x, ax, n_tokens, n_threads);
+            kernels::matmul(*d.b, ax, bax, n_tokens, n_threads);
+            for (std::int64_t i = 0; i < n_tokens * n_out; ++i) y[i] += d.scale * bax[i];
+        }
+    }
+
+private:
+    using roles = std::array<std::vector<low_rank_delta>, n_layer_roles + 1>;
+    std::vector<low_rank_delta>& slot(std::int64_t layer, matrix_role role) {
+        return by_layer_[static_cast<std::size_t>(layer + 1)][static_cast<std::size_t>(role)];
+    }
+    std::vector<roles> by_layer_;            // (n_layer + 1): index 0 is the output matrix
+    std::int64_t max_rank_ = 0, max_out_ = 0, n_tokens_ = 0;
+    bool empty_ = true;
+    mutable std::vector<float> scratch_;     // (n_tokens, max_rank + max_out)
+};
+
 // Every weight-matrix product of the forward pass: the products of one input X (n_tokens, n_in)
 // with the matrices of `outs` (layer < 0 for the output matrix). Products of one input share one
 // parallel region (kernels::matmul_shared). Adapters (LoRA, hooks on neurons) attach here.
 inline void project(const model_matrices& mm, std::int64_t layer, std::initializer_list<projection> outs, const float* x,
-                    std::int64_t n_tokens, int n_threads) {
+                    std::int64_t n_tokens, int n_threads, const projection_deltas* deltas = nullptr) {
     const projection* o = outs.begin();
     auto w = [&](std::size_t i) -> const kernels::packed_matrix& { return mm.at(layer, o[i].role); };
     switch (outs.size()) {
@@ -135,6 +196,8 @@ inline void project(const model_matrices& mm, std::int64_t layer, std::initializ
         default:
             for (const auto& p : outs) kernels::matmul(mm.at(layer, p.role), x, p.y, n_tokens, n_threads);
     }
+    if (deltas && !deltas->empty())
+        for (const auto& p : outs) deltas->apply(layer, p.role, x, p.y, n_tokens, n_threads);
 }
 
 // The argument of an architecture's layer function: one layer over a batch of n_tokens
@@ -150,12 +213,13 @@ struct layer_pass {
     int n_threads;
     const float* rope_factors;      // (n_rot/2) frequency divisors chosen for this context, or null
     float* ffn_input_out;           // when non-null: receives the normed feed-forward input (n_tokens, n_embd)
+    const projection_deltas* deltas; // the context's adapters (LoRA), or null
 
     std::int64_t pos0() const { return s.pos[0]; }
 
     // y = W_role · x for every token; several roles of one input in one call.
     void project(std::initializer_list<projection> outs, const float* x) const {
-        minigpt::project(mm, layer, outs, x, n_tokens, n_threads);
+        minigpt::project(mm, layer, outs, x, n_tokens, n_threads, deltas);
     }
 
     // fn(t) for every token t. A prefill batch is spread over the threads: the per-token work
