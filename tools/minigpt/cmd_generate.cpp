@@ -4,6 +4,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "cache_flags.hpp"
 #include "command.hpp"
 #include "minigpt/generate/generation.hpp"
 #include "sampling_flags.hpp"
@@ -32,6 +33,7 @@ int run_generate(const std::vector<std::string>& args) {
         .boolean({"--print-ids"}, "print generated token ids instead of text")
         .boolean({"--no-stats"}, "do not print timings on stderr");
     declare_sampling_flags(f);
+    declare_cache_flags(f);
     f.parse(args);
     if (f.help()) { std::cout << f.usage(); return 0; }
 
@@ -62,7 +64,8 @@ int run_generate(const std::vector<std::string>& args) {
     std::vector<std::int32_t> history;
     sampler smp(gp.sampling, static_cast<std::int32_t>(ctx.n_vocab()));
     bool first_id = true;
-    auto out = generate_from_tokens(ctx, *lm.vocab, history, prompt_ids, gp, smp, [&](std::int32_t id, std::string_view text) {
+    cache_state caches;
+    auto out = generate_cached(f, caches, lm, ctx, history, prompt_ids, gp, smp, [&](std::int32_t id, std::string_view text) {
         if (ids_mode) {
             if (id >= 0) std::printf(first_id ? "%d" : " %d", id);
             first_id = false;
@@ -82,6 +85,7 @@ int run_generate(const std::vector<std::string>& args) {
                      s.time_to_first_token * 1e3);
         const char* why[] = {"max tokens", "end of generation", "stop string", "callback", "context full"};
         std::fprintf(stderr, "stopped by: %s; seed %llu\n", why[static_cast<int>(out.reason)], static_cast<unsigned long long>(smp.seed()));
+        print_cache_stats(caches);
     }
     return 0;
 }
