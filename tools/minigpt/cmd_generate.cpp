@@ -5,6 +5,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "cache_flags.hpp"
 #include "command.hpp"
 #include "lora_flags.hpp"
 #include "minigpt/generate/generation.hpp"
@@ -79,6 +80,7 @@ int run_generate(const std::vector<std::string>& args) {
     declare_sampling_flags(f);
     declare_speculative_flags(f);
     declare_knn_flags(f);
+    declare_cache_flags(f);
     lora_args lora;
     f.parse(lora.take(args));
     if (f.help()) { std::cout << f.usage(); return 0; }
@@ -154,13 +156,17 @@ int run_generate(const std::vector<std::string>& args) {
         return g_interrupted == 0;
     };
     speculative_output spec;
+    cache_state caches;
     const bool speculative = speculative_requested(f);
     if (speculative && knn_stage) throw usage_error("--knn cannot be combined with speculative decoding");
+    if (speculative && (f.has("--cache") || f.has("--prompt-cache")))
+        throw usage_error("--cache and --prompt-cache cannot be combined with speculative decoding");
+    if (knn_stage && f.has("--cache")) throw usage_error("--cache cannot be combined with --knn");
     if (speculative) {
         auto drafter = make_draft_source(f, ctx, gp.sampling);
         spec = generate_speculative(ctx, *lm.vocab, history, prompt_ids, gp, smp, *drafter, read_speculative_flags(f), print);
     } else {
-        spec.out = generate_from_tokens(ctx, *lm.vocab, history, prompt_ids, gp, smp, print);
+        spec.out = generate_cached(f, caches, lm, ctx, history, prompt_ids, gp, smp, print, lora.identities());
     }
     const auto& out = spec.out;
     std::signal(SIGINT, SIG_DFL);
@@ -182,6 +188,7 @@ int run_generate(const std::vector<std::string>& args) {
                                    : out.reason == stop_reason::stop_string ? "stop string '" + out.stop_string + "'"
                                                                             : why[static_cast<int>(out.reason)];
         std::fprintf(stderr, "stopped by: %s; seed %llu\n", reason.c_str(), static_cast<unsigned long long>(smp.seed()));
+        print_cache_stats(caches);
     }
     return 0;
 }

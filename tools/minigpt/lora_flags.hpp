@@ -50,6 +50,13 @@ struct lora_args {
         return b;
     }
     bool empty() const noexcept { return files.empty(); }
+
+    // "FILE@SCALE" per adapter, for keys that must tell adapter sets apart (the completion cache).
+    std::vector<std::string> identities() const {
+        std::vector<std::string> ids;
+        for (const auto& [file, scale] : files) ids.push_back(file + "@" + std::to_string(scale));
+        return ids;
+    }
 };
 
 }  // namespace minigpt::tool

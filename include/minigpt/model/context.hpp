@@ -213,6 +213,17 @@ public:
 
     std::int64_t kv_bytes() const { return kv_.n_bytes(); }
 
+    // The KV cache itself and a position count set after writing rows into it, for saving and
+    // restoring a prompt's state (generate/prompt_cache.hpp). A restore leaves no logits: decode at
+    // least one token before sampling.
+    const kv_cache& kv() const noexcept { return kv_; }
+    kv_cache& kv() noexcept { return kv_; }
+    void set_restored_positions(std::int64_t n_past) {
+        if (n_past < 0 || n_past > params_.n_ctx) throw error("set_restored_positions: position out of range");
+        n_past_ = n_past;
+        n_logits_rows_ = 0;
+    }
+
 private:
     void forward_chunk(std::span<const std::int32_t> tokens, float* logits_out, bool all_rows, float* tap_out) {
         const auto& c = model_->config();

@@ -37,6 +37,10 @@ public:
 
     const void* k(std::int64_t layer) const { return k_.row_ptr(layer * n_ctx()); }
     const void* v(std::int64_t layer) const { return v_.row_ptr(layer * n_ctx()); }
+    // Writable rows and their size, for restoring a saved state (generate/prompt_cache.hpp).
+    void* k(std::int64_t layer) { return k_.row_ptr(layer * n_ctx()); }
+    void* v(std::int64_t layer) { return v_.row_ptr(layer * n_ctx()); }
+    std::int64_t row_bytes() const { return k_.empty() ? 0 : k_.row_bytes(); }
 
     // Writes rows [pos0, pos0+n_tokens) of one layer from f32 (n_tokens, kv_dim) arrays.
     void store(std::int64_t layer, std::int64_t pos0, std::int64_t n_tokens, const float* k, const float* v) {
