@@ -1,7 +1,9 @@
 // Umbrella header for kNN-LM: the datastore, exact / IVF / (optional) FAISS search,
-// interpolation with the language model, and datastore building and scoring.
+// interpolation with the language model, datastore building and scoring, adaptive retrieval,
+// PCA-reduced keys and the generation-time sampler stage.
 #pragma once
 
+#include "minigpt/knn/adaptive.hpp"
 #include "minigpt/knn/builder.hpp"
 #include "minigpt/knn/datastore.hpp"
 #include "minigpt/kernels/distance.hpp"
@@ -11,3 +13,5 @@
 #include "minigpt/knn/ivf.hpp"
 #include "minigpt/knn/kmeans.hpp"
 #include "minigpt/knn/knn_lm.hpp"
+#include "minigpt/knn/pca.hpp"
+#include "minigpt/knn/sampler_stage.hpp"

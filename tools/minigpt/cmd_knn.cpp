@@ -18,6 +18,8 @@
 #include "command.hpp"
 #include "lora_flags.hpp"
 #include "minigpt/knn.hpp"
+#include "minigpt/knn/adaptive.hpp"
+#include "minigpt/knn/pca.hpp"
 #include "minigpt/model/context.hpp"
 #include "minigpt/text/tokenizer_loader.hpp"
 #include "sampling_flags.hpp"
@@ -161,6 +163,7 @@ int run_perplexity(const std::vector<std::string>& args) {
         .value({"--tap"}, "hidden state used as query; must match the store", "ffn_input")
         .value({"--index"}, "search: auto (exact up to 200k keys, else IVF), exact or ivf", "auto")
         .value({"--nprobe"}, "IVF lists scanned per query", "16")
+        .value({"--adaptive"}, "comma-separated entropy thresholds (nats): report adaptive retrieval at each (He et al. 2021)")
         .value({"-t", "--threads"}, "threads (0: physical cores)", "0");
     lora_args lora;
     f.parse(lora.take(args));
@@ -179,7 +182,7 @@ int run_perplexity(const std::vector<std::string>& args) {
     auto m = model::load(model_path);
     const auto tokens = tokenize_file(*m, text_path);
     const knn::window_params windows{window_ctx(f, *m), f.integer("--stride")};
-    std::shared_ptr<knn::knn_index> index;
+    std::shared_ptr<const knn::knn_index> index;
     if (f.has("--knn")) {
         auto store = knn::datastore::open(f.str("--knn"), store_fingerprint(*m, tap_name));
         if (store->n_keys() == 0) throw error(store->path() + ": the datastore has no keys");
@@ -194,8 +197,33 @@ int run_perplexity(const std::vector<std::string>& args) {
         } else {
             throw usage_error("--index must be auto, exact or ivf");
         }
+        index = knn::for_states(index, *store);  // a PCA store projects the model's states first
     }
     model_provider provider(m, windows.ctx, tap, n_threads, lora.load());
+    if (f.has("--adaptive")) {
+        if (!index) throw usage_error("--adaptive needs --knn");
+        std::vector<double> thresholds;
+        std::stringstream ss(f.str("--adaptive"));
+        for (std::string item; std::getline(ss, item, ',');) {
+            try {
+                thresholds.push_back(std::stod(item));
+            } catch (const std::exception&) {
+                throw usage_error("--adaptive: '" + item + "' is not a number");
+            }
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto rep = knn::evaluate_perplexity_adaptive(
+            tokens, m->config().n_embd, m->config().n_vocab, windows,
+            [&](std::span<const std::int32_t> t, std::int64_t, float* keys, float* logits) { provider.run(t, keys, logits); }, *index,
+            params, thresholds, n_threads);
+        std::printf("tokens scored: %lld (%.1f s)\nperplexity (LM only): %.6f\n", static_cast<long long>(rep.base.n_tokens),
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), rep.base.perplexity());
+        std::printf("%12s %10s %12s %14s\n", "threshold", "retrieved", "perplexity", "search ms");
+        for (const auto& r : rep.by_threshold)
+            std::printf("%12.3f %9.1f%% %12.6f %14.2f\n", r.threshold, 100.0 * r.fraction_retrieved(), r.mixed.perplexity(),
+                        r.search_seconds * 1e3);
+        return 0;
+    }
     const auto n_windows = static_cast<std::int64_t>(knn::make_windows(static_cast<std::int64_t>(tokens.size()), windows).size());
     std::fprintf(stderr, "perplexity: calculating perplexity over %lld windows of %lld tokens (%zu tokens)\n",
                  static_cast<long long>(n_windows), static_cast<long long>(windows.ctx), tokens.size());
@@ -225,6 +253,25 @@ int run_perplexity(const std::vector<std::string>& args) {
     return 0;
 }
 
+int run_knn_pca(const std::vector<std::string>& args) {
+    flags f("usage: minigpt knn-pca -i STORE -o REDUCED_STORE --dim D [--f16] [--samples N]");
+    f.value({"-i", "--input"}, "datastore to reduce (from knn-build)")
+        .value({"-o", "--output"}, "reduced datastore to write (records the projection)")
+        .value({"--dim"}, "dimensions kept (principal components)")
+        .value({"--samples"}, "keys used to estimate the covariance", "100000")
+        .boolean({"--f16"}, "store the reduced keys as float16");
+    f.parse(args);
+    if (f.help()) { std::cout << f.usage(); return 0; }
+    auto store = knn::datastore::open(f.require("--input"));
+    const auto fit = knn::fit_pca(*store, f.integer("--dim"), f.integer("--samples"));
+    knn::write_projected_store(*store, fit.projection, f.require("--output"), f.on("--f16") ? dtype::f16 : dtype::f32);
+    std::printf("wrote %lld keys of dimension %lld (from %lld; %.2f%% of the variance) to %s\n", static_cast<long long>(store->n_keys()),
+                static_cast<long long>(fit.projection.out_dim), static_cast<long long>(store->dim()), 100.0 * fit.explained(),
+                f.str("--output").c_str());
+    return 0;
+}
+
+const register_command k_knn_pca("knn-pca", "reduce a kNN-LM datastore's keys by PCA", run_knn_pca);
 const register_command k_knn_build("knn-build", "build a kNN-LM datastore from a text", run_knn_build);
 const register_command k_perplexity("perplexity", "perplexity of a text, optionally with kNN-LM", run_perplexity);
 

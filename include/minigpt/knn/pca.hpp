@@ -3,7 +3,7 @@
 // covariance, so the store shrinks and every distance costs out_dim instead of in_dim
 // multiply-adds, at some loss of recall.
 //
-// fit_pca estimates the mean and covariance in double from (up to max_samples evenly spaced)
+// fit_pca estimates the mean and covariance in long double from (up to max_samples evenly spaced)
 // keys and takes the eigenvectors of the largest eigenvalues from Eigen's
 // SelfAdjointEigenSolver. write_projected_store writes a version 2 store (datastore.hpp) whose
 // keys are components * (key - mean) and which records the projection, validated on load.
@@ -59,10 +59,16 @@ inline pca_fit fit_pca(const datastore& s, std::int64_t out_dim, std::int64_t ma
         throw error("fit_pca: output dimension " + std::to_string(out_dim) + " must be in [1, " + std::to_string(d) + "]");
     if (n < 2) throw error("fit_pca: need at least two keys, the store has " + std::to_string(n));
     const std::int64_t m = std::min(n, std::max<std::int64_t>(max_samples, 2));
-    Eigen::VectorXd mean = Eigen::VectorXd::Zero(d);
-    Eigen::MatrixXd cov = Eigen::MatrixXd::Zero(d, d);  // (d, d)
+    // long double: Eigen does not vectorise it, which keeps its AVX-512 double kernels (and GCC
+    // 12's false -Wmaybe-uninitialized inside them, bug 105593) out of the build; the solver
+    // runs once per store on a (d, d) matrix, so the speed does not matter.
+    using real = long double;
+    using vector_t = Eigen::Matrix<real, Eigen::Dynamic, 1>;
+    using matrix_t = Eigen::Matrix<real, Eigen::Dynamic, Eigen::Dynamic>;
+    vector_t mean = vector_t::Zero(d);
+    matrix_t cov = matrix_t::Zero(d, d);  // (d, d)
     std::vector<float> row(static_cast<std::size_t>(d));  // (d)
-    Eigen::VectorXd x(d);
+    vector_t x(d);
     // Two passes (mean, then centred outer products) keep the covariance accurate when the
     // mean is large next to the spread.
     auto sample_index = [&](std::int64_t j) { return j * n / m; };
@@ -70,15 +76,15 @@ inline pca_fit fit_pca(const datastore& s, std::int64_t out_dim, std::int64_t ma
         detail::key_as_f32(s, sample_index(j), row.data());
         for (std::int64_t i = 0; i < d; ++i) mean[i] += row[static_cast<std::size_t>(i)];
     }
-    mean /= static_cast<double>(m);
+    mean /= static_cast<real>(m);
     for (std::int64_t j = 0; j < m; ++j) {
         detail::key_as_f32(s, sample_index(j), row.data());
         for (std::int64_t i = 0; i < d; ++i) x[i] = row[static_cast<std::size_t>(i)] - mean[i];
         cov.selfadjointView<Eigen::Lower>().rankUpdate(x);
     }
     cov = cov.selfadjointView<Eigen::Lower>();
-    cov /= static_cast<double>(m - 1);
-    Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(cov);
+    cov /= static_cast<real>(m - 1);
+    Eigen::SelfAdjointEigenSolver<matrix_t> eig(cov);
     if (eig.info() != Eigen::Success) throw error("fit_pca: the eigen decomposition did not converge");
     pca_fit f;
     f.projection.in_dim = d;
@@ -91,7 +97,7 @@ inline pca_fit fit_pca(const datastore& s, std::int64_t out_dim, std::int64_t ma
         const auto col = eig.eigenvectors().col(d - 1 - r);
         for (std::int64_t i = 0; i < d; ++i) f.projection.components[static_cast<std::size_t>(r * d + i)] = static_cast<float>(col[i]);
     }
-    for (std::int64_t i = d - 1; i >= 0; --i) f.eigenvalues.push_back(eig.eigenvalues()[i]);
+    for (std::int64_t i = d - 1; i >= 0; --i) f.eigenvalues.push_back(static_cast<double>(eig.eigenvalues()[i]));
     return f;
 }
 
