@@ -44,6 +44,18 @@ completion sample_completion(const std::string& text) {
     return c;
 }
 
+// Removes this process's temporary files (minigpt-PID-*) when the tests end.
+class temp_files_cleanup : public ::testing::Environment {
+public:
+    void TearDown() override {
+        const std::string prefix = "minigpt-" + std::to_string(::getpid()) + "-";
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(fs::temp_directory_path(), ec))
+            if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove(e.path(), ec);
+    }
+};
+const auto* const k_cleanup = ::testing::AddGlobalTestEnvironment(new temp_files_cleanup);
+
 std::string temp_path(const std::string& name) {
     const auto p = fs::temp_directory_path() / ("minigpt-" + std::to_string(::getpid()) + "-" + name);
     fs::remove(p);
