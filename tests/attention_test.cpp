@@ -234,3 +234,64 @@ TEST(Attention, RejectsBadArguments) {
 }
 
 }  // namespace
+
+// attention_params: a sliding window, a soft-cap, per-token positions and per-token K/V views
+// (two sequences interleaved in one batch), against a naive double computation of exactly that.
+TEST(Attention, WindowSoftcapPositionsAndPerTokenViews) {
+    const std::int64_t n_heads = 4, n_kv_heads = 2, head_dim = 24, kv_dim = n_kv_heads * head_dim, n_ctx = 300;
+    std::mt19937 rng(17);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    std::vector<float> cache[2][2];  // [sequence][k, v]: (n_ctx, kv_dim)
+    for (auto& seq : cache)
+        for (auto& buf : seq) {
+            buf.resize(static_cast<std::size_t>(n_ctx * kv_dim));
+            for (auto& x : buf) x = u(rng);
+        }
+    // Token t belongs to sequence t % 2; positions cross the 128-key block boundary.
+    const std::vector<std::int64_t> pos = {0, 250, 3, 251, 140, 252, 141, 7};
+    const auto n_tokens = static_cast<std::int64_t>(pos.size());
+    std::vector<K::kv_view> views;
+    for (std::int64_t t = 0; t < n_tokens; ++t) views.push_back({cache[t % 2][0].data(), cache[t % 2][1].data()});
+    std::vector<float> q(static_cast<std::size_t>(n_tokens * n_heads * head_dim));
+    for (auto& x : q) x = u(rng);
+    for (const float cap : {0.0f, 2.0f})
+        for (const std::int64_t window : {0, 1, 5, 130}) {
+            SCOPED_TRACE("cap " + std::to_string(cap) + " window " + std::to_string(window));
+            K::attention_params p;
+            p.n_heads = n_heads, p.n_kv_heads = n_kv_heads, p.head_dim = head_dim, p.scale = 0.7f, p.softcap = cap;
+            p.window = window, p.positions = pos.data(), p.token_kv = views.data(), p.n_threads = 2;
+            std::vector<float> out(q.size()), ref_out(q.size());
+            K::attention(p, q.data(), out.data(), n_tokens);
+            K::ref::attention(p, q.data(), ref_out.data(), n_tokens);
+            double worst = 0.0, worst_ref = 0.0;
+            for (std::int64_t t = 0; t < n_tokens; ++t) {
+                const auto& kc = cache[t % 2][0];
+                const auto& vc = cache[t % 2][1];
+                const std::int64_t lo = window > 0 ? std::max<std::int64_t>(0, pos[static_cast<std::size_t>(t)] - window + 1) : 0;
+                for (std::int64_t h = 0; h < n_heads; ++h) {
+                    const std::int64_t g = h / (n_heads / n_kv_heads);
+                    std::vector<double> s;
+                    for (std::int64_t j = lo; j <= pos[static_cast<std::size_t>(t)]; ++j) {
+                        double d = 0.0;
+                        for (std::int64_t i = 0; i < head_dim; ++i)
+                            d += static_cast<double>(q[static_cast<std::size_t>((t * n_heads + h) * head_dim + i)]) * kc[static_cast<std::size_t>(j * kv_dim + g * head_dim + i)];
+                        d *= 0.7;
+                        if (cap > 0.0f) d = cap * std::tanh(d / cap);
+                        s.push_back(d);
+                    }
+                    const double m = *std::max_element(s.begin(), s.end());
+                    double sum = 0.0;
+                    for (auto& x : s) sum += (x = std::exp(x - m));
+                    for (std::int64_t i = 0; i < head_dim; ++i) {
+                        double o = 0.0;
+                        for (std::size_t j = 0; j < s.size(); ++j) o += s[j] / sum * vc[static_cast<std::size_t>((lo + static_cast<std::int64_t>(j)) * kv_dim + g * head_dim + i)];
+                        const auto idx = static_cast<std::size_t>((t * n_heads + h) * head_dim + i);
+                        worst = std::max(worst, std::fabs(o - out[idx]));
+                        worst_ref = std::max(worst_ref, std::fabs(o - ref_out[idx]));
+                    }
+                }
+            }
+            EXPECT_LT(worst, 2e-5);
+            EXPECT_LT(worst_ref, 1e-6);
+        }
+}

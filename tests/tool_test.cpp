@@ -110,6 +110,37 @@ TEST(Tool, SynthInfoAndBench) {
     EXPECT_NE(run(tool() + " synth --arch llama --preset nope -o " + file + " 2>/dev/null"), 0);
 }
 
+// `minigpt info` lists any GGUF: here one with a tensor of a type minigpt cannot compute with
+// (iq2_xxs, ggml type 16) of an architecture it does not know, written byte by byte; the last line
+// says it cannot run it and why. A synthesised gemma2 file is reported as runnable.
+TEST(Tool, InfoListsAnyGgufAndSaysWhetherItRuns) {
+    REQUIRE_TOOL();
+    const auto dir = test::temp_dir("tool-info");
+    std::string bytes = "GGUF";
+    auto u32 = [&](std::uint32_t v) { bytes.append(reinterpret_cast<const char*>(&v), 4); };
+    auto u64 = [&](std::uint64_t v) { bytes.append(reinterpret_cast<const char*>(&v), 8); };
+    auto str = [&](const std::string& v) { u64(v.size()); bytes += v; };
+    u32(3), u64(1), u64(1);                                   // version, tensors, keys
+    str("general.architecture"), u32(8), str("mamba9");      // a string key
+    str("blk.0.ssm.weight"), u32(2), u64(256), u64(3), u32(16), u64(0);  // (3, 256) iq2_xxs at offset 0
+    while (bytes.size() % 32) bytes += '\0';
+    bytes.append(3 * 66, '\x01');                            // three rows of one 66-byte block
+    const std::string file = (dir / "odd.gguf").string();
+    std::ofstream(file, std::ios::binary) << bytes;
+    std::string info;
+    ASSERT_EQ(run(tool() + " info -m " + file, &info), 0);
+    EXPECT_NE(info.find("blk.0.ssm.weight"), std::string::npos) << info;
+    EXPECT_NE(info.find("iq2_xxs"), std::string::npos) << info;
+    EXPECT_NE(info.find("cannot run this file"), std::string::npos) << info;
+    EXPECT_NE(info.find("mamba9"), std::string::npos) << info;
+
+    const std::string gemma = (dir / "gemma2.gguf").string();
+    ASSERT_EQ(run(tool() + " synth --arch gemma2 --preset tiny --type q8_0 -o " + gemma + " 2>/dev/null"), 0);
+    ASSERT_EQ(run(tool() + " info -m " + gemma, &info), 0);
+    EXPECT_NE(info.find("runs this file: gemma2"), std::string::npos) << info;
+    EXPECT_NE(info.find("blk.3.post_ffw_norm.weight"), std::string::npos) << info;
+}
+
 TEST(Tool, ChatRepliesAreTheGreedyContinuationsOfTheConversation) {
     REQUIRE_TOOL();
     MINIGPT_REQUIRE_SHARED("models/gpt2-tiny.gguf");

@@ -112,8 +112,8 @@ int run_bench(const std::vector<std::string>& args) {
     std::int64_t n_ctx = 16;
     for (auto p : prompts) n_ctx = std::max(n_ctx, p);
     for (auto g : gens) n_ctx = std::max(n_ctx, g + 1);
-    if (c.arch == architecture::gpt2 && n_ctx > c.n_ctx_train)
-        throw usage_error("this GPT-2 model has " + std::to_string(c.n_ctx_train) + " positions; lower -p/-n");
+    if (c.learned_positions && n_ctx > c.n_ctx_train)
+        throw usage_error("this " + c.arch_name + " model has " + std::to_string(c.n_ctx_train) + " learned positions; lower -p/-n");
     std::int64_t n_runs = 0;
     for (auto v : prompts) n_runs += v > 0 ? reps + 1 : 0;
     for (auto v : gens) n_runs += v > 0 ? reps + 1 : 0;

@@ -3,12 +3,15 @@
 // The printout follows llama.cpp's model loader dump (one `- kv N: key type = value` line per
 // metadata key, one line per tensor, per-type counts, file size and bits per weight), so the two
 // can be compared side by side. Shapes are printed outermost first, as minigpt writes them
-// (llama.cpp prints ne[] innermost first). Long values and arrays are abbreviated.
+// (llama.cpp prints ne[] innermost first). Long values and arrays are abbreviated. Any GGUF is
+// listed, whatever its types or architecture; a last line says whether minigpt can run it and,
+// if not, why (the loader's error: an unknown architecture or key, a missing or unused tensor).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +19,7 @@
 #include "minigpt/io/gguf.hpp"
 #include "minigpt/io/llama2c.hpp"
 #include "minigpt/io/mapped_file.hpp"
+#include "minigpt/model/model.hpp"
 
 namespace {
 
@@ -47,7 +51,7 @@ std::string cut(std::string s, std::size_t max_chars) {
 
 struct tensor_row {
     std::string name;
-    dtype type;
+    std::string type;
     std::vector<std::int64_t> shape;
     std::uint64_t n_bytes;
 };
@@ -63,10 +67,10 @@ void print_tensors(const std::vector<tensor_row>& rows, std::uint64_t file_size,
         for (auto d : r.shape) n *= static_cast<std::uint64_t>(d);
         n_params += n;
         n_bytes += r.n_bytes;
-        ++per_type[std::string(dtype_name(r.type))];
+        ++per_type[r.type];
         if (list)
             std::printf("  - tensor %4zu: %*s %-5s %-22s %12llu bytes\n", i, static_cast<int>(name_width), r.name.c_str(),
-                        std::string(dtype_name(r.type)).c_str(), shape_string(r.shape).c_str(),
+                        r.type.c_str(), shape_string(r.shape).c_str(),
                         static_cast<unsigned long long>(r.n_bytes));
     }
     for (const auto& [type, count] : per_type) std::printf("  - type %5s: %4d tensors\n", type.c_str(), count);
@@ -79,8 +83,20 @@ void print_tensors(const std::vector<tensor_row>& rows, std::uint64_t file_size,
         std::printf("file size   = %s\n", human_bytes(file_size).c_str());
 }
 
+// Whether minigpt can run the file: its architecture's descriptor reads the keys and checks every
+// tensor (names, shapes, none left over) exactly as loading does. Listing above never depends on it.
+void print_support(const std::string& path) {
+    try {
+        const auto m = model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::open(path)));
+        std::printf("minigpt     = runs this file: %s, %.2f M parameters\n", m->config().summary().c_str(),
+                    static_cast<double>(m->n_params()) / 1e6);
+    } catch (const std::exception& e) {
+        std::printf("minigpt     = cannot run this file: %s\n", e.what());
+    }
+}
+
 void info_gguf(const std::string& path, std::size_t array_items, std::size_t max_value, bool list_tensors) {
-    const auto f = io::gguf_file::open(path);
+    const auto f = io::gguf_file::open_listing(path);  // any element type, even ones minigpt cannot compute with
     std::printf("%s: GGUF V%u, %zu key-value pairs, %zu tensors, alignment %u, data at byte %llu\n", path.c_str(), f.version(),
                 f.n_keys(), f.tensors().size(), f.alignment(), static_cast<unsigned long long>(f.data_offset()));
     std::printf("architecture = %s\n", f.get_or<std::string>("general.architecture", "(none)").c_str());
@@ -94,8 +110,10 @@ void info_gguf(const std::string& path, std::size_t array_items, std::size_t max
     }
     std::vector<tensor_row> rows;
     rows.reserve(f.tensors().size());
-    for (const auto& t : f.tensors()) rows.push_back({t.name, t.type, t.shape, t.n_bytes});
+    for (const auto& t : f.tensors())
+        rows.push_back({t.name, t.supported ? std::string(dtype_name(t.type)) : io::ggml_type_name(t.ggml_type), t.shape, t.n_bytes});
     print_tensors(rows, f.file_size(), list_tensors);
+    print_support(path);
 }
 
 void info_llama2c(const std::string& path, bool list_tensors) {
@@ -109,7 +127,7 @@ void info_llama2c(const std::string& path, bool list_tensors) {
     std::vector<tensor_row> rows;
     for (const auto& name : ck.tensor_names()) {
         const tensor t = ck.get_tensor(name);
-        rows.push_back({name, t.type(), std::vector<std::int64_t>(t.shape().begin(), t.shape().end()),
+        rows.push_back({name, std::string(dtype_name(t.type())), std::vector<std::int64_t>(t.shape().begin(), t.shape().end()),
                         static_cast<std::uint64_t>(t.n_bytes())});
     }
     print_tensors(rows, io::llama2c_checkpoint::expected_size(c), list_tensors);

@@ -15,9 +15,9 @@ namespace minigpt::tool {
 namespace {
 
 int run_synth(const std::vector<std::string>& args) {
-    flags f("usage: minigpt synth --arch gpt2|llama --preset NAME --type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k -o OUT.gguf [--vocab VOCAB.gguf] [--seed N]");
-    f.value({"--arch"}, "architecture: llama or gpt2", "llama")
-        .value({"--preset"}, "shape preset: tiny, small (llama), gpt2-124m (gpt2), llama-360m (llama)", "tiny")
+    flags f("usage: minigpt synth --arch ARCH --preset NAME --type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k -o OUT.gguf [--vocab VOCAB.gguf] [--seed N]");
+    f.value({"--arch"}, "architecture: " + architecture_names(), "llama")
+        .value({"--preset"}, "shape preset: tiny (every architecture), small (llama), gpt2-124m (gpt2), llama-360m (llama)", "tiny")
         .value({"--type"}, "element type of the 2-D weights", "f32")
         .value({"-o", "--output"}, "output GGUF file")
         .value({"--vocab"}, "copy tokenizer.* metadata from this GGUF (e.g. a vocab-only file)")
@@ -26,8 +26,8 @@ int run_synth(const std::vector<std::string>& args) {
     f.parse(args);
     if (f.help()) { std::cout << f.usage(); return 0; }
     const std::string arch = f.str("--arch");
-    if (arch != "llama" && arch != "gpt2") throw usage_error("--arch must be llama or gpt2");
-    const auto preset = find_synth_preset(arch == "gpt2" ? architecture::gpt2 : architecture::llama, f.str("--preset"));
+    if (!find_architecture(arch)) throw usage_error("--arch must be one of: " + architecture_names());
+    const auto preset = find_synth_preset(arch, f.str("--preset"));
     const dtype type = parse_dtype(f.str("--type"));
     const std::string out = f.require("--output");
 

@@ -44,9 +44,24 @@ inline std::string ggml_type_name(std::uint32_t id) {
     return "unknown";
 }
 
+// Elements and bytes per block of every ggml type id, including those minigpt cannot compute
+// with, so that a file can be listed (`minigpt info`) whatever its types. nullopt: unknown id.
+inline std::optional<std::pair<std::uint32_t, std::uint32_t>> ggml_block_geometry(std::uint32_t id) {
+    static constexpr std::pair<std::uint32_t, std::uint32_t> table[] = {
+        {1, 4}, {1, 2}, {32, 18}, {32, 20}, {0, 0}, {0, 0}, {32, 22}, {32, 24}, {32, 34}, {32, 36},  // f32 .. q8_1
+        {256, 84}, {256, 110}, {256, 144}, {256, 176}, {256, 210}, {256, 292},                      // q2_K .. q8_K
+        {256, 66}, {256, 74}, {256, 98}, {256, 50}, {32, 18}, {256, 110}, {256, 82}, {256, 136},   // iq2_xxs .. iq4_xs
+        {1, 1}, {1, 2}, {1, 4}, {1, 8}, {1, 8}, {256, 56}, {1, 2}, {0, 0}, {0, 0}, {0, 0},          // i8 .. bf16
+        {256, 54}, {256, 66}, {0, 0}, {0, 0}, {0, 0}, {32, 17}};                                    // tq1_0, tq2_0, mxfp4
+    if (id >= std::size(table) || table[id].first == 0) return std::nullopt;
+    return table[id];
+}
+
 struct gguf_tensor_info {
     std::string name;
-    dtype type;
+    dtype type;                        // meaningless when !supported
+    bool supported = true;             // false: a type minigpt cannot read (listed only, see gguf_file::open_listing)
+    std::uint32_t ggml_type = 0;       // the type id as stored
     std::vector<std::int64_t> shape;   // outermost first (the file stores ne[] innermost first)
     std::uint64_t offset;              // from the start of the tensor data section
     std::uint64_t n_bytes;
@@ -64,6 +79,16 @@ public:
         const std::byte* base = map->data();
         const std::uint64_t size = map->size();
         return gguf_file(std::move(map), base, size, path);
+    }
+
+    // Like open(), but tensors of element types minigpt cannot compute with are kept (listed with
+    // supported == false) instead of failing the parse: for listing a file (`minigpt info`).
+    // get_tensor() still refuses them.
+    static gguf_file open_listing(const std::string& path) {
+        auto map = mapped_file::open(path, access_hint::normal);
+        const std::byte* base = map->data();
+        const std::uint64_t size = map->size();
+        return gguf_file(std::move(map), base, size, path, true);
     }
 
     // Parses an in-memory image; `name` stands in for the path in error messages.
@@ -129,6 +154,9 @@ public:
     tensor get_tensor(std::string_view name) const {
         const auto* info = find_tensor(name);
         if (!info) throw lookup_error(path_ + ": missing tensor '" + std::string(name) + "'");
+        if (!info->supported)
+            throw error(path_ + ": tensor '" + info->name + "' has ggml type " + std::to_string(info->ggml_type) + " (" +
+                        ggml_type_name(info->ggml_type) + "), which minigpt does not support");
         return tensor::view(info->type, info->shape, tensor_data(*info), keep_alive_);
     }
     // First byte of a tensor's data in the map.
@@ -138,8 +166,8 @@ public:
     std::shared_ptr<const void> keep_alive() const noexcept { return keep_alive_; }
 
 private:
-    gguf_file(std::shared_ptr<const void> keep, const std::byte* base, std::uint64_t size, std::string path)
-        : keep_alive_(std::move(keep)), base_(base), size_(size), path_(std::move(path)) {
+    gguf_file(std::shared_ptr<const void> keep, const std::byte* base, std::uint64_t size, std::string path, bool listing = false)
+        : keep_alive_(std::move(keep)), base_(base), size_(size), path_(std::move(path)), listing_(listing) {
         parse();
     }
 
@@ -246,6 +274,8 @@ private:
         const std::uint64_t type_at = c.pos();
         const auto type_id = c.read<std::uint32_t>("type of " + who);
         const auto tr = find_dtype(type_id);
+        info.ggml_type = type_id;
+        if (!tr && listing_) return listed_only(c, std::move(info), type_id, type_at, dims_at, ne, n_dims, n_elements);
         if (!tr)
             c.fail_at(type_at, who + " has ggml type " + std::to_string(type_id) + " (" + ggml_type_name(type_id) +
                                    "), which minigpt does not support (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)");
@@ -259,6 +289,25 @@ private:
         if (info.offset % alignment_ != 0)
             c.fail_at(offset_at, who + ": data offset " + std::to_string(info.offset) + " is not a multiple of the alignment " +
                                      std::to_string(alignment_));
+        info.shape.assign(std::make_reverse_iterator(ne + n_dims), std::make_reverse_iterator(ne));
+        return info;
+    }
+
+    // A tensor of a type minigpt cannot compute with, in a listing parse: sized from ggml's block
+    // geometry so offsets and overlaps are still checked.
+    gguf_tensor_info listed_only(detail::gguf_cursor& c, gguf_tensor_info info, std::uint32_t type_id, std::uint64_t type_at,
+                                 std::uint64_t dims_at, const std::int64_t* ne, std::uint32_t n_dims, std::uint64_t n_elements) {
+        const auto geo = ggml_block_geometry(type_id);
+        if (!geo) c.fail_at(type_at, "tensor '" + info.name + "' has unknown ggml type " + std::to_string(type_id));
+        if (static_cast<std::uint64_t>(ne[0]) % geo->first != 0)
+            c.fail_at(dims_at, "tensor '" + info.name + "': row of " + std::to_string(ne[0]) + " elements is not a whole number of " +
+                                   ggml_type_name(type_id) + " blocks of " + std::to_string(geo->first));
+        info.supported = false;
+        info.type = dtype::f32;
+        info.n_bytes = c.mul(n_elements / geo->first, geo->second, "tensor bytes");
+        info.offset = c.read<std::uint64_t>("data offset of tensor '" + info.name + "'");
+        if (info.offset % alignment_ != 0)
+            c.fail_at(c.pos() - 8, "tensor '" + info.name + "': data offset " + std::to_string(info.offset) + " is not a multiple of the alignment");
         info.shape.assign(std::make_reverse_iterator(ne + n_dims), std::make_reverse_iterator(ne));
         return info;
     }
@@ -281,6 +330,7 @@ private:
     const std::byte* base_ = nullptr;
     std::uint64_t size_ = 0;
     std::string path_;
+    bool listing_ = false;
     std::uint32_t version_ = 0;
     std::uint32_t alignment_ = k_gguf_default_alignment;
     std::uint64_t data_offset_ = 0;
