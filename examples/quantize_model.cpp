@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
         const auto& ftype = minigpt::io::parse_ftype(argc > 3 ? argv[3] : "Q4_K_M");
         minigpt::io::quantize_gguf(argv[1], argv[2], ftype, {.verbose = false});
         std::map<std::string, int> per_type;
-        for (const auto& t : minigpt::io::gguf_file::open(argv[2]).tensors()) ++per_type[std::string(minigpt::dtype_name(t.type))];
+        const auto out = minigpt::io::gguf_file::open(argv[2]);  // named: a range-for over a temporary's member dangles
+        for (const auto& t : out.tensors()) ++per_type[std::string(minigpt::dtype_name(t.type))];
         std::printf("%s (%s):", argv[2], std::string(ftype.name).c_str());
         for (const auto& [type, n] : per_type) std::printf(" %d x %s", n, type.c_str());
         std::printf("\n");

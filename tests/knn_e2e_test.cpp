@@ -118,13 +118,13 @@ TEST(KnnEndToEnd, ToolBuildsAStoreAndScoresWithIt) {
     const auto built = run_capture(tool + " knn-build -m " + k_model + " -f " + text_path + " -o " + store + " --f16 --ctx 64");
     ASSERT_NE(built.find("wrote"), std::string::npos) << built;
     const auto scored = run_capture(tool + " perplexity -m " + k_model + " -f " + text_path + " --knn " + store + " --ctx 64");
-    const double base = value_after(scored, "perplexity (LM only): "), mixed = value_after(scored, "\nperplexity: ");
+    const double base = value_after(scored, "perplexity (LM only): "), mixed = value_after(scored, "Final estimate: PPL = ");
     std::printf("tool: perplexity LM %.2f, kNN-LM %.2f\n", base, mixed);
     EXPECT_GT(base, 0.0) << scored;
     EXPECT_GT(mixed, 0.0) << scored;
     EXPECT_LT(mixed, 0.5 * base) << scored;
     const auto plain = run_capture(tool + " perplexity -m " + k_model + " -f " + text_path + " --ctx 64");
-    EXPECT_NEAR(value_after(plain, "perplexity: "), base, 1e-4 * base) << plain;
+    EXPECT_NEAR(value_after(plain, "Final estimate: PPL = "), base, 1e-4 * base) << plain;
     const auto wrong_tap = run_capture(tool + " perplexity -m " + k_model + " -f " + text_path + " --knn " + store + " --tap final_norm");
     EXPECT_NE(wrong_tap.find("another model"), std::string::npos) << wrong_tap;
     std::remove(text_path.c_str());

@@ -14,7 +14,8 @@ int run_quantize(const std::vector<std::string>& args) {
             "  TYPE: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS F16 BF16 F32");
     f.boolean({"--allow-requantize"}, "allow quantising tensors that are already quantised (quality suffers)")
         .boolean({"--quiet"}, "no per-tensor lines (a progress bar on a terminal instead)")
-        .value({"-t", "--threads"}, "threads (0: physical cores)", "0");
+        .value({"-t", "--threads"}, "threads (0: physical cores)", "0")
+        .allow_positional("IN.gguf OUT.gguf TYPE      the model to read, the file to write, the llama-quantize type name");
     f.parse(args);
     if (f.help()) { std::cout << f.usage(); return 0; }
     const auto& pos = f.positional();
