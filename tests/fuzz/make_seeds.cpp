@@ -1,6 +1,7 @@
-// Writes the binary seed corpora of the fuzzers (tests/fuzz/corpus/*): tiny random-weight GGUF
-// models, llama2.c checkpoints, a kNN store and an IVF index. Run once when a format changes:
-//   build-fuzz/tests/fuzz/fuzz_make_seeds tests/fuzz/corpus
+// Writes the binary seed corpora of the fuzzers: tiny random-weight GGUF models, llama2.c
+// checkpoints, a kNN store and an IVF index, under DIR/<harness>/. scripts/test-sanitizers runs it
+// before fuzzing (model files are made at test time, never committed):
+//   build-sanitizers/fuzz/tests/fuzz/fuzz_make_seeds build-sanitizers/fuzz/seeds
 // Kept tiny (a few KB) so that libFuzzer's mutations stay fast.
 #include <cstdio>
 #include <fstream>
