@@ -36,6 +36,34 @@ inline void gpt2_tensors(const model_config& c, model_weights& w, tensor_list& v
     }
 }
 
+// The second half of a GPT-2-style block (also StarCoder2's): with xb (n_tokens, n_embd) holding
+// the attention output projection,
+//   x += xb + bo;   x += W2 · gelu(W1 · layernorm(x) + b1) + b2
+inline void attn_residual_gelu_mlp(const layer_pass& p) {
+    using namespace kernels;
+    const auto& c = p.c;
+    const auto& L = p.L;
+    const std::int64_t n_embd = c.n_embd, n_ff = c.n_ff;
+    float *x = p.s.x.data<float>(), *xb = p.s.xb.data<float>(), *hb = p.s.hb.data<float>();
+    p.per_token([&](std::int64_t t) {
+        minigpt::detail::add_bias(xb + t * n_embd, L.attn_output_b, n_embd);
+        add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd);  // the attention residual
+        layernorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data<float>(), L.ffn_norm_b.data<float>(), n_embd, c.norm_eps);
+    });
+    if (p.ffn_input_out) std::copy(xb, xb + p.n_tokens * n_embd, p.ffn_input_out);
+    p.project({{matrix_role::ffn_up, hb}}, xb);
+    p.per_token([&](std::int64_t t) {
+        minigpt::detail::add_bias(hb + t * n_ff, L.ffn_up_b, n_ff);
+        if (c.gelu == gelu_mode::fp16_table) gelu_fp16_table(hb + t * n_ff, n_ff);
+        else gelu(hb + t * n_ff, n_ff);
+    });
+    p.project({{matrix_role::ffn_down, xb}}, hb);
+    p.per_token([&](std::int64_t t) {
+        minigpt::detail::add_bias(xb + t * n_embd, L.ffn_down_b, n_embd);
+        add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd);
+    });
+}
+
 // x += Wo · attention(split(Wqkv · n + b)) + bo,   n = layernorm(x)
 // x += W2 · gelu(W1 · n + b1) + b2,               n = layernorm(x)
 inline void gpt2_layer(const layer_pass& p) {
@@ -43,9 +71,9 @@ inline void gpt2_layer(const layer_pass& p) {
     const auto& c = p.c;
     const auto& L = p.L;
     const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
-    const std::int64_t n_qkv = q_dim + 2 * kv_dim, n_ff = c.n_ff;
+    const std::int64_t n_qkv = q_dim + 2 * kv_dim;
     float *x = p.s.x.data<float>(), *xb = p.s.xb.data<float>(), *qkv = p.s.q.data<float>();  // qkv: (n_tokens, n_qkv)
-    float *k = p.s.k.data<float>(), *v = p.s.v.data<float>(), *att = p.s.att.data<float>(), *hb = p.s.hb.data<float>();
+    float *k = p.s.k.data<float>(), *v = p.s.v.data<float>(), *att = p.s.att.data<float>();
     auto norm = [&](const tensor& w, const tensor& b, std::int64_t t) {
         layernorm(xb + t * n_embd, x + t * n_embd, w.data<float>(), b.data<float>(), n_embd, c.norm_eps);
     };
@@ -63,23 +91,7 @@ inline void gpt2_layer(const layer_pass& p) {
     p.attend(att, k, v, qkv);
     p.project({{matrix_role::attn_output, xb}}, qkv);
 
-    p.per_token([&](std::int64_t t) {
-        minigpt::detail::add_bias(xb + t * n_embd, L.attn_output_b, n_embd);
-        add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd);  // the attention residual
-        norm(L.ffn_norm, L.ffn_norm_b, t);
-    });
-    if (p.ffn_input_out) std::copy(xb, xb + p.n_tokens * n_embd, p.ffn_input_out);
-    p.project({{matrix_role::ffn_up, hb}}, xb);
-    p.per_token([&](std::int64_t t) {
-        minigpt::detail::add_bias(hb + t * n_ff, L.ffn_up_b, n_ff);
-        if (c.gelu == gelu_mode::fp16_table) gelu_fp16_table(hb + t * n_ff, n_ff);
-        else gelu(hb + t * n_ff, n_ff);
-    });
-    p.project({{matrix_role::ffn_down, xb}}, hb);
-    p.per_token([&](std::int64_t t) {
-        minigpt::detail::add_bias(xb + t * n_embd, L.ffn_down_b, n_embd);
-        add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd);
-    });
+    attn_residual_gelu_mlp(p);
 }
 
 inline const arch_descriptor& gpt2_arch() {

@@ -9,6 +9,7 @@
 #include "minigpt/kernels/gelu_table.hpp"
 #include "minigpt/kernels/ops.hpp"
 #include "minigpt/model/arch.hpp"
+#include "minigpt/model/gpt2.hpp"  // attn_residual_gelu_mlp
 
 namespace minigpt {
 
@@ -44,10 +45,10 @@ inline void starcoder2_layer(const layer_pass& p) {
     using namespace kernels;
     const auto& c = p.c;
     const auto& L = p.L;
-    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ff = c.n_ff;
+    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
     float *x = p.s.x.data<float>(), *xb = p.s.xb.data<float>();
     float *q = p.s.q.data<float>(), *k = p.s.k.data<float>(), *v = p.s.v.data<float>();
-    float *att = p.s.att.data<float>(), *hb = p.s.hb.data<float>();
+    float* att = p.s.att.data<float>();
     auto norm = [&](const tensor& w, const tensor& b, std::int64_t t) {
         layernorm(xb + t * n_embd, x + t * n_embd, w.data<float>(), b.data<float>(), n_embd, c.norm_eps);
     };
@@ -64,23 +65,7 @@ inline void starcoder2_layer(const layer_pass& p) {
     p.attend(q, k, v, att);
     p.project({{matrix_role::attn_output, xb}}, att);
 
-    p.per_token([&](std::int64_t t) {
-        minigpt::detail::add_bias(xb + t * n_embd, L.attn_output_b, n_embd);
-        add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd);
-        norm(L.ffn_norm, L.ffn_norm_b, t);
-    });
-    if (p.ffn_input_out) std::copy(xb, xb + p.n_tokens * n_embd, p.ffn_input_out);
-    p.project({{matrix_role::ffn_up, hb}}, xb);
-    p.per_token([&](std::int64_t t) {
-        minigpt::detail::add_bias(hb + t * n_ff, L.ffn_up_b, n_ff);
-        if (c.gelu == gelu_mode::fp16_table) gelu_fp16_table(hb + t * n_ff, n_ff);
-        else gelu(hb + t * n_ff, n_ff);
-    });
-    p.project({{matrix_role::ffn_down, xb}}, hb);
-    p.per_token([&](std::int64_t t) {
-        minigpt::detail::add_bias(xb + t * n_embd, L.ffn_down_b, n_embd);
-        add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd);
-    });
+    attn_residual_gelu_mlp(p);
 }
 
 inline const arch_descriptor& starcoder2_arch() {
