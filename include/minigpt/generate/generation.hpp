@@ -115,6 +115,25 @@ inline void shift_context(context& ctx, std::vector<std::int32_t>& history, std:
     ctx.decode(history);
 }
 
+// The end of a generation: bytes the decoder still holds (an unfinished UTF-8 character) may
+// complete a stop string; what is left of the text is emitted, and the generation time recorded.
+inline void finish_output(stop_matcher& stops, stream_decoder& decoder, generation_output& out, const token_callback& on_token,
+                          std::chrono::steady_clock::time_point t_first) {
+    if (out.reason != stop_reason::stop_string) {
+        const auto tail = stops.push(decoder.flush());
+        std::string rest = tail.emit;
+        if (tail.stopped) {
+            out.reason = stop_reason::stop_string;
+            out.stop_string = tail.matched;
+        } else {
+            rest += stops.flush();
+        }
+        out.text += rest;
+        if (!rest.empty() && on_token) on_token(-1, rest);
+    }
+    if (out.stats.n_generated > 0) out.stats.generation_seconds = seconds_since(t_first);
+}
+
 }  // namespace detail
 
 // Continues `ctx` (which may already hold a conversation) with `prompt_tokens`, then generates.
@@ -187,21 +206,7 @@ inline generation_output generate_from_tokens(context& ctx, const tokenizer& tok
         }
         ctx.decode(std::span(&id, 1));
     }
-    if (out.reason != stop_reason::stop_string) {
-        // Bytes the decoder still holds (an unfinished UTF-8 character) may complete a stop string.
-        const auto tail = stops.push(decoder.flush());
-        std::string rest = tail.emit;
-        if (tail.stopped) {
-            out.reason = stop_reason::stop_string;
-            out.stop_string = tail.matched;
-        } else {
-            rest += stops.flush();
-        }
-        out.text += rest;
-        if (!rest.empty() && on_token) on_token(-1, rest);
-    }
-    if (out.stats.n_generated > 0)
-        out.stats.generation_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_first).count();
+    detail::finish_output(stops, decoder, out, on_token, t_first);
     return out;
 }
 

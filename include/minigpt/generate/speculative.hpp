@@ -214,19 +214,7 @@ inline speculative_output generate_speculative(context& ctx, const tokenizer& to
         out.reason != stop_reason::end_of_generation && out.reason != stop_reason::context_full && !out.tokens.empty()) {
         ctx.decode(std::span(history).subspan(static_cast<std::size_t>(n_in_ctx)));
     }
-    if (out.reason != stop_reason::stop_string) {
-        const auto tail = stops.push(decoder.flush());
-        std::string rest = tail.emit;
-        if (tail.stopped) {
-            out.reason = stop_reason::stop_string;
-            out.stop_string = tail.matched;
-        } else {
-            rest += stops.flush();
-        }
-        out.text += rest;
-        if (!rest.empty() && on_token) on_token(-1, rest);
-    }
-    if (out.stats.n_generated > 0) out.stats.generation_seconds = detail::seconds_since(t_first);
+    detail::finish_output(stops, decoder, out, on_token, t_first);
     return res;
 }
 
