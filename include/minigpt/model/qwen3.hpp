@@ -7,6 +7,7 @@
 
 #include "minigpt/kernels/ops.hpp"
 #include "minigpt/model/arch.hpp"
+#include "minigpt/model/llama.hpp"  // attn_residual_swiglu_ffn
 
 namespace minigpt {
 
@@ -36,10 +37,10 @@ inline void qwen3_layer(const layer_pass& p) {
     using namespace kernels;
     const auto& c = p.c;
     const auto& L = p.L;
-    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ff = c.n_ff;
+    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
     float *x = p.s.x.data<float>(), *xb = p.s.xb.data<float>();
     float *q = p.s.q.data<float>(), *k = p.s.k.data<float>(), *v = p.s.v.data<float>();
-    float *att = p.s.att.data<float>(), *hb = p.s.hb.data<float>(), *hb2 = p.s.hb2.data<float>();
+    float* att = p.s.att.data<float>();
 
     p.per_token([&](std::int64_t t) { rmsnorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data<float>(), n_embd, c.norm_eps); });
     p.project({{matrix_role::attn_q, q}, {matrix_role::attn_k, k}, {matrix_role::attn_v, v}}, xb);
@@ -52,15 +53,7 @@ inline void qwen3_layer(const layer_pass& p) {
     p.attend(q, k, v, att);
     p.project({{matrix_role::attn_output, xb}}, att);
 
-    p.per_token([&](std::int64_t t) {
-        add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd);
-        rmsnorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data<float>(), n_embd, c.norm_eps);
-    });
-    if (p.ffn_input_out) std::copy(xb, xb + p.n_tokens * n_embd, p.ffn_input_out);
-    p.project({{matrix_role::ffn_gate, hb}, {matrix_role::ffn_up, hb2}}, xb);
-    p.per_token([&](std::int64_t t) { swiglu(hb + t * n_ff, hb + t * n_ff, hb2 + t * n_ff, n_ff); });
-    p.project({{matrix_role::ffn_down, xb}}, hb);
-    p.per_token([&](std::int64_t t) { add(x + t * n_embd, x + t * n_embd, xb + t * n_embd, n_embd); });
+    attn_residual_swiglu_ffn(p);
 }
 
 inline const arch_descriptor& qwen3_arch() {
