@@ -170,7 +170,7 @@ struct ref_model {
 
     // Logits (n_tokens, n_vocab) for ids at positions 0..
     std::vector<float> forward(const std::vector<std::int32_t>& ids) const {
-        const std::int64_t n = static_cast<std::int64_t>(ids.size()), E = c.n_embd, hd = c.head_dim;
+        const std::int64_t n = static_cast<std::int64_t>(ids.size()), hd = c.head_dim;
         const std::int64_t nh = c.n_head, nkv = c.n_head_kv, qd = nh * hd, kvd = nkv * hd;
         const auto embd = matrix("token_embd.weight");
         std::vector<vec> x;

@@ -82,7 +82,7 @@ protected:
     pid_t pid_ = -1;
 };
 
-completion_request request(std::vector<std::int32_t> prompt, std::uint64_t seed = 42) {
+completion_request redis_request(std::vector<std::int32_t> prompt, std::uint64_t seed = 42) {
     completion_request r;
     r.model_fingerprint = "model-A";
     r.prompt_tokens = std::move(prompt);
@@ -103,14 +103,14 @@ completion answer(const std::string& text) {
 TEST_F(RedisCache, TwoClientsShareEntries) {
     completion_cache a(std::make_unique<redis_cache>(url()));
     completion_cache b(std::make_unique<redis_cache>(url()));
-    EXPECT_FALSE(b.lookup(request({1, 2, 3})));
-    a.store(request({1, 2, 3}), answer("from a"));
-    const auto hit = b.lookup(request({1, 2, 3}));
+    EXPECT_FALSE(b.lookup(redis_request({1, 2, 3})));
+    a.store(redis_request({1, 2, 3}), answer("from a"));
+    const auto hit = b.lookup(redis_request({1, 2, 3}));
     ASSERT_TRUE(hit);
     EXPECT_EQ(hit->text, "from a");
     EXPECT_EQ(hit->logprobs, answer("x").logprobs);
-    EXPECT_FALSE(b.lookup(request({1, 2, 3}, 43)));  // another seed
-    auto r = request({1, 2, 3});
+    EXPECT_FALSE(b.lookup(redis_request({1, 2, 3}, 43)));  // another seed
+    auto r = redis_request({1, 2, 3});
     r.params.max_tokens = 5;
     EXPECT_FALSE(b.lookup(r));                        // another parameter
     EXPECT_EQ(b.stats().hits, 1u);
@@ -121,10 +121,10 @@ TEST_F(RedisCache, TtlExpires) {
     redis_cache_options o;
     o.ttl_seconds = 0.15;
     completion_cache c(std::make_unique<redis_cache>(url(), o));
-    c.store(request({7}), answer("short-lived"));
-    EXPECT_TRUE(c.lookup(request({7})));
+    c.store(redis_request({7}), answer("short-lived"));
+    EXPECT_TRUE(c.lookup(redis_request({7})));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    EXPECT_FALSE(c.lookup(request({7})));
+    EXPECT_FALSE(c.lookup(redis_request({7})));
 }
 
 TEST_F(RedisCache, SemanticMatchAcrossClients) {
@@ -134,25 +134,25 @@ TEST_F(RedisCache, SemanticMatchAcrossClients) {
     o.semantic_threshold = 0.9;
     completion_cache a(std::make_unique<redis_cache>(url()), o);
     completion_cache b(std::make_unique<redis_cache>(url()), o);
-    a.store(request({1}), answer("Paris"), "capital of france");
-    const auto h = b.lookup(request({2}), "what is the capital of france");
+    a.store(redis_request({1}), answer("Paris"), "capital of france");
+    const auto h = b.lookup(redis_request({2}), "what is the capital of france");
     ASSERT_TRUE(h);
     EXPECT_TRUE(h->semantic);
     EXPECT_EQ(h->text, "Paris");
-    EXPECT_FALSE(b.lookup(request({3}), "capital of germany"));
+    EXPECT_FALSE(b.lookup(redis_request({3}), "capital of germany"));
 }
 
 TEST_F(RedisCache, DamagedRecordIsAnError) {
     // Another program writes garbage under the key the cache would read.
     completion_cache c(std::make_unique<redis_cache>(url()));
-    c.store(request({9}), answer("good"));
+    c.store(redis_request({9}), answer("good"));
     redisContext* raw = redisConnect("127.0.0.1", port_);
     ASSERT_TRUE(raw && !raw->err);
-    const std::string key = "minigpt:cc:e:" + digest_hex(make_key(request({9})).bytes);
+    const std::string key = "minigpt:cc:e:" + digest_hex(make_key(redis_request({9})).bytes);
     auto* rep = static_cast<redisReply*>(redisCommand(raw, "SETRANGE %s 40 %s", key.c_str(), "XXXX"));
     freeReplyObject(rep);
     redisFree(raw);
-    EXPECT_THROW(c.lookup(request({9})), format_error);
+    EXPECT_THROW(c.lookup(redis_request({9})), format_error);
 }
 
 TEST(RedisUrl, Parsing) {

@@ -22,6 +22,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using minigpt::test::temp_path;
+
 completion_request request(std::vector<std::int32_t> prompt, std::uint64_t seed = 42, float temp = 0.8f) {
     completion_request r;
     r.model_fingerprint = "model-A";
@@ -44,25 +46,6 @@ completion sample_completion(const std::string& text) {
     return c;
 }
 
-// Removes this process's temporary files (minigpt-PID-*) when the tests end.
-class temp_files_cleanup : public ::testing::Environment {
-public:
-    void TearDown() override {
-        const std::string prefix = "minigpt-" + std::to_string(::getpid()) + "-";
-        std::error_code ec;
-        for (const auto& e : fs::directory_iterator(fs::temp_directory_path(), ec))
-            if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove(e.path(), ec);
-    }
-};
-const auto* const k_cleanup = ::testing::AddGlobalTestEnvironment(new temp_files_cleanup);
-
-std::string temp_path(const std::string& name) {
-    const auto p = fs::temp_directory_path() / ("minigpt-" + std::to_string(::getpid()) + "-" + name);
-    fs::remove(p);
-    fs::remove(p.string() + "-wal");
-    fs::remove(p.string() + "-shm");
-    return p.string();
-}
 
 }  // namespace
 

@@ -16,7 +16,7 @@ using minigpt::test::shared_path;
 
 namespace {
 
-const char* k_model = "models/stories260K.gguf";
+const char* k_stories_model = "models/stories260K.gguf";
 
 generation_params params(std::int32_t n, float temp = 0.0f, std::uint64_t seed = 1) {
     generation_params p;
@@ -44,8 +44,8 @@ const std::vector<std::string> k_prompts = {
 }  // namespace
 
 TEST(Engine, GreedyFromManyThreadsEqualsGenerate) {
-    MINIGPT_REQUIRE_SHARED(k_model);
-    const llm lm = llm::load(shared_path(k_model));
+    MINIGPT_REQUIRE_SHARED(k_stories_model);
+    const llm lm = llm::load(shared_path(k_stories_model));
     engine e(lm, {.n_slots = 4, .n_ctx_slot = 256, .n_threads = 1});
     std::vector<std::future<generation_output>> results;
     for (const auto& p : k_prompts)
@@ -64,8 +64,8 @@ TEST(Engine, GreedyFromManyThreadsEqualsGenerate) {
 }
 
 TEST(Engine, SeededSamplingEqualsGenerate) {
-    MINIGPT_REQUIRE_SHARED(k_model);
-    const llm lm = llm::load(shared_path(k_model));
+    MINIGPT_REQUIRE_SHARED(k_stories_model);
+    const llm lm = llm::load(shared_path(k_stories_model));
     engine e(lm, {.n_slots = 3, .n_ctx_slot = 256, .n_threads = 1});
     std::vector<request_handle> hs;
     for (std::size_t i = 0; i < 6; ++i) {
@@ -95,8 +95,8 @@ TEST(Engine, SeededSamplingEqualsGenerate) {
 }
 
 TEST(Engine, StreamingDeliversTheText) {
-    MINIGPT_REQUIRE_SHARED(k_model);
-    const llm lm = llm::load(shared_path(k_model));
+    MINIGPT_REQUIRE_SHARED(k_stories_model);
+    const llm lm = llm::load(shared_path(k_stories_model));
     engine e(lm, {.n_slots = 2, .n_ctx_slot = 256, .n_threads = 1});
     std::string streamed;
     std::vector<std::int32_t> ids;
@@ -116,8 +116,8 @@ TEST(Engine, StreamingDeliversTheText) {
 }
 
 TEST(Engine, ReusesTheCachedPromptPrefix) {
-    MINIGPT_REQUIRE_SHARED(k_model);
-    const llm lm = llm::load(shared_path(k_model));
+    MINIGPT_REQUIRE_SHARED(k_stories_model);
+    const llm lm = llm::load(shared_path(k_stories_model));
     engine e(lm, {.n_slots = 2, .n_ctx_slot = 256, .n_threads = 1});
     const std::string base = "Once upon a time there was a little girl named Lily. She loved to play";
     const auto first = e.run_to_completion(request(e, base, params(10)));
@@ -137,8 +137,8 @@ TEST(Engine, ReusesTheCachedPromptPrefix) {
 }
 
 TEST(Engine, SamePromptManyTimesIsPrefilledOnce) {
-    MINIGPT_REQUIRE_SHARED(k_model);
-    const llm lm = llm::load(shared_path(k_model));
+    MINIGPT_REQUIRE_SHARED(k_stories_model);
+    const llm lm = llm::load(shared_path(k_stories_model));
     engine e(lm, {.n_slots = 4, .n_ctx_slot = 256, .n_threads = 1});
     const std::string prompt = "Once upon a time there was a little girl named Lily. She loved to play with her ball";
     const auto n_prompt = e.tokenize(prompt).size();
@@ -149,8 +149,8 @@ TEST(Engine, SamePromptManyTimesIsPrefilledOnce) {
 }
 
 TEST(Engine, ChunkedPrefillUnderASmallBudget) {
-    MINIGPT_REQUIRE_SHARED(k_model);
-    const llm lm = llm::load(shared_path(k_model));
+    MINIGPT_REQUIRE_SHARED(k_stories_model);
+    const llm lm = llm::load(shared_path(k_stories_model));
     engine e(lm, {.n_slots = 2, .n_ctx_slot = 256, .token_budget = 8, .n_threads = 1});
     const std::string prompt = "There was a big tree in the garden. It was tall and green, and birds sang in it every day";
     auto p = params(24);
@@ -167,8 +167,8 @@ TEST(Engine, ChunkedPrefillUnderASmallBudget) {
 }
 
 TEST(Engine, CancellationFreesTheSlot) {
-    MINIGPT_REQUIRE_SHARED(k_model);
-    const llm lm = llm::load(shared_path(k_model));
+    MINIGPT_REQUIRE_SHARED(k_stories_model);
+    const llm lm = llm::load(shared_path(k_stories_model));
     engine e(lm, {.n_slots = 1, .n_ctx_slot = 256, .n_threads = 1});
     std::promise<void> five;
     std::atomic<int> n{0};
@@ -196,8 +196,8 @@ TEST(Engine, CancellationFreesTheSlot) {
 }
 
 TEST(Engine, QueueLimitAndBadRequests) {
-    MINIGPT_REQUIRE_SHARED(k_model);
-    const llm lm = llm::load(shared_path(k_model));
+    MINIGPT_REQUIRE_SHARED(k_stories_model);
+    const llm lm = llm::load(shared_path(k_stories_model));
     engine e(lm, {.n_slots = 1, .n_ctx_slot = 64, .max_queue = 1, .n_threads = 1});
     std::promise<void> started, release;
     auto released = release.get_future().share();
@@ -230,8 +230,8 @@ TEST(Engine, QueueLimitAndBadRequests) {
 }
 
 TEST(Engine, ContextFullStopsTheRequest) {
-    MINIGPT_REQUIRE_SHARED(k_model);
-    const llm lm = llm::load(shared_path(k_model));
+    MINIGPT_REQUIRE_SHARED(k_stories_model);
+    const llm lm = llm::load(shared_path(k_stories_model));
     engine e(lm, {.n_slots = 1, .n_ctx_slot = 32, .n_threads = 1});
     auto p = params(-1);
     p.ignore_eos = true;
@@ -242,8 +242,8 @@ TEST(Engine, ContextFullStopsTheRequest) {
 }
 
 TEST(Engine, ShutdownEndsPendingRequests) {
-    MINIGPT_REQUIRE_SHARED(k_model);
-    const llm lm = llm::load(shared_path(k_model));
+    MINIGPT_REQUIRE_SHARED(k_stories_model);
+    const llm lm = llm::load(shared_path(k_stories_model));
     auto e = std::make_unique<engine>(lm, engine_params{.n_slots = 1, .n_ctx_slot = 256, .n_threads = 1});
     auto p = params(-1);
     p.ignore_eos = true;

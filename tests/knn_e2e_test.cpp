@@ -18,12 +18,15 @@
 #include "minigpt/knn.hpp"
 #include "minigpt/model/context.hpp"
 #include "minigpt/text/tokenizer.hpp"
+#include "test_data.hpp"
 
 namespace {
 
+using minigpt::test::temp_path;
+
 using namespace minigpt;
 
-const std::string k_model = std::string(MINIGPT_SHARED_DIR) + "/models/gpt2-tiny.gguf";
+const std::string k_gpt2_tiny = std::string(MINIGPT_SHARED_DIR) + "/models/gpt2-tiny.gguf";
 
 // Some English with repeated phrases, written for this test.
 const char* const k_text =
@@ -33,9 +36,6 @@ const char* const k_text =
     "The next morning the sun was bright, the market was open, and the baker smiled at the little robot "
     "once more. The little robot bought bread, apples and a bottle of milk, and walked home happy.";
 
-std::string temp_path(const std::string& name) {
-    return (std::filesystem::temp_directory_path() / ("minigpt_knn_e2e_" + std::to_string(::getpid()) + "_" + name)).string();
-}
 
 struct provider {
     std::shared_ptr<const model> m;
@@ -52,8 +52,8 @@ struct provider {
 };
 
 TEST(KnnEndToEnd, StoreOfTheTextLowersItsPerplexity) {
-    if (!std::filesystem::exists(k_model)) GTEST_SKIP() << "missing " << k_model;
-    auto m = model::load(k_model);
+    if (!std::filesystem::exists(k_gpt2_tiny)) GTEST_SKIP() << "missing " << k_gpt2_tiny;
+    auto m = model::load(k_gpt2_tiny);
     const auto tok = tokenizer::from_gguf(*m->gguf());
     const auto ids = tok.encode(k_text, tok.add_bos_default());
     ASSERT_GT(ids.size(), 80u);
@@ -110,22 +110,22 @@ double value_after(const std::string& text, const std::string& label) {
 }
 
 TEST(KnnEndToEnd, ToolBuildsAStoreAndScoresWithIt) {
-    if (!std::filesystem::exists(k_model)) GTEST_SKIP() << "missing " << k_model;
+    if (!std::filesystem::exists(k_gpt2_tiny)) GTEST_SKIP() << "missing " << k_gpt2_tiny;
     if (!std::filesystem::exists(MINIGPT_TOOL)) GTEST_SKIP() << "the minigpt tool is not built (" << MINIGPT_TOOL << ")";
     const std::string text_path = temp_path("text.txt"), store = temp_path("tool.store");
     std::ofstream(text_path) << k_text;
     const std::string tool = MINIGPT_TOOL;
-    const auto built = run_capture(tool + " knn-build -m " + k_model + " -f " + text_path + " -o " + store + " --f16 --ctx 64");
+    const auto built = run_capture(tool + " knn-build -m " + k_gpt2_tiny + " -f " + text_path + " -o " + store + " --f16 --ctx 64");
     ASSERT_NE(built.find("wrote"), std::string::npos) << built;
-    const auto scored = run_capture(tool + " perplexity -m " + k_model + " -f " + text_path + " --knn " + store + " --ctx 64");
+    const auto scored = run_capture(tool + " perplexity -m " + k_gpt2_tiny + " -f " + text_path + " --knn " + store + " --ctx 64");
     const double base = value_after(scored, "perplexity (LM only): "), mixed = value_after(scored, "Final estimate: PPL = ");
     std::printf("tool: perplexity LM %.2f, kNN-LM %.2f\n", base, mixed);
     EXPECT_GT(base, 0.0) << scored;
     EXPECT_GT(mixed, 0.0) << scored;
     EXPECT_LT(mixed, 0.5 * base) << scored;
-    const auto plain = run_capture(tool + " perplexity -m " + k_model + " -f " + text_path + " --ctx 64");
+    const auto plain = run_capture(tool + " perplexity -m " + k_gpt2_tiny + " -f " + text_path + " --ctx 64");
     EXPECT_NEAR(value_after(plain, "Final estimate: PPL = "), base, 1e-4 * base) << plain;
-    const auto wrong_tap = run_capture(tool + " perplexity -m " + k_model + " -f " + text_path + " --knn " + store + " --tap final_norm");
+    const auto wrong_tap = run_capture(tool + " perplexity -m " + k_gpt2_tiny + " -f " + text_path + " --knn " + store + " --tap final_norm");
     EXPECT_NE(wrong_tap.find("another model"), std::string::npos) << wrong_tap;
     std::remove(text_path.c_str());
     std::remove(store.c_str());

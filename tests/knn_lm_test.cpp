@@ -14,8 +14,11 @@
 #include <unistd.h>
 
 #include "minigpt/knn.hpp"
+#include "test_data.hpp"
 
 namespace {
+
+using minigpt::test::temp_path;
 
 using namespace minigpt;
 using namespace minigpt::knn;
@@ -198,9 +201,6 @@ TEST(KnnWindows, HandEnumeratedCases) {
     EXPECT_THROW(make_windows(10, {4, 5}), minigpt::error);
 }
 
-std::string temp_path(const std::string& name) {
-    return (std::filesystem::temp_directory_path() / ("minigpt_knnlm_" + std::to_string(::getpid()) + "_" + name)).string();
-}
 
 // A fake model whose "hidden state" at stream position p is (p, token[p]) and whose LM is
 // uniform over n_vocab: nothing about it depends on the code under test.

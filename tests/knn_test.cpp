@@ -18,13 +18,12 @@
 
 namespace {
 
+using minigpt::test::temp_path;
+
 using namespace minigpt;
 using namespace minigpt::knn;
 using minigpt::test::gaussian;
 
-std::string temp_path(const std::string& name) {
-    return (std::filesystem::temp_directory_path() / ("minigpt_knn_" + std::to_string(::getpid()) + "_" + name)).string();
-}
 
 struct temp_file {
     std::string path;

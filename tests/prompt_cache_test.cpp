@@ -15,21 +15,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Removes this process's temporary files (minigpt-PID-*) when the tests end.
-class temp_files_cleanup : public ::testing::Environment {
-public:
-    void TearDown() override {
-        const std::string prefix = "minigpt-" + std::to_string(::getpid()) + "-";
-        std::error_code ec;
-        for (const auto& e : fs::directory_iterator(fs::temp_directory_path(), ec))
-            if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove(e.path(), ec);
-    }
-};
-const auto* const k_cleanup = ::testing::AddGlobalTestEnvironment(new temp_files_cleanup);
+using minigpt::test::temp_path;
 
-std::string temp_path(const std::string& name) {
-    return (fs::temp_directory_path() / ("minigpt-" + std::to_string(::getpid()) + "-" + name)).string();
-}
 
 std::vector<float> read_f32(const std::string& path) {
     std::ifstream in(path, std::ios::binary | std::ios::ate);

@@ -19,19 +19,14 @@
 #include "minigpt/quant/quant.hpp"
 #include "minigpt/simd/avx512f.hpp"
 #include "minigpt/quant/repack.hpp"
+#include "test_data.hpp"
 
 using namespace minigpt;
 using namespace minigpt::quant;
 
 namespace {
 
-std::vector<float> gaussian(std::size_t n, unsigned seed, float sigma = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> dist(0.0f, sigma);
-    std::vector<float> v(n);
-    for (auto& x : v) x = dist(rng);
-    return v;
-}
+using minigpt::test::gaussian;
 
 template <class Block>
 std::vector<float> decode(dtype t, const std::vector<Block>& blocks) {

@@ -34,6 +34,29 @@ inline std::vector<float> gaussian(std::int64_t n, std::uint32_t seed, float sca
     return v;
 }
 
+// A fresh path in the temporary folder, "minigpt-PID-name" (any file left there by an earlier test of
+// this process, and SQLite's -wal/-shm companions, removed first); every such file is removed when the
+// test program ends.
+inline std::string temp_path(const std::string& name) {
+    namespace fs = std::filesystem;
+    const auto p = fs::temp_directory_path() / ("minigpt-" + std::to_string(::getpid()) + "-" + name);
+    std::error_code ec;
+    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(p.string() + suffix, ec);
+    return p.string();
+}
+
+class temp_files_cleanup : public ::testing::Environment {
+public:
+    void TearDown() override {
+        namespace fs = std::filesystem;
+        const std::string prefix = "minigpt-" + std::to_string(::getpid()) + "-";
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(fs::temp_directory_path(), ec))
+            if (e.path().filename().string().rfind(prefix, 0) == 0) fs::remove_all(e.path(), ec);
+    }
+};
+inline const auto* const k_temp_files_cleanup = ::testing::AddGlobalTestEnvironment(new temp_files_cleanup);
+
 inline bool shared_exists(const std::string& rel) { return std::filesystem::exists(shared_path(rel)); }
 
 #define MINIGPT_REQUIRE_SHARED(rel) \

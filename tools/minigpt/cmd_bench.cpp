@@ -193,7 +193,7 @@ int run_bench(const std::vector<std::string>& args) {
     return 0;
 }
 
-const register_command reg("bench", "llama-bench style speed test: pp (prompt) and tg (generation) tokens/s", run_bench);
+const register_command reg_bench("bench", "llama-bench style speed test: pp (prompt) and tg (generation) tokens/s", run_bench);
 
 }  // namespace
 }  // namespace minigpt::tool

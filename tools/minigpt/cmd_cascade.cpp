@@ -116,7 +116,7 @@ int run_cascade_cmd(const std::vector<std::string>& all_args) {
     return 0;
 }
 
-const register_command reg("cascade", "answer with the cheapest model whose answer scores above its threshold (FrugalGPT)", run_cascade_cmd);
+const register_command reg_cascade("cascade", "answer with the cheapest model whose answer scores above its threshold (FrugalGPT)", run_cascade_cmd);
 
 }  // namespace
 }  // namespace minigpt::tool

@@ -30,17 +30,17 @@ chat_template pick_template(const llm& lm, const std::string& name) {
 }
 
 volatile std::sig_atomic_t g_replying = 0;
-volatile std::sig_atomic_t g_interrupted = 0;
+volatile std::sig_atomic_t g_chat_interrupted = 0;
 
 // Ctrl-C while the model replies stops the reply and returns to the prompt (as llama-cli's
 // interactive mode); at the prompt it ends the program.
-void on_sigint(int) {
+void on_chat_sigint(int) {
     if (!g_replying) {
         std::signal(SIGINT, SIG_DFL);
         std::raise(SIGINT);
         return;
     }
-    g_interrupted = 1;
+    g_chat_interrupted = 1;
 }
 
 int run_chat(const std::vector<std::string>& args) {
@@ -75,7 +75,7 @@ int run_chat(const std::vector<std::string>& args) {
     gp.add_bos = false;
     const bool tty = ::isatty(0);
     std::fprintf(stderr, "minigpt chat: template %s, context %lld tokens\n", tmpl.name().c_str(), static_cast<long long>(ctx.n_ctx()));
-    std::signal(SIGINT, on_sigint);
+    std::signal(SIGINT, on_chat_sigint);
 
     std::vector<std::int32_t> evaluated;  // tokens whose keys/values are in ctx, in order
     sampler smp(gp.sampling, static_cast<std::int32_t>(ctx.n_vocab()));
@@ -93,18 +93,18 @@ int run_chat(const std::vector<std::string>& args) {
         if (common == ids.size()) --common;  // at least one token must be fed to get fresh logits
         ctx.truncate(static_cast<std::int64_t>(common));
         evaluated.resize(common);
-        g_interrupted = 0;
+        g_chat_interrupted = 0;
         g_replying = 1;
         const auto out = generate_from_tokens(ctx, *lm.vocab, evaluated, std::span(ids).subspan(common), gp, smp,
                                               [](std::int32_t, std::string_view text) {
                                                   std::fwrite(text.data(), 1, text.size(), stdout);
                                                   std::fflush(stdout);
-                                                  return g_interrupted == 0;
+                                                  return g_chat_interrupted == 0;
                                               });
         g_replying = 0;
         std::printf("\n");
         std::fflush(stdout);
-        if (g_interrupted) std::fprintf(stderr, "minigpt chat: reply interrupted\n");
+        if (g_chat_interrupted) std::fprintf(stderr, "minigpt chat: reply interrupted\n");
         // evaluated now holds prompt + generated tokens; an unfed final token is dropped.
         if (static_cast<std::int64_t>(evaluated.size()) > ctx.n_past()) evaluated.resize(static_cast<std::size_t>(ctx.n_past()));
         messages.push_back({"assistant", out.text});
@@ -117,7 +117,7 @@ int run_chat(const std::vector<std::string>& args) {
     return 0;
 }
 
-const register_command reg("chat", "interactive chat with the model's chat template", run_chat);
+const register_command reg_chat("chat", "interactive chat with the model's chat template", run_chat);
 
 }  // namespace
 }  // namespace minigpt::tool

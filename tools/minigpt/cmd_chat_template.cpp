@@ -68,6 +68,6 @@ int run_chat_template(const std::vector<std::string>& args) {
     return 0;
 }
 
-const minigpt::tool::register_command k_register{"chat-template", "render a conversation with a chat template", run_chat_template};
+const minigpt::tool::register_command reg_chat_template{"chat-template", "render a conversation with a chat template", run_chat_template};
 
 }  // namespace

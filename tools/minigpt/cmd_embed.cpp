@@ -70,7 +70,7 @@ int run_embed(const std::vector<std::string>& args) {
     return 0;
 }
 
-const register_command reg("embed", "pooled hidden-state embeddings of texts, as JSON", run_embed);
+const register_command reg_embed("embed", "pooled hidden-state embeddings of texts, as JSON", run_embed);
 
 }  // namespace
 }  // namespace minigpt::tool

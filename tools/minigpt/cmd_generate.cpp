@@ -42,15 +42,15 @@ void print_logprobs(const tokenizer& tok, const std::vector<token_logprobs>& lps
     }
 }
 
-volatile std::sig_atomic_t g_interrupted = 0;
+volatile std::sig_atomic_t g_generate_interrupted = 0;
 
 // First Ctrl-C: stop generating (the timings are still printed); a second one ends the program.
-void on_sigint(int) {
-    if (g_interrupted) {
+void on_generate_sigint(int) {
+    if (g_generate_interrupted) {
         std::signal(SIGINT, SIG_DFL);
         std::raise(SIGINT);
     }
-    g_interrupted = 1;
+    g_generate_interrupted = 1;
 }
 
 int run_generate(const std::vector<std::string>& args) {
@@ -137,8 +137,8 @@ int run_generate(const std::vector<std::string>& args) {
         if (!echoed) std::fwrite(prompt.data(), 1, prompt.size(), stdout);
         echoed = true;
     };
-    g_interrupted = 0;
-    std::signal(SIGINT, on_sigint);
+    g_generate_interrupted = 0;
+    std::signal(SIGINT, on_generate_sigint);
     std::vector<std::int32_t> history;
     sampler smp(gp.sampling, static_cast<std::int32_t>(ctx.n_vocab()));
     const auto knn_stage = make_knn_stage(f, ctx, static_cast<int>(f.integer("--threads")));
@@ -153,7 +153,7 @@ int run_generate(const std::vector<std::string>& args) {
             std::fwrite(text.data(), 1, text.size(), stdout);
         }
         std::fflush(stdout);
-        return g_interrupted == 0;
+        return g_generate_interrupted == 0;
     };
     speculative_output spec;
     cache_state caches;
@@ -184,7 +184,7 @@ int run_generate(const std::vector<std::string>& args) {
         if (speculative) print_speculative_stats(spec.spec);
         if (knn_stage) print_knn_stats(knn_stage->stats());
         const char* why[] = {"max tokens", "end of generation", "stop string", "callback", "context full"};
-        const std::string reason = g_interrupted ? "interrupted (Ctrl-C)"
+        const std::string reason = g_generate_interrupted ? "interrupted (Ctrl-C)"
                                    : out.reason == stop_reason::stop_string ? "stop string '" + out.stop_string + "'"
                                                                             : why[static_cast<int>(out.reason)];
         std::fprintf(stderr, "stopped by: %s; seed %llu\n", reason.c_str(), static_cast<unsigned long long>(smp.seed()));
@@ -193,7 +193,7 @@ int run_generate(const std::vector<std::string>& args) {
     return 0;
 }
 
-const register_command reg("generate", "generate text from a prompt (streams to stdout)", run_generate);
+const register_command reg_generate("generate", "generate text from a prompt (streams to stdout)", run_generate);
 
 }  // namespace
 }  // namespace minigpt::tool

@@ -163,6 +163,6 @@ int run_info(const std::vector<std::string>& args) {
     return 0;
 }
 
-const tool::register_command k_register("info", "show a model file's metadata and tensors (GGUF or llama2.c)", run_info);
+const tool::register_command reg_info("info", "show a model file's metadata and tensors (GGUF or llama2.c)", run_info);
 
 }  // namespace

@@ -40,7 +40,7 @@ int run_logits(const std::vector<std::string>& args) {
     return 0;
 }
 
-const register_command reg("logits", "teacher-forced logits of token ids, written as float32", run_logits);
+const register_command reg_logits("logits", "teacher-forced logits of token ids, written as float32", run_logits);
 
 }  // namespace
 }  // namespace minigpt::tool

@@ -29,7 +29,7 @@ int run_lora_merge(const std::vector<std::string>& args) {
     return 0;
 }
 
-const register_command reg("lora-merge", "merge LoRA adapters into a base model's weights (export-lora)", run_lora_merge);
+const register_command reg_lora_merge("lora-merge", "merge LoRA adapters into a base model's weights (export-lora)", run_lora_merge);
 
 }  // namespace
 }  // namespace minigpt::tool

@@ -27,7 +27,7 @@ int run_quantize(const std::vector<std::string>& args) {
     return 0;
 }
 
-const register_command reg("quantize", "convert a GGUF model to a llama-quantize type (Q4_K_M, Q5_K_M, Q8_0, IQ4_XS, ...)", run_quantize);
+const register_command reg_quantize("quantize", "convert a GGUF model to a llama-quantize type (Q4_K_M, Q5_K_M, Q8_0, IQ4_XS, ...)", run_quantize);
 
 }  // namespace
 }  // namespace minigpt::tool

@@ -58,7 +58,7 @@ int run_scaling(const std::vector<std::string>& args) {
     return 0;
 }
 
-const register_command reg("scaling", "compute-optimal parameters and tokens for a budget (Chinchilla scaling laws)", run_scaling);
+const register_command reg_scaling("scaling", "compute-optimal parameters and tokens for a budget (Chinchilla scaling laws)", run_scaling);
 
 }  // namespace
 }  // namespace minigpt::tool

@@ -121,7 +121,7 @@ int run_serve(const std::vector<std::string>& args) {
     return ok ? 0 : 1;
 }
 
-const register_command reg("serve", "OpenAI-compatible HTTP server with continuous batching", run_serve);
+const register_command reg_serve("serve", "OpenAI-compatible HTTP server with continuous batching", run_serve);
 
 }  // namespace
 }  // namespace minigpt::tool

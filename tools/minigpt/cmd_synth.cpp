@@ -47,7 +47,7 @@ int run_synth(const std::vector<std::string>& args) {
     return 0;
 }
 
-const register_command reg("synth", "write a random-weight model (presets: tiny, gpt2-124m, llama-360m, ...)", run_synth);
+const register_command reg_synth("synth", "write a random-weight model (presets: tiny, gpt2-124m, llama-360m, ...)", run_synth);
 
 }  // namespace
 }  // namespace minigpt::tool

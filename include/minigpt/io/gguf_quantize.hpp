@@ -66,7 +66,10 @@ inline const ftype_info& parse_ftype(std::string_view s) {
     for (const auto& f : k_ftypes)
         if (f.name == up) return f;
     std::string names;
-    for (const auto& f : k_ftypes) names += (names.empty() ? "" : " ") + std::string(f.name);
+    for (const auto& f : k_ftypes) {
+        if (!names.empty()) names += ' ';
+        names += f.name;
+    }
     throw error("unknown quantisation type '" + std::string(s) + "' (expected one of: " + names + ")");
 }
 
