@@ -219,6 +219,14 @@ TEST(Cli, FilesThatAreNotModelsOrNotFiles) {
     EXPECT_NE(r.err.find("not a GGUF or llama2.c file"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("starts like a text file"), std::string::npos) << r.err;
     EXPECT_EQ(r.out, "");
+    // Shorter than a llama2.c header: still named as neither format, with the file's name.
+    const std::string short_text = (dir / "short.bin").string();
+    std::ofstream(short_text) << "hello\n";
+    const auto s = run_tool({"generate", "-m", short_text, "-p", "hi"});
+    EXPECT_EQ(s.exit_code, 1);
+    EXPECT_NE(s.err.find("not a GGUF or llama2.c file"), std::string::npos) << s.err;
+    EXPECT_NE(s.err.find(short_text), std::string::npos) << s.err;
+    EXPECT_EQ(s.err.find("truncated"), std::string::npos) << s.err;
 
     MINIGPT_REQUIRE_SHARED("models/stories260K.gguf");
     for (const auto& cmd : {"generate", "perplexity"}) {

@@ -166,6 +166,28 @@ TEST(Llama2c, TruncatedAndTrailing) {
     expect_format_error(share(longer), "trailing data");
 }
 
+// Shorter than the 28-byte header but not a cut-off checkpoint: a short text file, or a complete
+// header field out of any model's range, is reported as neither format (issue 15's leftover), while
+// a real header cut short still reads as truncated (TruncatedAndTrailing above).
+TEST(Llama2c, ShortFilesThatAreNotCheckpoints) {
+    auto bytes_of = [](const std::string& s) {
+        std::vector<std::byte> b(s.size());
+        std::memcpy(b.data(), s.data(), s.size());
+        return share(std::move(b));
+    };
+    expect_format_error(bytes_of("hello\n"), "not a GGUF or llama2.c file");
+    expect_format_error(bytes_of("hello\n"), "short text file");
+    expect_format_error(bytes_of("a 27-byte note, not a model"), "not a GGUF or llama2.c file");
+    std::vector<std::int32_t> wild = {64, 1 << 30, 5};  // hidden_dim far outside any model; binary, not text
+    std::vector<std::byte> b(wild.size() * 4);
+    std::memcpy(b.data(), wild.data(), b.size());
+    expect_format_error(share(b), "not a GGUF or llama2.c file");
+    // The first 12 bytes of a real header are a truncated checkpoint, not another format.
+    std::vector<std::int32_t> real = {64, 172, 5};
+    std::memcpy(b.data(), real.data(), b.size());
+    expect_format_error(share(b), "28-byte header");
+}
+
 TEST(Llama2c, CorruptHeaders) {
     auto with = [](int field, std::int32_t value) {
         auto h = k_tiny_header;

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <string>
 
 #include "minigpt/frugal/scaling.hpp"
@@ -24,6 +25,21 @@ constexpr table3_row k_table3[] = {
 };
 
 double rel(double got, double want) { return std::abs(got - want) / want; }
+
+// Table A3 of the paper (appendix D.3): the same projections by approaches 2 and 3,
+// parameters -> FLOPs, tokens. The paper prints 1.26e+24 FLOPs for approach 3 at 175B, but its own
+// tokens column (12.0T) gives 6 N D = 1.26e+25 and the neighbouring rows agree: a typo, corrected here.
+constexpr table3_row k_table_a3_approach2[] = {
+    {400e6, 1.84e19, 7.7e9},    {1e9, 1.20e20, 20.0e9},    {10e9, 1.32e22, 219.5e9},
+    {67e9, 6.88e23, 1.7e12},    {175e9, 4.54e24, 4.3e12},  {280e9, 1.18e25, 7.1e12},
+    {520e9, 4.19e25, 13.4e12},  {1e12, 1.59e26, 26.5e12},  {10e12, 1.75e28, 292.0e12},
+};
+constexpr table3_row k_table_a3_approach3[] = {
+    {400e6, 2.21e19, 9.2e9},    {1e9, 1.62e20, 27.1e9},    {10e9, 2.46e22, 410.1e9},
+    {67e9, 1.71e24, 4.1e12},    {175e9, 1.26e25, 12.0e12}, {280e9, 3.52e25, 20.1e12},
+    {520e9, 1.36e26, 43.5e12},  {1e12, 5.65e26, 94.1e12},  {10e12, 8.55e28, 1425.5e12},
+};
+
 
 }  // namespace
 
@@ -56,6 +72,53 @@ TEST(Scaling, Approach1ReproducesTable3FromTokens) {
         EXPECT_NEAR(6 * r.n_params * r.n_tokens / r.flops, 1.0, 1e-9);
         EXPECT_NEAR(r.n_tokens / row.n_tokens, 1.0, 1e-9);
     }
+}
+
+// Approach 2 (a = 0.49, anchored on the main text's 63B at 5.76e23, not on this table) against
+// Table A3's approach-2 columns, in each mode of the calculator. Eight rows agree within 1-2.6%; the
+// 67B row sits 2.6% (N) / 5.1% (C) off the line through the others, so the bounds are set by it.
+TEST(Scaling, Approach2ReproducesTableA3) {
+    for (const auto& row : k_table_a3_approach2) {
+        const auto from_flops = optimal_for_flops(row.flops, approach::isoflop);  // --flops
+        EXPECT_LT(rel(from_flops.n_params, row.n_params), 0.03) << row.flops;
+        EXPECT_LT(rel(from_flops.n_tokens, row.flops / (6 * row.n_params)), 0.03) << row.flops;
+        const auto from_params = optimal_for_params(row.n_params, approach::isoflop);  // --params
+        EXPECT_LT(rel(from_params.flops, row.flops), 0.055) << row.n_params;
+        EXPECT_LT(rel(from_params.n_tokens, row.n_tokens), 0.05) << row.n_params;
+        const auto from_tokens = optimal_for_tokens(row.n_tokens, approach::isoflop);  // --tokens
+        EXPECT_LT(rel(from_tokens.n_params, row.n_params), 0.05) << row.n_tokens;
+        EXPECT_LT(rel(from_tokens.flops, row.flops), 0.05) << row.n_tokens;
+    }
+}
+
+// Approach 3 against Table A3's approach-3 columns. The closed-form optimum of the published fit
+// (E, A, B, alpha = 0.3392, beta = 0.2849) reproduces the paper's 40B at Gopher's budget but NOT this
+// table within a few percent: the table follows N ∝ C^0.4587 end to end, the fit's beta/(alpha+beta)
+// is 0.4565, and the constant differs too, so the fit's N is below the table's by 2.8% at 400M growing
+// to 7.5% at 10T (C from N: 6.5% to 19%). No (alpha, beta) with the published A and B gives the table's
+// line (it would need alpha = 0.43, beta = 0.36), so the gap is the paper's, and is pinned here: the fit
+// is below the table on every row, within 8% in N, and the gap grows with the budget.
+TEST(Scaling, Approach3AgainstTableA3) {
+    double previous_gap = 0;
+    for (const auto& row : k_table_a3_approach3) {
+        const auto from_flops = optimal_for_flops(row.flops, approach::parametric);
+        const double gap = 1.0 - from_flops.n_params / row.n_params;
+        EXPECT_GT(gap, 0.0) << row.flops;
+        EXPECT_LT(gap, 0.08) << row.flops;
+        if (row.n_params != 67e9) {  // the 67B row is off the table's own line (6 N D / C = 0.96)
+            EXPECT_GT(gap, previous_gap - 0.002) << row.flops;
+            previous_gap = gap;
+        }
+        const auto from_params = optimal_for_params(row.n_params, approach::parametric);
+        EXPECT_GT(from_params.flops, row.flops) << row.n_params;
+        EXPECT_LT(rel(from_params.flops, row.flops), 0.20) << row.n_params;
+    }
+    // The table's end-to-end slope, from its first and last rows.
+    const auto& lo = k_table_a3_approach3[0];
+    const auto& hi = k_table_a3_approach3[std::size(k_table_a3_approach3) - 1];
+    const double slope = std::log(hi.n_params / lo.n_params) / std::log(hi.flops / lo.flops);
+    EXPECT_NEAR(slope, 0.4587, 0.0005);
+    EXPECT_NEAR(parametric_loss{}.a(), 0.4565, 0.0005);
 }
 
 // The paper's projections at Gopher's budget (Figure 1): 67B (approach 1), 63B (approach 2),

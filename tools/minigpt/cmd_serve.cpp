@@ -10,6 +10,7 @@
 #include <iostream>
 #include <thread>
 
+#include "cache_flags.hpp"
 #include "command.hpp"
 #include "minigpt/generate/engine.hpp"
 #include "minigpt/serve/http_server.hpp"
@@ -29,7 +30,7 @@ chat_template serve_template(const llm& lm, const std::string& name) {
 }
 
 int run_serve(const std::vector<std::string>& args) {
-    flags f("usage: minigpt serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np N] [-c N_CTX_TOTAL] [--api-key KEY]\n"
+    flags f("usage: minigpt serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np N] [-c N_CTX_TOTAL] [--api-key KEY] [--cache FILE]\n"
             "OpenAI-compatible API: POST /v1/completions, /v1/chat/completions; GET /v1/models, /health, /metrics.");
     f.value({"-m", "--model"}, "model file (GGUF or llama2.c .bin)")
         .value({"--host"}, "address to bind (0.0.0.0 exposes the server to the network)", "127.0.0.1")
@@ -45,7 +46,9 @@ int run_serve(const std::vector<std::string>& args) {
         .value({"--tokenizer"}, "tokenizer for a llama2.c model")
         .value({"--max-queue"}, "requests waiting for a slot before new ones get 503", "64")
         .value({"--threads-http"}, "HTTP connections served at once", "32")
-        .value({"--max-body"}, "largest request body in bytes (larger: 413)", "4194304");
+        .value({"--max-body"}, "largest request body in bytes (larger: 413)", "4194304")
+        .value({"--cache"}, "completion cache: an SQLite FILE or redis://HOST:PORT; identical requests are answered from it")
+        .value({"--cache-ttl"}, "seconds a cached completion stays valid (0: forever)", "0");
     f.parse(args);
     if (f.help()) { std::cout << f.usage(); return 0; }
 
@@ -93,6 +96,9 @@ int run_serve(const std::vector<std::string>& args) {
     o.max_body_bytes = static_cast<std::size_t>(max_body);
     o.n_http_threads = static_cast<int>(http_threads);
     o.tmpl = serve_template(lm, f.str("--chat-template"));
+    if (f.has("--cache"))
+        o.cache = std::make_shared<serve::response_cache>(open_completion_cache(f.str("--cache"), f.real("--cache-ttl")),
+                                                          lm.weights->fingerprint(), f.str("--cache"));
     serve::http_server server(eng, o);
     if (!server.bind()) throw error("cannot listen on " + o.host + ":" + std::to_string(port));
 
@@ -112,6 +118,7 @@ int run_serve(const std::vector<std::string>& args) {
     std::fprintf(stderr, "minigpt serve: %s, %d slots x %lld positions (KV cache %.1f MiB), chat template %s\n",
                  o.model_name.c_str(), static_cast<int>(n_slots), static_cast<long long>(eng.n_ctx_slot()),
                  static_cast<double>(eng.stats().kv_bytes_total) / (1 << 20), o.tmpl.name().c_str());
+    if (o.cache) std::fprintf(stderr, "minigpt serve: completion cache %s\n", o.cache->where().c_str());
     std::fprintf(stderr, "minigpt serve: listening on http://%s:%d\n", o.host.c_str(), server.port());
     const bool ok = server.serve();
     finished = true;

@@ -130,9 +130,35 @@ private:
 
     llama2c_checkpoint(std::shared_ptr<const void> keep, const std::byte* base, std::uint64_t size, std::string path)
         : keep_alive_(std::move(keep)), path_(std::move(path)) {
-        if (size < k_llama2c_header_bytes)
+        static constexpr const char* field[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
+        // A llama2.c file has no magic: a header whose fields are far outside any model's (a text file
+        // renamed, another format) means the file is neither format, which is what the user must hear.
+        static constexpr std::int32_t plausible[7] = {1 << 16, 1 << 20, 1 << 12, 1 << 12, 1 << 12, 1 << 24, 1 << 24};
+        auto looks_like_text = [&](std::uint64_t n) {
+            bool text = n > 0;
+            for (std::uint64_t b = 0; b < n; ++b) {
+                const auto c = static_cast<unsigned char>(base[b]);
+                text = text && (c >= 0x20 || c == '\n' || c == '\r' || c == '\t');
+            }
+            return text;
+        };
+        if (size < k_llama2c_header_bytes) {
+            // Too short for any model. A short text (no zero byte can be in a real header's small
+            // little-endian ints) or a complete field out of range is not a cut-off checkpoint.
+            bool implausible = looks_like_text(size);
+            for (std::uint64_t i = 0; i < 7 && 4 * (i + 1) <= size; ++i) {
+                std::int32_t v;
+                std::memcpy(&v, base + 4 * i, 4);
+                if (i == 5 && v < 0 && v != INT32_MIN) v = -v;  // vocab_size's sign flags an unshared classifier
+                implausible = implausible || v <= 0 || v > plausible[i];
+            }
+            if (implausible)
+                throw format_error(path_, 0, "not a GGUF or llama2.c file (no GGUF magic, and " + std::to_string(size) +
+                                                 " bytes are too few for a llama2.c checkpoint's 28-byte header)" +
+                                                 (looks_like_text(size) ? "; it is a short text file" : ""));
             throw format_error(path_, size, "file truncated: a llama2.c checkpoint starts with a 28-byte header, the file has " +
                                                 std::to_string(size) + " bytes");
+        }
         std::int32_t h[7];
         std::memcpy(h, base, sizeof h);
         if (std::memcmp(base, "ak42", 4) == 0)
@@ -140,24 +166,14 @@ private:
                                          "(export version 0) is supported");
         if (std::memcmp(base, "GGUF", 4) == 0)
             throw format_error(path_, 0, "this is a GGUF file, not a llama2.c checkpoint (open it with gguf_file)");
-        static constexpr const char* field[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
-        // A llama2.c file has no magic: a header whose fields are far outside any model's (a text file
-        // renamed, another format) means the file is neither format, which is what the user must hear.
-        static constexpr std::int32_t plausible[7] = {1 << 16, 1 << 20, 1 << 12, 1 << 12, 1 << 12, 1 << 24, 1 << 24};
         config.shared_classifier = h[5] > 0;
         if (h[5] < 0 && h[5] != INT32_MIN) h[5] = -h[5];
         for (int i = 0; i < 7; ++i)
-            if (h[i] <= 0 || h[i] > plausible[i]) {
-                bool text = true;
-                for (std::size_t b = 0; b < 28; ++b) {
-                    const auto c = static_cast<unsigned char>(base[b]);
-                    text = text && (c >= 0x20 || c == '\n' || c == '\r' || c == '\t');
-                }
+            if (h[i] <= 0 || h[i] > plausible[i])
                 throw format_error(path_, static_cast<std::uint64_t>(4 * i),
                                    "not a GGUF or llama2.c file (no GGUF magic, and as a llama2.c header its " + std::string(field[i]) +
                                        " is " + std::to_string(h[i]) + ", must be in [1, " + std::to_string(plausible[i]) + "])" +
-                                       (text ? "; it starts like a text file" : ""));
-            }
+                                       (looks_like_text(k_llama2c_header_bytes) ? "; it starts like a text file" : ""));
         config.dim = h[0];
         config.hidden_dim = h[1];
         config.n_layers = h[2];

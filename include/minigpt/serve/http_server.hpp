@@ -27,6 +27,7 @@
 
 #include "minigpt/generate/engine.hpp"
 #include "minigpt/serve/openai_api.hpp"
+#include "minigpt/serve/response_cache.hpp"
 
 namespace minigpt::serve {
 
@@ -38,6 +39,7 @@ struct server_options {
     std::size_t max_body_bytes = 4u << 20; // larger bodies get 413
     int n_http_threads = 32;               // concurrent connections served (more wait in httplib's queue)
     chat_template tmpl = chat_template::custom(custom_chat_format{});
+    std::shared_ptr<response_cache> cache;  // completion cache (serve/response_cache.hpp); null: off
 };
 
 class http_server {
@@ -189,6 +191,7 @@ private:
         metric("kv_cache_usage_ratio", "gauge", "Used over total KV cache positions.",
                s.kv_positions_total > 0 ? static_cast<double>(s.kv_positions_used) / static_cast<double>(s.kv_positions_total) : 0.0);
         metric("kv_cache_bytes", "gauge", "Bytes allocated for the KV caches of all slots.", static_cast<double>(s.kv_bytes_total));
+        if (opt_.cache) out += opt_.cache->metrics_text();
         return out;
     }
 
@@ -221,6 +224,13 @@ private:
                                          std::chrono::system_clock::now().time_since_epoch()).count();
         const std::string model = opt_.model_name;
         const auto& tok = *engine_.model().vocab;
+        if (opt_.cache) {
+            if (auto hit = opt_.cache->lookup(r)) {  // answered before: nothing goes to the engine
+                if (!r.stream) return send_json(res, 200, response_json(r, tok, *hit, id, created, model));
+                res.set_header("Cache-Control", "no-cache");
+                return res.set_content(cached_stream_body(r, *hit, id, created, model), "text/event-stream");
+            }
+        }
         // Submit every choice; n > 1 with a seed gives choice i the seed + i.
         try {
             std::size_t index = 0;
@@ -265,7 +275,7 @@ private:
             res.set_header("Cache-Control", "no-cache");
             res.set_chunked_content_provider(
                 "text/event-stream",
-                [ex, r, id, created, model](std::size_t, httplib::DataSink& sink) {
+                [ex, r, id, created, model, cache = opt_.cache](std::size_t, httplib::DataSink& sink) {
                     auto write = [&](const std::string& payload) {
                         const std::string frame = "data: " + payload + "\n\n";
                         return sink.write(frame.data(), frame.size());
@@ -292,6 +302,7 @@ private:
                         for (const auto& e : batch)
                             if (!write(e)) return false;
                         std::int64_t n_prompt = 0, n_completion = 0;
+                        std::vector<generation_output> finished;  // for the completion cache
                         for (std::size_t i = 0; i < ex->handles.size(); ++i) {
                             generation_output o;
                             try {
@@ -300,6 +311,7 @@ private:
                                 write(json{{"error", {{"message", e.what()}, {"type", "server_error"}}}}.dump());
                                 continue;
                             }
+                            if (cache) finished.push_back(o);
                             if (i % static_cast<std::size_t>(r.n) == 0) n_prompt += o.stats.n_prompt_tokens;
                             n_completion += static_cast<std::int64_t>(o.tokens.size());
                             write(chunk_json(r, id, created, model, i, nullptr, nullptr, finish_reason(o.reason),
@@ -308,6 +320,7 @@ private:
                         if (r.stream_usage)
                             write(json{{"id", id}, {"object", r.chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
                                        {"model", model}, {"choices", json::array()}, {"usage", usage_json(n_prompt, n_completion)}}.dump());
+                        if (cache) cache->store(r, finished);  // before [DONE]: a client's next request can hit
                         write("[DONE]");
                         sink.done();
                         return true;
@@ -327,6 +340,7 @@ private:
             ex->cancel_all();
             return send_error(res, api_error(500, "server_error", e.what()));
         }
+        if (opt_.cache) opt_.cache->store(r, outputs);
         send_json(res, 200, response_json(r, tok, outputs, id, created, model));
     }
 
