@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "command.hpp"
+#include "lora_flags.hpp"
 #include "minigpt/generate/engine.hpp"
 #include "minigpt/serve/http_server.hpp"
 #include "minigpt/text/chat_template.hpp"
@@ -29,8 +30,8 @@ chat_template serve_template(const llm& lm, const std::string& name) {
 }
 
 int run_serve(const std::vector<std::string>& args) {
-    flags f("usage: minigpt serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np N] [-c N_CTX_TOTAL] [--api-key KEY]\n"
-            "OpenAI-compatible API: POST /v1/completions, /v1/chat/completions; GET /v1/models, /health, /metrics.");
+    flags f(std::string("usage: minigpt serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np N] [-c N_CTX_TOTAL] [--api-key KEY]") + lora_usage + "\n"
+            "OpenAI-compatible API: POST /v1/completions, /v1/chat/completions, /v1/embeddings; GET /v1/models, /health, /metrics.");
     f.value({"-m", "--model"}, "model file (GGUF or llama2.c .bin)")
         .value({"--host"}, "address to bind (0.0.0.0 exposes the server to the network)", "127.0.0.1")
         .value({"--port"}, "port to listen on (0: any free port, printed on stderr)", "8080")
@@ -45,9 +46,11 @@ int run_serve(const std::vector<std::string>& args) {
         .value({"--tokenizer"}, "tokenizer for a llama2.c model")
         .value({"--max-queue"}, "requests waiting for a slot before new ones get 503", "64")
         .value({"--threads-http"}, "HTTP connections served at once", "32")
-        .value({"--max-body"}, "largest request body in bytes (larger: 413)", "4194304");
-    f.parse(args);
-    if (f.help()) { std::cout << f.usage(); return 0; }
+        .value({"--max-body"}, "largest request body in bytes (larger: 413)", "4194304")
+        .value({"--pooling"}, "pooling of /v1/embeddings: mean, last or cls", "mean");
+    lora_args lora;  // adapters a request picks by id ("lora": [{"id": 0, "scale": 0.5}]); see serve/adapters_api.hpp
+    f.parse(lora.take(args));
+    if (f.help()) { std::cout << f.usage() << "  --lora FILE, --lora-scaled FILE SCALE  LoRA adapters (ids 0.. in order) with their default scales\n"; return 0; }
 
     // Signals go to one waiting thread (not to whichever thread happens to run): block them
     // before any thread exists so every thread inherits the mask.
@@ -70,6 +73,9 @@ int run_serve(const std::vector<std::string>& args) {
     if (http_threads < 2 || http_threads > 1024) throw usage_error("--threads-http must be in [2, 1024]");
     const auto max_body = f.integer("--max-body");
     if (max_body < 1024) throw usage_error("--max-body must be at least 1024");
+    const std::string pool_name = f.str("--pooling");
+    if (pool_name != "mean" && pool_name != "last" && pool_name != "cls") throw usage_error("--pooling must be mean, last or cls");
+    const pooling embedding_pooling = parse_pooling(pool_name);
 
     const std::string path = f.require("--model");
     const llm lm = llm::load(path, f.str("--tokenizer"));
@@ -93,6 +99,9 @@ int run_serve(const std::vector<std::string>& args) {
     o.max_body_bytes = static_cast<std::size_t>(max_body);
     o.n_http_threads = static_cast<int>(http_threads);
     o.tmpl = serve_template(lm, f.str("--chat-template"));
+    o.embedding_pooling = embedding_pooling;
+    o.lora = lora.load();
+    make_projection_deltas(*lm.weights, o.lora);  // an adapter of another model fails here, not at its first request
     serve::http_server server(eng, o);
     if (!server.bind()) throw error("cannot listen on " + o.host + ":" + std::to_string(port));
 
