@@ -34,7 +34,7 @@ generation_output reference(const llm& lm, const std::string& prompt, const gene
 }
 
 engine_request request(const engine& e, const std::string& prompt, const generation_params& p) {
-    return {e.tokenize(prompt), p, {}};
+    return {e.tokenize(prompt), p, {}, {}};
 }
 
 const std::vector<std::string> k_prompts = {
@@ -216,9 +216,9 @@ TEST(Engine, QueueLimitAndBadRequests) {
     EXPECT_EQ(queued.wait().tokens.size(), 2u);
     EXPECT_EQ(e.stats().requests_rejected, 1u);
 
-    EXPECT_THROW(e.submit({{}, params(2), {}}), request_error);
-    EXPECT_THROW(e.submit({std::vector<std::int32_t>(64, 1), params(2), {}}), request_error);  // no room to generate
-    EXPECT_THROW(e.submit({{1, 100000}, params(2), {}}), request_error);
+    EXPECT_THROW(e.submit({{}, params(2), {}, {}}), request_error);
+    EXPECT_THROW(e.submit({std::vector<std::int32_t>(64, 1), params(2), {}, {}}), request_error);  // no room to generate
+    EXPECT_THROW(e.submit({{1, 100000}, params(2), {}, {}}), request_error);
     auto bad = params(2);
     bad.stop = {""};
     EXPECT_THROW(e.submit(request(e, "x", bad)), error);
@@ -236,7 +236,7 @@ TEST(Engine, ContextFullStopsTheRequest) {
     auto p = params(-1);
     p.ignore_eos = true;
     const auto prompt = e.tokenize("Once upon a time");
-    const auto out = e.run_to_completion({prompt, p, {}});
+    const auto out = e.run_to_completion({prompt, p, {}, {}});
     EXPECT_EQ(out.reason, stop_reason::context_full);
     EXPECT_EQ(out.tokens.size() + prompt.size(), 33u);  // the last sampled token needs no position
 }

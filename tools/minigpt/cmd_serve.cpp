@@ -12,6 +12,7 @@
 
 #include "cache_flags.hpp"
 #include "command.hpp"
+#include "lora_flags.hpp"
 #include "minigpt/generate/engine.hpp"
 #include "minigpt/serve/http_server.hpp"
 #include "minigpt/text/chat_template.hpp"
@@ -30,8 +31,8 @@ chat_template serve_template(const llm& lm, const std::string& name) {
 }
 
 int run_serve(const std::vector<std::string>& args) {
-    flags f("usage: minigpt serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np N] [-c N_CTX_TOTAL] [--api-key KEY] [--cache FILE]\n"
-            "OpenAI-compatible API: POST /v1/completions, /v1/chat/completions; GET /v1/models, /health, /metrics.");
+    flags f(std::string("usage: minigpt serve -m MODEL [--host 127.0.0.1] [--port 8080] [-np N] [-c N_CTX_TOTAL] [--api-key KEY] [--cache FILE]") + lora_usage + "\n"
+            "OpenAI-compatible API: POST /v1/completions, /v1/chat/completions, /v1/embeddings; GET /v1/models, /health, /metrics.");
     f.value({"-m", "--model"}, "model file (GGUF or llama2.c .bin)")
         .value({"--host"}, "address to bind (0.0.0.0 exposes the server to the network)", "127.0.0.1")
         .value({"--port"}, "port to listen on (0: any free port, printed on stderr)", "8080")
@@ -48,9 +49,11 @@ int run_serve(const std::vector<std::string>& args) {
         .value({"--threads-http"}, "HTTP connections served at once", "32")
         .value({"--max-body"}, "largest request body in bytes (larger: 413)", "4194304")
         .value({"--cache"}, "completion cache: an SQLite FILE or redis://HOST:PORT; identical requests are answered from it")
-        .value({"--cache-ttl"}, "seconds a cached completion stays valid (0: forever)", "0");
-    f.parse(args);
-    if (f.help()) { std::cout << f.usage(); return 0; }
+        .value({"--cache-ttl"}, "seconds a cached completion stays valid (0: forever)", "0")
+        .value({"--pooling"}, "pooling of /v1/embeddings: mean, last or cls", "mean");
+    lora_args lora;  // adapters a request picks by id ("lora": [{"id": 0, "scale": 0.5}]); see serve/adapters_api.hpp
+    f.parse(lora.take(args));
+    if (f.help()) { std::cout << f.usage() << "  --lora FILE, --lora-scaled FILE SCALE  LoRA adapters (ids 0.. in order) with their default scales\n"; return 0; }
 
     // Signals go to one waiting thread (not to whichever thread happens to run): block them
     // before any thread exists so every thread inherits the mask.
@@ -73,6 +76,9 @@ int run_serve(const std::vector<std::string>& args) {
     if (http_threads < 2 || http_threads > 1024) throw usage_error("--threads-http must be in [2, 1024]");
     const auto max_body = f.integer("--max-body");
     if (max_body < 1024) throw usage_error("--max-body must be at least 1024");
+    const std::string pool_name = f.str("--pooling");
+    if (pool_name != "mean" && pool_name != "last" && pool_name != "cls") throw usage_error("--pooling must be mean, last or cls");
+    const pooling embedding_pooling = parse_pooling(pool_name);
 
     const std::string path = f.require("--model");
     const llm lm = llm::load(path, f.str("--tokenizer"));
@@ -99,6 +105,9 @@ int run_serve(const std::vector<std::string>& args) {
     if (f.has("--cache"))
         o.cache = std::make_shared<serve::response_cache>(open_completion_cache(f.str("--cache"), f.real("--cache-ttl")),
                                                           lm.weights->fingerprint(), f.str("--cache"));
+    o.embedding_pooling = embedding_pooling;
+    o.lora = lora.load();
+    make_projection_deltas(*lm.weights, o.lora);  // an adapter of another model fails here, not at its first request
     serve::http_server server(eng, o);
     if (!server.bind()) throw error("cannot listen on " + o.host + ":" + std::to_string(port));
 

@@ -79,6 +79,9 @@ struct engine_request {
     std::vector<std::int32_t> prompt;  // token ids, BOS included when wanted (engine::tokenize)
     generation_params params;          // max_tokens, stop, sampling, ignore_eos, n_logprobs (add_bos, on_full unused)
     stream_callback on_token;
+    // LoRA adapters with their scales for this request (model/lora.hpp); empty: the base model. A
+    // slot's cached prefix is reused only by a request with the same adapters and scales.
+    std::vector<lora_binding> adapters;
 };
 
 struct engine_stats {
@@ -230,6 +233,7 @@ private:
     struct slot {
         std::unique_ptr<context> ctx;
         std::vector<std::int32_t> cached;     // tokens whose keys/values are in ctx, in order (== ctx->n_past())
+        std::vector<lora_binding> adapters;   // the adapters ctx runs (and `cached` was computed) with
         std::shared_ptr<detail::engine_request_state> req;  // null when free
         std::uint64_t last_used = 0;
         // The running request's state:
@@ -253,8 +257,26 @@ private:
             throw request_error("engine: prompt of " + std::to_string(r.prompt.size()) + " tokens does not fit a slot of " +
                                 std::to_string(params_.n_ctx_slot) + " positions");
         if (r.params.n_logprobs > 1000) throw request_error("engine: n_logprobs above 1000");
+        if (!r.adapters.empty()) {
+            try {
+                make_projection_deltas(*lm_.weights, r.adapters);  // an adapter of another model, a bad scale
+            } catch (const error& e) {
+                throw request_error(std::string("engine: ") + e.what());
+            }
+        }
         sampler probe(r.params.sampling, static_cast<std::int32_t>(n_vocab));  // throws on bad sampling parameters
         stop_matcher stops(r.params.stop);                                      // throws on an empty stop string
+    }
+
+    static bool same_adapters(const std::vector<lora_binding>& a, const std::vector<lora_binding>& b) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (a[i].adapter != b[i].adapter || a[i].scale != b[i].scale) return false;
+        return true;
+    }
+    // Tokens of `prompt` whose cached keys/values slot s can reuse (none under other adapters).
+    static std::size_t reusable(const slot& s, const engine_request& r) {
+        return same_adapters(s.adapters, r.adapters) ? common_prefix(s.cached, r.prompt) : 0;
     }
 
     static std::size_t common_prefix(const std::vector<std::int32_t>& a, const std::vector<std::int32_t>& b) {
@@ -312,7 +334,7 @@ private:
             std::size_t best_common = 0;
             for (auto& s : slots_) {
                 if (s.req) continue;
-                const std::size_t c = common_prefix(s.cached, r->req.prompt);
+                const std::size_t c = reusable(s, r->req);
                 if (!best || c > best_common || (c == best_common && s.last_used < best->last_used)) {
                     best = &s;
                     best_common = c;
@@ -325,12 +347,12 @@ private:
             bool wait_for_prefill = false;
             for (auto& s : slots_) {
                 if (&s == best) continue;
-                const std::size_t c = common_prefix(s.cached, r->req.prompt);
+                const std::size_t c = reusable(s, r->req);
                 if (c >= source_common + static_cast<std::size_t>(params_.min_copy_tokens)) {
                     source = &s;
                     source_common = c;
                 }
-                if (s.req && s.prefilling) {
+                if (s.req && s.prefilling && same_adapters(s.adapters, r->req.adapters)) {
                     const std::size_t planned = common_prefix(s.req->req.prompt, r->req.prompt);
                     if (planned > s.cached.size() &&
                         planned >= std::max(best_common, source_common) + static_cast<std::size_t>(params_.min_copy_tokens))
@@ -339,7 +361,7 @@ private:
             }
             if (wait_for_prefill) { ++it; continue; }  // let that prompt finish, then copy its cache
             if (source) {
-                best->ctx->copy_state_from(*source->ctx);
+                best->ctx->copy_state_from(*source->ctx);  // computed under the request's adapters (reusable())
                 best->cached = source->cached;
                 best_common = source_common;
             }
@@ -351,6 +373,10 @@ private:
     void start(slot& s, std::shared_ptr<detail::engine_request_state> r, std::size_t common) {
         const auto& prompt = r->req.prompt;
         if (common >= prompt.size()) common = prompt.size() - 1;  // one token must be fed for fresh logits
+        if (!same_adapters(s.adapters, r->req.adapters)) {  // validated at submit
+            s.ctx->set_adapters(r->req.adapters);
+            s.adapters = r->req.adapters;
+        }
         s.ctx->truncate(static_cast<std::int64_t>(common));
         s.cached.resize(common);
         s.req = std::move(r);

@@ -72,6 +72,11 @@ struct attention_params {
     const std::int64_t* positions = nullptr;    // (n_tokens) per-token positions, or null: pos0 + t
     const kv_view* token_kv = nullptr;          // (n_tokens) per-token K/V, or null: k and v
     int n_threads = 0;                          // <= 0: every physical core
+    // Optional record of the softmax weights for inspection (model/hooks.hpp); null costs nothing.
+    // (n_tokens, n_heads, weights_stride): weights[t, h, j] of the key at position j, 0 outside
+    // [first_key(t), position(t)]; weights_stride must exceed every position.
+    float* weights = nullptr;
+    std::int64_t weights_stride = 0;
 
     std::int64_t position(std::int64_t t) const { return positions ? positions[t] : pos0 + t; }
     std::int64_t first_key(std::int64_t t) const { return window > 0 ? std::max<std::int64_t>(0, position(t) - window + 1) : 0; }
@@ -129,6 +134,8 @@ inline void check_attention(const attention_params& p, const float* q, const flo
     if (!q || !out) throw error(f + ": null pointer for q or out");
     const std::uint64_t q_bytes = q_elems * 4;
     if (ranges_overlap(out, q_bytes, q, q_bytes)) throw error(f + ": out must not overlap q");
+    if (p.weights && p.weights_stride <= max_pos)
+        throw shape_error(f + ": weights_stride " + std::to_string(p.weights_stride) + " does not cover position " + std::to_string(max_pos));
     for (std::int64_t t = 0; t < (p.token_kv ? n_tokens : 1); ++t) {
         const void* k = p.token_kv ? p.token_kv[t].k : p.k;
         const void* v = p.token_kv ? p.token_kv[t].v : p.v;
@@ -240,9 +247,13 @@ inline constexpr std::int64_t k_attn_max_heads = 8;
 // back from q (and o) with stride head_dim: o_g = softmax(scale * K q_g) V over n_keys rows,
 // online over blocks. The heads advance through the keys in lockstep, so each block of K and
 // V rows comes from far memory once and is reused from L1/L2 by the other heads.
+// rec (optional, n_q rows rec_stride apart, key j of this call at column rec_lo + j) receives the
+// final softmax weights: the capped scores are kept there, then normalised with the same final
+// maximum and denominator that scale o.
 template <class KV>
 inline void attn_rows(const float* q, std::int64_t n_q, const KV* k0, const KV* v0, std::int64_t stride, std::int64_t n_keys,
-                      std::int64_t head_dim, float scale, float softcap, float* o) {
+                      std::int64_t head_dim, float scale, float softcap, float* o, float* rec = nullptr,
+                      std::int64_t rec_stride = 0, std::int64_t rec_lo = 0) {
     using B = simd::f32_batch;
     constexpr std::int64_t L = static_cast<std::int64_t>(simd::f32_lanes);
     alignas(64) float s[k_attn_max_heads][k_attn_block];  // (n_q, k_attn_block) scores, then weights, of one block
@@ -257,6 +268,8 @@ inline void attn_rows(const float* q, std::int64_t n_q, const KV* k0, const KV* 
         for (std::int64_t g = 0; g < n_q; ++g) attn_scores(q + g * head_dim, k0 + j0 * stride, stride, nb, head_dim, scale, s[g]);
         if (softcap > 0.0f)  // Gemma 2: the cap is applied to the scaled scores, before the softmax
             for (std::int64_t g = 0; g < n_q; ++g) softcap_scores(s[g], nb, softcap);
+        if (rec)
+            for (std::int64_t g = 0; g < n_q; ++g) std::copy(s[g], s[g] + nb, rec + g * rec_stride + rec_lo + j0);
         for (std::int64_t g = 0; g < n_q; ++g) {
             float* sg = s[g];
             const float bm = max_ignore_nan(sg, nb);
@@ -288,6 +301,13 @@ inline void attn_rows(const float* q, std::int64_t n_q, const KV* k0, const KV* 
         const float inv = 1.0f / l[g];
         for (std::int64_t d = 0; d < head_dim; ++d) o[g * head_dim + d] *= inv;
     }
+    if (rec)
+        for (std::int64_t g = 0; g < n_q; ++g) {
+            float* r = rec + g * rec_stride;
+            std::fill(r, r + rec_lo, 0.0f);
+            for (std::int64_t j = rec_lo; j < rec_lo + n_keys; ++j) r[j] = std::exp(r[j] - m[g]) / l[g];
+            std::fill(r + rec_lo + n_keys, r + rec_stride, 0.0f);
+        }
 }
 
 template <class KV>
@@ -317,8 +337,9 @@ inline void attention_impl(const attention_params& p, const float* q, float* out
             const std::int64_t kv_off = lo * kv_dim + kvh * head_dim;
             const KV* k = static_cast<const KV*>(p.token_kv ? p.token_kv[t].k : p.k);
             const KV* v = static_cast<const KV*>(p.token_kv ? p.token_kv[t].v : p.v);
+            float* rec = p.weights ? p.weights + (t * n_heads + h0) * p.weights_stride : nullptr;
             attn_rows(q + t * q_dim + h0 * head_dim, n_q, k + kv_off, v + kv_off, kv_dim, n_keys, head_dim, p.scale, p.softcap,
-                      out + t * q_dim + h0 * head_dim);
+                      out + t * q_dim + h0 * head_dim, rec, p.weights_stride, lo);
         }
     });
 }
@@ -347,7 +368,8 @@ inline void attention(const float* q, const void* k, const void* v, dtype kv_typ
 
 namespace ref {
 
-// The same attention in double, one (token, head) at a time with the whole score row.
+// The same attention in double, one (token, head) at a time with the whole score row (and the
+// same optional record of the weights).
 inline void attention(const attention_params& p, const float* q, float* out, std::int64_t n_tokens) {
     detail::check_attention(p, q, out, n_tokens, "ref::attention");
     const std::int64_t head_dim = p.head_dim, q_dim = p.n_heads * head_dim, kv_dim = p.n_kv_heads * head_dim;
@@ -377,6 +399,11 @@ inline void attention(const attention_params& p, const float* q, float* out, std
             }
             double sum = 0.0;
             for (auto& x : w) sum += (x = std::exp(x - m));
+            if (p.weights) {
+                float* r = p.weights + (t * p.n_heads + h) * p.weights_stride;
+                std::fill(r, r + p.weights_stride, 0.0f);
+                for (std::int64_t j = 0; j < n_keys; ++j) r[lo + j] = static_cast<float>(w[static_cast<std::size_t>(j)] / sum);
+            }
             std::fill(acc.begin(), acc.end(), 0.0);
             for (std::int64_t j = 0; j < n_keys; ++j)
                 for (std::int64_t d = 0; d < head_dim; ++d)

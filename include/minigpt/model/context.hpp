@@ -21,6 +21,7 @@
 #include "minigpt/kernels/matmul.hpp"
 #include "minigpt/kernels/ops.hpp"
 #include "minigpt/model/forward_state.hpp"
+#include "minigpt/model/hooks.hpp"
 #include "minigpt/model/kv_cache.hpp"
 #include "minigpt/model/lora.hpp"
 #include "minigpt/model/model.hpp"
@@ -133,6 +134,7 @@ public:
         c->logits_ = logits_;
         c->n_logits_rows_ = n_logits_rows_;
         c->layer_callback_ = layer_callback_;
+        if (hooks_) c->set_hooks(hooks_->hooks());
         if (!adapters_.empty()) c->set_adapters(adapters_);
         return c;
     }
@@ -146,6 +148,16 @@ public:
     void set_threads(int n_threads) noexcept { params_.n_threads = n_threads; }
     void set_tap(hidden_tap tap) noexcept { params_.tap = tap; }
     void set_layer_callback(layer_callback cb) { layer_callback_ = std::move(cb); }
+
+    // Runs these inspection hooks (model/hooks.hpp: feed-forward activations, attention weights,
+    // residual stream; read, and patch where writable) in every following decode(). Throws for a
+    // layer out of range. Hooks with no callback set remove them, as clear_hooks() does.
+    void set_hooks(inspection_hooks h) {
+        if (!h.any()) { hooks_.reset(); return; }
+        hooks_ = std::make_unique<hook_set>(std::move(h), model_->config().n_layer);
+    }
+    void clear_hooks() noexcept { hooks_.reset(); }
+    const inspection_hooks* hooks() const noexcept { return hooks_ ? &hooks_->hooks() : nullptr; }
 
     // Runs this context's next decodes with these LoRA adapters added to the base model's matrices
     // (model/lora.hpp); an empty list returns to the base. The base is shared, never copied, so other
@@ -248,8 +260,9 @@ private:
         float* ffn_tap = params_.tap == hidden_tap::ffn_input ? tap_out : nullptr;
         for (std::int64_t l = 0; l < c.n_layer; ++l) {
             const layer_pass pass{c, w.layers[static_cast<std::size_t>(l)], *matrices_, l, kv_, state_, n, nt, rope_factors_,
-                                  l == c.n_layer - 1 ? ffn_tap : nullptr, deltas_.empty() ? nullptr : &deltas_};
+                                  l == c.n_layer - 1 ? ffn_tap : nullptr, deltas_.empty() ? nullptr : &deltas_, hooks_.get()};
             model_->arch().layer(pass);
+            if (hooks_) hooks_->residual(l, x, n, c.n_embd, state_.pos.data());
             if (layer_callback_) layer_callback_(l, std::span<const float>(x, static_cast<std::size_t>(n * c.n_embd)), n);
         }
 
@@ -284,6 +297,7 @@ private:
     std::vector<float> tap_;       // (n_tokens of last decode, n_embd)
     std::int64_t n_past_ = 0;
     layer_callback layer_callback_;
+    std::unique_ptr<hook_set> hooks_;      // inspection hooks, or null
     std::vector<lora_binding> adapters_;   // LoRA adapters with their scales (empty: the base alone)
     projection_deltas deltas_;             // adapters_ by (layer, role), with their scratch
     const float* rope_factors_ = nullptr;  // (n_rot/2) chosen at construction, or null

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "minigpt/core/error.hpp"
+#include "minigpt/core/half.hpp"
 #include "minigpt/core/memory.hpp"
 #include "minigpt/core/progress.hpp"
 #include "minigpt/core/tensor.hpp"
@@ -28,6 +29,7 @@
 #include "minigpt/kernels/ops.hpp"
 #include "minigpt/kernels/rope.hpp"
 #include "minigpt/model/config.hpp"
+#include "minigpt/model/hooks.hpp"
 #include "minigpt/model/kv_cache.hpp"
 #include "minigpt/model/weights.hpp"
 
@@ -200,6 +202,26 @@ inline void project(const model_matrices& mm, std::int64_t layer, std::initializ
         for (const auto& p : outs) deltas->apply(layer, p.role, x, p.y, n_tokens, n_threads);
 }
 
+namespace detail {
+
+// o (head_dim) = sum_j w[j] v_j over the cached value rows j < n_keys (row stride kv_dim, this
+// head's columns from `offset`): one attention output recomputed from weights a hook changed.
+inline void attend_row_from_weights(const float* w, std::int64_t n_keys, const void* v, dtype kv_type, std::int64_t kv_dim,
+                                    std::int64_t offset, std::int64_t head_dim, float* o) {
+    std::vector<double> acc(static_cast<std::size_t>(head_dim), 0.0);  // (head_dim)
+    for (std::int64_t j = 0; j < n_keys; ++j) {
+        if (w[j] == 0.0f) continue;
+        for (std::int64_t d = 0; d < head_dim; ++d) {
+            const std::int64_t i = j * kv_dim + offset + d;
+            const float x = kv_type == dtype::f32 ? static_cast<const float*>(v)[i] : fp16_to_fp32(static_cast<const std::uint16_t*>(v)[i]);
+            acc[static_cast<std::size_t>(d)] += static_cast<double>(w[j]) * x;
+        }
+    }
+    for (std::int64_t d = 0; d < head_dim; ++d) o[d] = static_cast<float>(acc[static_cast<std::size_t>(d)]);
+}
+
+}  // namespace detail
+
 // The argument of an architecture's layer function: one layer over a batch of n_tokens
 // consecutive tokens of one sequence at positions pos[0].., appending to the KV cache.
 struct layer_pass {
@@ -214,11 +236,19 @@ struct layer_pass {
     const float* rope_factors;      // (n_rot/2) frequency divisors chosen for this context, or null
     float* ffn_input_out;           // when non-null: receives the normed feed-forward input (n_tokens, n_embd)
     const projection_deltas* deltas; // the context's adapters (LoRA), or null
+    const hook_set* hooks = nullptr; // the context's inspection hooks (model/hooks.hpp), or null
 
     std::int64_t pos0() const { return s.pos[0]; }
 
-    // y = W_role · x for every token; several roles of one input in one call.
+    // y = W_role · x for every token; several roles of one input in one call. The inspection
+    // hooks attach here: the input of ffn_gate / ffn_up is the normed feed-forward input, the
+    // input of ffn_down is the activation (in the state's scratch, so a hook may overwrite it).
     void project(std::initializer_list<projection> outs, const float* x) const {
+        if (hooks) {
+            const matrix_role r = outs.begin()->role;
+            if (r == matrix_role::ffn_gate || r == matrix_role::ffn_up) hooks->ffn_input(layer, x, n_tokens, c.n_embd, s.pos.data());
+            else if (r == matrix_role::ffn_down) hooks->ffn_activation(layer, const_cast<float*>(x), n_tokens, c.n_ff, s.pos.data());
+        }
         minigpt::project(mm, layer, outs, x, n_tokens, n_threads, deltas);
     }
 
@@ -257,6 +287,17 @@ struct layer_pass {
         p.v = kv.v(layer);
         p.positions = s.pos.data();
         p.n_threads = n_threads;
+        if (hooks && hooks->records_attention(layer)) {
+            const std::int64_t n_keys = *std::max_element(s.pos.begin(), s.pos.begin() + n_tokens) + 1;
+            p.weights = hooks->attention_buffer(n_tokens, c.n_head, n_keys);
+            p.weights_stride = n_keys;
+            kernels::attention(p, q, out, n_tokens);
+            for (const std::int64_t r : hooks->attention(layer, n_tokens, c.n_head, n_keys, s.pos.data()))
+                minigpt::detail::attend_row_from_weights(hooks->attention_weights() + r * n_keys, n_keys, kv.v(layer), kv.type(),
+                                                         c.kv_dim(), (r % c.n_head) / (c.n_head / c.n_head_kv) * c.head_dim, c.head_dim,
+                                                         out + (r / c.n_head) * c.q_dim() + (r % c.n_head) * c.head_dim);
+            return;
+        }
         kernels::attention(p, q, out, n_tokens);
     }
 

@@ -2,7 +2,10 @@
 // (cpp-httplib; only this header needs it, a consumer of model.hpp never does).
 //
 // Endpoints: POST /v1/completions, POST /v1/chat/completions (stream: true as server-sent
-// events ending with `data: [DONE]`), GET /v1/models, GET /health, GET /metrics (Prometheus text).
+// events ending with `data: [DONE]`), POST /v1/embeddings (serve/embeddings_api.hpp: pooled
+// final hidden states, L2-normalised, computed on the connection's thread by one embedder shared
+// under a lock, beside the engine), GET /v1/models, GET /health, GET /metrics (Prometheus text),
+// GET and POST /lora-adapters (serve/adapters_api.hpp: per-request LoRA adapters, llama-server's way).
 // Errors are OpenAI error objects: 400 malformed JSON or bad fields (a prompt longer than a slot:
 // code context_length_exceeded), 401 a missing or wrong API key, 404 unknown path, 413 a body
 // above max_body_bytes, 503 the engine's queue is full. Every HTTP request is served on its own
@@ -25,7 +28,10 @@
 
 #include <httplib.h>
 
+#include "minigpt/generate/embedding.hpp"
 #include "minigpt/generate/engine.hpp"
+#include "minigpt/serve/adapters_api.hpp"
+#include "minigpt/serve/embeddings_api.hpp"
 #include "minigpt/serve/openai_api.hpp"
 #include "minigpt/serve/response_cache.hpp"
 
@@ -40,6 +46,8 @@ struct server_options {
     int n_http_threads = 32;               // concurrent connections served (more wait in httplib's queue)
     chat_template tmpl = chat_template::custom(custom_chat_format{});
     std::shared_ptr<response_cache> cache;  // completion cache (serve/response_cache.hpp); null: off
+    pooling embedding_pooling = pooling::mean;  // /v1/embeddings (llama-server's --pooling); vectors are L2-normalised
+    std::vector<lora_binding> lora;        // adapters loaded at startup, ids 0.. in order, with their initial scales
 };
 
 class http_server {
@@ -52,6 +60,7 @@ public:
         server_.set_read_timeout(30, 0);
         server_.set_write_timeout(30, 0);
         server_.set_keep_alive_timeout(2);  // bounds how long stop() waits for idle keep-alive connections
+        for (const auto& b : opt_.lora) lora_scales_.push_back(b.scale);
         routes();
     }
 
@@ -150,6 +159,65 @@ private:
             server_.Post(path, [this](const httplib::Request& req, httplib::Response& res) { complete(req, res, false); });
         for (const char* path : {"/v1/chat/completions", "/chat/completions"})
             server_.Post(path, [this](const httplib::Request& req, httplib::Response& res) { complete(req, res, true); });
+        for (const char* path : {"/v1/embeddings", "/embeddings"})
+            server_.Post(path, [this](const httplib::Request& req, httplib::Response& res) { embed(req, res); });
+        server_.Get("/lora-adapters", [this](const httplib::Request&, httplib::Response& res) {
+            std::lock_guard<std::mutex> lock(lora_mutex_);
+            send_json(res, 200, lora_adapters_json(opt_.lora, lora_scales_));
+        });
+        server_.Post("/lora-adapters", [this](const httplib::Request& req, httplib::Response& res) {
+            try {
+                const auto scales = parse_lora_scales(json::parse(req.body), opt_.lora.size(), "lora");
+                std::lock_guard<std::mutex> lock(lora_mutex_);
+                lora_scales_ = scales;
+                send_json(res, 200, lora_adapters_json(opt_.lora, lora_scales_));
+            } catch (const json::parse_error& e) {
+                send_error(res, bad_request(std::string("malformed JSON: ") + e.what()));
+            } catch (const api_error& e) {
+                send_error(res, e);
+            }
+        });
+    }
+
+    // The adapters a completion runs with: its "lora" list, else the server's current scales.
+    std::vector<lora_binding> request_adapters(const json& body) {
+        if (const auto it = body.find("lora"); it != body.end() && !it->is_null())
+            return bind_adapters(opt_.lora, parse_lora_scales(*it, opt_.lora.size(), "lora"));
+        std::lock_guard<std::mutex> lock(lora_mutex_);
+        return bind_adapters(opt_.lora, lora_scales_);
+    }
+
+    void embed(const httplib::Request& req, httplib::Response& res) {
+        json body;
+        try {
+            body = json::parse(req.body);
+        } catch (const json::parse_error& e) {
+            return send_error(res, bad_request(std::string("malformed JSON: ") + e.what()));
+        }
+        const llm& lm = engine_.model();
+        const auto& c = lm.weights->config();
+        embedding_api_request r;
+        try {
+            r = parse_embedding_request(body, *lm.vocab, c.n_vocab, c.n_embd);
+        } catch (const api_error& e) {
+            return send_error(res, e);
+        }
+        std::vector<std::vector<float>> vectors;
+        std::int64_t n_tokens = 0;
+        {
+            std::lock_guard<std::mutex> lock(embed_mutex_);
+            if (!embedder_)
+                embedder_ = std::make_unique<embedder>(lm, embedding_params{.pool = opt_.embedding_pooling, .normalize = true,
+                                                                            .n_ctx = engine_.n_ctx_slot(), .n_threads = engine_.params().n_threads});
+            for (const auto& ids : r.inputs) {
+                if (static_cast<std::int64_t>(ids.size()) > engine_.n_ctx_slot())
+                    return send_error(res, bad_request("an input of " + std::to_string(ids.size()) + " tokens exceeds the context of " +
+                                                       std::to_string(engine_.n_ctx_slot()), "input", "context_length_exceeded"));
+                vectors.push_back(embedder_->embed_tokens(ids));
+                n_tokens += static_cast<std::int64_t>(ids.size());
+            }
+        }
+        send_json(res, 200, embedding_response_json(vectors, r.base64, n_tokens, opt_.model_name));
     }
 
     json models_json() const {
@@ -211,8 +279,11 @@ private:
             return send_error(res, bad_request(std::string("malformed JSON: ") + e.what()));
         }
         api_request r;
+        std::vector<lora_binding> adapters;
         try {
             r = parse_request(body, engine_, opt_.tmpl, chat);
+            adapters = request_adapters(body);
+            for (const auto& b : adapters) r.adapter_ids.push_back(b.adapter->path() + "@" + std::to_string(b.scale));
         } catch (const api_error& e) {
             return send_error(res, e);
         } catch (const error& e) {
@@ -236,7 +307,7 @@ private:
             std::size_t index = 0;
             for (const auto& prompt : r.prompts)
                 for (int k = 0; k < r.n; ++k, ++index) {
-                    engine_request er{prompt, r.params, {}};
+                    engine_request er{prompt, r.params, {}, adapters};
                     if (er.params.sampling.seed != k_random_seed) er.params.sampling.seed += static_cast<std::uint64_t>(k);
                     if (r.stream) {
                         ex->first.push_back(true);
@@ -352,6 +423,10 @@ private:
     std::int64_t started_ = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     std::mutex id_mutex_;
     std::mt19937_64 id_rng_{std::random_device{}()};
+    std::mutex lora_mutex_;
+    std::vector<float> lora_scales_;       // (opt_.lora) the scales of requests without a "lora" field
+    std::mutex embed_mutex_;               // one /v1/embeddings request at a time uses the embedder
+    std::unique_ptr<embedder> embedder_;   // made at the first /v1/embeddings request
 };
 
 }  // namespace minigpt::serve

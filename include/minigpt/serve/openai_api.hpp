@@ -57,6 +57,9 @@ struct api_request {
     bool want_logprobs = false;
     bool stream_usage = false;  // stream_options.include_usage: a last chunk with the token counts
     std::string model;
+    // The LoRA adapters the request runs with, as "FILE@SCALE" (set by the server from its "lora"
+    // field): part of the completion-cache key, so one adapter's answer is never served for another.
+    std::vector<std::string> adapter_ids;
 };
 
 namespace detail {

@@ -39,7 +39,7 @@ public:
     // The cache key of choice `index` (prompt-major, as the server submits them).
     frugal::completion_request choice_request(const api_request& r, std::size_t index) const {
         const auto n = static_cast<std::size_t>(r.n);
-        frugal::completion_request q{fingerprint_, {}, r.prompts.at(index / n), r.params};
+        frugal::completion_request q{fingerprint_, r.adapter_ids, r.prompts.at(index / n), r.params};
         if (q.params.sampling.seed != k_random_seed) q.params.sampling.seed += static_cast<std::uint64_t>(index % n);
         return q;
     }
