@@ -241,6 +241,34 @@ TEST(ServerCache, SecondIdenticalRequestSkipsTheEngine) {
     std::filesystem::remove_all(dir);
 }
 
+// With LoRA adapters loaded, the adapters a request runs with are part of its key: the same prompt
+// at another adapter scale is a miss with its own answer, never the other scale's.
+TEST(ServerCache, AdapterScalesAreKeptApart) {
+    MINIGPT_REQUIRE_SHARED("models/lora/stories260K-lora.gguf");
+    const auto dir = minigpt::test::temp_dir("server-cache-lora");
+    const std::string file = (dir / "completions.sqlite").string();
+    server s("--cache " + file + " --lora-scaled " + minigpt::test::shared_path("models/lora/stories260K-lora.gguf") + " 0.5");
+    if (s.port() == 0 && built_without(s, "SQLite")) GTEST_SKIP() << "minigpt was built without SQLite";
+    ASSERT_GT(s.port(), 0) << s.log();
+    json at_1 = completion("Once upon a time", 24), at_0 = at_1;
+    at_1["lora"] = json::array({{{"id", 0}, {"scale", 1.0}}});
+    at_0["lora"] = json::array({{{"id", 0}, {"scale", 0.0}}});
+    const auto default_scale = s.post("/v1/completions", completion("Once upon a time", 24));
+    const auto scale_1 = s.post("/v1/completions", at_1);
+    const auto scale_0 = s.post("/v1/completions", at_0);
+    EXPECT_EQ(s.metric("cache_misses_total"), 3);
+    EXPECT_EQ(s.metric("cache_hits_total"), 0);
+    EXPECT_NE(scale_1["choices"][0]["text"], scale_0["choices"][0]["text"]);
+    EXPECT_NE(scale_1["choices"][0]["text"], default_scale["choices"][0]["text"]);
+    const auto engine_before = s.engine_counters();
+    EXPECT_EQ(s.post("/v1/completions", at_1)["choices"][0]["text"], scale_1["choices"][0]["text"]);
+    EXPECT_EQ(s.post("/v1/completions", at_0)["choices"][0]["text"], scale_0["choices"][0]["text"]);
+    EXPECT_EQ(s.metric("cache_hits_total"), 2);
+    EXPECT_EQ(s.engine_counters(), engine_before);
+    s.stop();
+    std::filesystem::remove_all(dir);
+}
+
 // A file that is not an SQLite database: the server does not start, and says which file.
 TEST(ServerCache, GarbageCacheFileStopsTheServer) {
     const auto dir = minigpt::test::temp_dir("server-cache-garbage");
