@@ -74,6 +74,8 @@ TEST(PagedAttention, MatchesReferenceOverScrambledBlocks) {
             tables.emplace_back(ids.begin() + static_cast<std::ptrdiff_t>(next), ids.begin() + static_cast<std::ptrdiff_t>(next + nb));
             next += nb;
         }
+        // Sequence 2's first half in consecutive pool blocks (read as one run of rows), the rest scattered.
+        for (std::size_t b = 0; b < tables[2].size() / 2; ++b) tables[2][b] = static_cast<std::int32_t>(b + 1);
         // Tokens: a prefill run of sequence 0, one decode token of sequence 1, two of sequence 2.
         std::vector<std::int64_t> pos = {30, 31, 32, 33, 34, 35, 36, 4, 299, 130};
         std::vector<int> seq = {0, 0, 0, 0, 0, 0, 0, 1, 2, 2};

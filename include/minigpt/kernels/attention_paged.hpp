@@ -96,16 +96,25 @@ inline void attn_rows_paged(const float* q, std::int64_t n_q, const KV* k, const
     std::fill(o, o + n_q * head_dim, 0.0f);
     std::fill(m, m + n_q, ninf);
     std::fill(l, l + n_q, 0.0f);
-    // Segment [j, end) of a step lies in one block: its first pool row.
+    // Segment [j, end) of a step lies in one block, or in blocks that follow each other in the pool
+    // (a prompt prefilled at once takes consecutive free blocks), so its rows are contiguous.
     auto pool_row = [&](std::int64_t j) {
         return static_cast<std::int64_t>(table[static_cast<std::size_t>(j / block_size)]) * block_size + j % block_size;
+    };
+    auto segment_end = [&](std::int64_t j, std::int64_t j1) {
+        std::int64_t b = j / block_size, end = (b + 1) * block_size;
+        while (end < j1 && table[static_cast<std::size_t>(b + 1)] == table[static_cast<std::size_t>(b)] + 1) {
+            ++b;
+            end += block_size;
+        }
+        return std::min(j1, end);
     };
     for (std::int64_t j0 = lo; j0 < hi;) {
         std::int64_t j1 = std::min(hi, j0 + k_attn_block);
         if (j1 < hi && j1 / block_size * block_size > j0) j1 = j1 / block_size * block_size;  // end on a block boundary
         const std::int64_t nb = j1 - j0;
         for (std::int64_t j = j0; j < j1;) {
-            const std::int64_t end = std::min(j1, (j / block_size + 1) * block_size);
+            const std::int64_t end = segment_end(j, j1);
             const std::int64_t row = pool_row(j);
             for (std::int64_t g = 0; g < n_q; ++g)
                 attn_scores(q + g * head_dim, k + row * kv_dim, kv_dim, end - j, head_dim, scale, s[g] + (j - j0));
@@ -138,7 +147,7 @@ inline void attn_rows_paged(const float* q, std::int64_t n_q, const KV* k, const
             m[g] = m_new;
         }
         for (std::int64_t j = j0; j < j1;) {
-            const std::int64_t end = std::min(j1, (j / block_size + 1) * block_size);
+            const std::int64_t end = segment_end(j, j1);
             const std::int64_t row = pool_row(j);
             for (std::int64_t g = 0; g < n_q; ++g)  // the rescale by c applies once per step, with its first segment
                 if (live[g]) attn_accumulate(o + g * head_dim, s[g] + (j - j0), v + row * kv_dim, kv_dim, end - j, head_dim, j == j0 ? c[g] : 1.0f);
