@@ -1,17 +1,20 @@
 // minigpt::engine: continuous batching. Many requests, from many threads, share one model
 // through a fixed pool of slots (sequences decoded at once); requests come and go at any step.
 //
-// One engine thread owns every slot's context. Each step it
+// One engine thread owns the batch_context (model/batch_context.hpp) whose sequences are the
+// slots. Each step it
 //   1. retires cancelled requests (their slot is free at once) and admits waiting ones into free
 //      slots, picking the slot whose cached tokens share the longest prefix with the prompt (or
-//      copying the cache of a busier slot that holds a longer one: n answers to one prompt are
-//      prefilled once), so only the new suffix of a prompt is computed;
+//      forking the sequence of a busier slot that holds a longer one: its blocks are shared
+//      copy-on-write, so n answers to one prompt are prefilled and stored once), so only the new
+//      suffix of a prompt is computed;
 //   2. samples the next token of every decoding request (its own sampler chain, stop strings,
 //      max tokens, log-probabilities, streaming callback);
 //   3. packs one decode token per running request plus chunks of waiting prompts (oldest first)
-//      into one batch of at most `token_budget` tokens and runs it (engine_batch.hpp).
-// Step 3 is the only place that touches the model: today it runs each item on its slot's own
-// context; a multi-sequence forward pass can replace it without changing this interface.
+//      into one batch of at most `token_budget` tokens and runs it as one forward pass
+//      (engine_batch.hpp): the weights are read once per step, not once per request.
+// The KV cache is paged: n_slots * n_ctx_slot positions in all (llama-server's -c), each slot
+// using at most n_ctx_slot of them.
 // Results equal the one-sequence path: the same sampler, stop matcher and stream decoder as
 // minigpt::generate, and greedy output is identical to it.
 #pragma once
@@ -48,9 +51,10 @@ struct engine_params {
     std::size_t max_queue = 256;       // waiting requests at most; submit() beyond throws queue_full_error
     int n_threads = 0;                 // 0: physical cores
     dtype kv_type = dtype::f32;
-    // Copy another slot's cache when it shares at least this many more prompt tokens than the best
-    // free slot does (a copy costs memory bandwidth, a recompute costs a forward pass).
+    // Fork another slot's sequence when it shares at least this many more prompt tokens than the
+    // best free slot does (a fork shares blocks; only a partly filled last block is ever copied).
     std::int64_t min_copy_tokens = 16;
+    std::int64_t kv_block_size = 16;   // positions per KV cache block
 };
 
 // The queue is full: try later (an HTTP server answers 503).
@@ -94,6 +98,8 @@ struct engine_stats {
     int n_slots = 0;
     std::int64_t kv_positions_used = 0, kv_positions_total = 0;  // over all slots
     std::int64_t kv_bytes_total = 0;
+    std::int64_t kv_blocks_used = 0, kv_blocks_total = 0;  // of the paged cache (shared blocks once)
+    std::int64_t kv_bytes_used = 0;
 };
 
 namespace detail {
@@ -154,17 +160,22 @@ public:
             throw error("engine: n_slots must be in [1, 4096], got " + std::to_string(params_.n_slots));
         if (params_.max_queue < 1) throw error("engine: max_queue must be at least 1");
         params_.token_budget = std::max<std::int64_t>(params_.token_budget, params_.n_slots);
+        const auto& c = lm_.weights->config();
+        // A slot's size as a context's n_ctx defaults (the training context, at most 4096).
+        if (params_.n_ctx_slot <= 0) params_.n_ctx_slot = c.n_ctx_train > 0 ? std::min(c.n_ctx_train, k_default_n_ctx) : k_default_n_ctx;
+        if (c.learned_positions && params_.n_ctx_slot > c.n_ctx_train)
+            throw error("engine: n_ctx_slot " + std::to_string(params_.n_ctx_slot) + " exceeds the " + std::to_string(c.n_ctx_train) +
+                        " learned positions of this " + c.arch_name + " model");
+        if (params_.n_ctx_slot > (1 << 24)) throw error("engine: n_ctx_slot too large");
+        ctx_ = std::make_unique<batch_context>(lm_.weights, batch_context_params{.n_ctx = params_.n_ctx_slot * params_.n_slots,
+                                                                                 .n_seq_max = params_.n_slots,
+                                                                                 .n_batch = params_.token_budget,
+                                                                                 .block_size = params_.kv_block_size,
+                                                                                 .kv_type = params_.kv_type,
+                                                                                 .n_threads = params_.n_threads});
         slots_.resize(static_cast<std::size_t>(params_.n_slots));
-        for (auto& s : slots_)
-            s.ctx = std::make_unique<context>(lm_.weights, context_params{.n_ctx = params_.n_ctx_slot,
-                                                                          .n_batch = params_.token_budget,
-                                                                          .kv_type = params_.kv_type,
-                                                                          .n_threads = params_.n_threads});
-        params_.n_ctx_slot = slots_[0].ctx->n_ctx();
-        for (const auto& s : slots_) {
-            stats_.kv_positions_total += s.ctx->n_ctx();
-            stats_.kv_bytes_total += s.ctx->kv_bytes();
-        }
+        for (std::size_t i = 0; i < slots_.size(); ++i) slots_[i].seq = static_cast<std::int32_t>(i);
+        update_kv_stats();
         worker_ = std::thread([this] { run(); });
     }
 
@@ -231,9 +242,11 @@ public:
 
 private:
     struct slot {
-        std::unique_ptr<context> ctx;
-        std::vector<std::int32_t> cached;     // tokens whose keys/values are in ctx, in order (== ctx->n_past())
-        std::vector<lora_binding> adapters;   // the adapters ctx runs (and `cached` was computed) with
+        std::int32_t seq = 0;                 // its sequence in ctx_
+        std::vector<std::int32_t> cached;     // tokens whose keys/values are in the sequence, in order (== its n_pos)
+        std::int64_t logits_index = -1;       // where the last step's logits of this slot are (batch_context::logits_ith)
+        std::vector<lora_binding> adapters;   // the adapters its sequence runs (and `cached` was computed) with
+        std::vector<float> own_logits;        // (n_vocab) its logits when a step ran several adapter groups (logits_index -2)
         std::shared_ptr<detail::engine_request_state> req;  // null when free
         std::uint64_t last_used = 0;
         // The running request's state:
@@ -361,7 +374,7 @@ private:
             }
             if (wait_for_prefill) { ++it; continue; }  // let that prompt finish, then copy its cache
             if (source) {
-                best->ctx->copy_state_from(*source->ctx);  // computed under the request's adapters (reusable())
+                ctx_->seq_cp(source->seq, best->seq);  // computed under the request's adapters (reusable())
                 best->cached = source->cached;
                 best_common = source_common;
             }
@@ -373,11 +386,8 @@ private:
     void start(slot& s, std::shared_ptr<detail::engine_request_state> r, std::size_t common) {
         const auto& prompt = r->req.prompt;
         if (common >= prompt.size()) common = prompt.size() - 1;  // one token must be fed for fresh logits
-        if (!same_adapters(s.adapters, r->req.adapters)) {  // validated at submit
-            s.ctx->set_adapters(r->req.adapters);
-            s.adapters = r->req.adapters;
-        }
-        s.ctx->truncate(static_cast<std::int64_t>(common));
+        if (!same_adapters(s.adapters, r->req.adapters)) s.adapters = r->req.adapters;  // validated at submit; common is 0 then
+        ctx_->seq_rm(s.seq, static_cast<std::int64_t>(common), -1);  // a tail: always possible
         s.cached.resize(common);
         s.req = std::move(r);
         s.last_used = ++use_clock_;
@@ -413,7 +423,7 @@ private:
         }
         std::vector<batch_item> batch;  // (decode tokens, then prompt chunks)
         for (std::size_t i = 0; i < decoding.size(); ++i)
-            batch.push_back({decoding[i]->ctx.get(), std::span<const std::int32_t>(&pending_tokens_[i], 1), true, &decoding[i]->cached});
+            batch.push_back({decoding[i]->seq, std::span<const std::int32_t>(&pending_tokens_[i], 1), true, &decoding[i]->cached});
         std::int64_t budget = params_.token_budget - static_cast<std::int64_t>(decoding.size());
         // Prompt chunks, oldest request first, in what is left of the budget.
         std::vector<slot*> prefill;
@@ -426,13 +436,15 @@ private:
             const auto& prompt = s->req->req.prompt;
             const auto n = std::min<std::int64_t>(budget, static_cast<std::int64_t>(prompt.size() - s->n_prompt_cached));
             const bool last = s->n_prompt_cached + static_cast<std::size_t>(n) == prompt.size();
-            batch.push_back({s->ctx.get(), std::span<const std::int32_t>(prompt).subspan(s->n_prompt_cached, static_cast<std::size_t>(n)),
+            batch.push_back({s->seq, std::span<const std::int32_t>(prompt).subspan(s->n_prompt_cached, static_cast<std::size_t>(n)),
                              last, &s->cached});
             chunk_owner.push_back(s);
             budget -= n;
         }
+        std::vector<slot*> owner(decoding);  // (batch) the slot of each item
+        owner.insert(owner.end(), chunk_owner.begin(), chunk_owner.end());
         try {
-            if (!batch.empty()) run_batch(batch);
+            run_groups(batch, owner);
         } catch (...) {
             pending_tokens_.clear();
             throw;
@@ -447,16 +459,58 @@ private:
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - s->t_admitted).count();
             }
         }
-        std::lock_guard<std::mutex> lock(mutex_);
-        ++stats_.steps;
-        stats_.kv_positions_used = 0;
-        stats_.kv_positions_total = 0;
-        stats_.kv_bytes_total = 0;
-        for (const auto& s : slots_) {
-            stats_.kv_positions_used += s.req ? s.ctx->n_past() : 0;
-            stats_.kv_positions_total += s.ctx->n_ctx();
-            stats_.kv_bytes_total += s.ctx->kv_bytes();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++stats_.steps;
         }
+        update_kv_stats();
+    }
+
+    // Runs the step's items as one decode per adapter set (one decode when every request runs the
+    // same adapters, the usual case), each with its adapters set on the batch_context. With several
+    // sets, each slot's logits are copied out before the next decode overwrites them.
+    void run_groups(std::vector<batch_item>& batch, const std::vector<slot*>& owner) {
+        if (batch.empty()) return;
+        std::vector<std::vector<std::size_t>> groups;  // (adapter sets) item indices
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            auto g = std::find_if(groups.begin(), groups.end(),
+                                  [&](const auto& grp) { return same_adapters(owner[grp.front()]->adapters, owner[i]->adapters); });
+            if (g == groups.end()) groups.push_back({i});
+            else g->push_back(i);
+        }
+        for (const auto& grp : groups) {
+            const auto& adapters = owner[grp.front()]->adapters;
+            if (!same_adapters(ctx_->adapters(), adapters)) ctx_->set_adapters(adapters);
+            if (groups.size() == 1) {
+                run_batch(*ctx_, batch, scratch_);
+                for (std::size_t i = 0; i < batch.size(); ++i) owner[i]->logits_index = batch[i].logits_index;
+                return;
+            }
+            std::vector<batch_item> part;  // (items of this adapter set)
+            for (std::size_t i : grp) part.push_back(batch[i]);
+            run_batch(*ctx_, part, scratch_);
+            for (std::size_t k = 0; k < grp.size(); ++k) {
+                slot& s = *owner[grp[k]];
+                s.logits_index = -1;
+                if (part[k].logits_index < 0) continue;
+                const auto l = ctx_->logits_ith(part[k].logits_index);
+                s.own_logits.assign(l.begin(), l.end());
+                s.logits_index = -2;
+            }
+        }
+    }
+
+    void update_kv_stats() {
+        const auto u = ctx_->memory();
+        std::int64_t used = 0;
+        for (const auto& s : slots_) used += s.req ? ctx_->n_pos(s.seq) : 0;
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.kv_positions_used = used;
+        stats_.kv_positions_total = ctx_->n_ctx();
+        stats_.kv_bytes_total = u.bytes_total;
+        stats_.kv_bytes_used = u.bytes_used;
+        stats_.kv_blocks_used = u.blocks_used;
+        stats_.kv_blocks_total = u.blocks_total;
     }
 
     // Samples the slot's next token and streams it. Returns the token to feed next, or nothing when
@@ -465,7 +519,7 @@ private:
         auto& req = *s.req;
         const auto& gp = req.req.params;
         auto& out = req.out;
-        const auto logits = s.ctx->logits(0);
+        const auto logits = s.logits_index == -2 ? std::span<const float>(s.own_logits) : ctx_->logits_ith(s.logits_index);
         const std::int32_t id = s.smp->sample(logits);
         out.tokens.push_back(id);
         ++out.stats.n_generated;
@@ -499,7 +553,7 @@ private:
         }
         if (!keep_going || req.cancel_flag) { finish(s, stop_reason::callback, true); return std::nullopt; }
         if (gp.max_tokens >= 0 && s.n_sampled >= gp.max_tokens) { finish(s, stop_reason::max_tokens); return std::nullopt; }
-        if (s.ctx->n_past() >= s.ctx->n_ctx()) { finish(s, stop_reason::context_full); return std::nullopt; }
+        if (ctx_->n_pos(s.seq) >= params_.n_ctx_slot) { finish(s, stop_reason::context_full); return std::nullopt; }
         return id;
     }
 
@@ -535,7 +589,7 @@ private:
     void fail(slot& s, std::exception_ptr e) {
         auto& req = *s.req;
         req.failure = e;
-        s.ctx->truncate(0);  // the cache may be partly written: forget it
+        ctx_->seq_rm(s.seq);  // the cache may be partly written: forget it
         s.cached.clear();
         release(s, false);
         complete(req);
@@ -563,6 +617,8 @@ private:
 
     llm lm_;
     engine_params params_;
+    std::unique_ptr<batch_context> ctx_;  // every slot's sequence; touched only by the engine thread
+    batch scratch_;                    // the batch of a step
     std::vector<slot> slots_;          // (n_slots) touched only by the engine thread
     std::vector<std::int32_t> pending_tokens_;  // (running requests) this step's decode tokens
     std::uint64_t use_clock_ = 0;

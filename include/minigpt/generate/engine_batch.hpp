@@ -1,34 +1,43 @@
 // The engine's forward step: one batch of work for many sequences, each item a run of tokens of
 // one sequence (a single decode token, or a chunk of a prompt), as llama_batch groups them.
 //
-// Today every sequence has its own context and run_batch() feeds each item to it in turn
-// (prefill chunks as matrix-matrix products, decode tokens as matrix-vector ones). This is the
-// one seam a multi-sequence forward pass (one weight read for the whole batch, attention per
-// sequence over its own cache) plugs into: the engine builds the same list of items either way.
+// run_batch() packs every item into one minigpt::batch and runs it as ONE forward pass of the
+// engine's batch_context (model/batch_context.hpp): each weight matrix is read once for all the
+// running decodes and prompt chunks together, and each token attends over its own sequence's
+// part of the paged KV cache.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <vector>
 
-#include "minigpt/model/context.hpp"
+#include "minigpt/model/batch_context.hpp"
 
 namespace minigpt {
 
 struct batch_item {
-    context* ctx = nullptr;                 // the sequence's cache and logits
-    std::span<const std::int32_t> tokens;   // fed at positions ctx->n_past() onwards
-    bool want_logits = false;               // logits of the item's last token (read with ctx->logits(0))
+    std::int32_t seq = 0;                   // the sequence's id in the batch_context (at most one item per sequence)
+    std::span<const std::int32_t> tokens;   // fed at positions n_pos(seq) onwards
+    bool want_logits = false;               // logits of the item's last token
     std::vector<std::int32_t>* cached = nullptr;  // the sequence's token record, extended by `tokens`
+    std::int64_t logits_index = -1;         // set by run_batch: read the logits with ctx.logits_ith(logits_index)
 };
 
-// Runs every item; on return each item's tokens are in its cache and record. An item that throws
-// leaves the items before it done (the caller resets the sequences of a failed step).
-inline void run_batch(std::span<batch_item> items) {
+// Runs every item in one decode; `scratch` keeps its capacity between steps. On return each item's
+// tokens are in its cache and record. A batch that cannot run (a bad token, a full cache) throws
+// before any item's cache or record changes.
+inline void run_batch(batch_context& ctx, std::span<batch_item> items, batch& scratch) {
+    scratch.clear();
     for (auto& it : items) {
-        it.ctx->decode(it.tokens, it.want_logits ? logits_for::last : logits_for::none);
-        if (it.cached) it.cached->insert(it.cached->end(), it.tokens.begin(), it.tokens.end());
+        const std::int64_t p0 = ctx.n_pos(it.seq);
+        const auto n = static_cast<std::int64_t>(it.tokens.size());
+        for (std::int64_t i = 0; i < n; ++i)
+            scratch.add(it.tokens[static_cast<std::size_t>(i)], p0 + i, it.seq, it.want_logits && i + 1 == n);
+        it.logits_index = it.want_logits && n > 0 ? scratch.size() - 1 : -1;
     }
+    ctx.decode(scratch);
+    for (auto& it : items)
+        if (it.cached) it.cached->insert(it.cached->end(), it.tokens.begin(), it.tokens.end());
 }
 
 }  // namespace minigpt

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,14 @@ struct generation_result {
 // stop string; return false to stop generating.
 using text_callback = std::function<bool(std::string_view piece)>;
 
+class text_session;
+
+// One continuation generated in its own fork (text_session::fork_generate).
+struct forked_generation {
+    std::unique_ptr<text_session> session;  // the fork, the generated text now in its context
+    generation_result result;
+};
+
 class text_session {
 public:
     virtual ~text_session() = default;
@@ -51,6 +60,20 @@ public:
 
     // An independent session with the same context, sharing no mutable state with this one.
     virtual std::unique_ptr<text_session> fork() const = 0;
+
+    // options.size() continuations of this context, each in its own fork: result i is what
+    // fork()->generate(options[i]) returns and session i is that fork afterwards. This default runs
+    // them one after another; a model-backed session decodes them together, one batch per step
+    // over the shared prompt (model_session, generate/parallel_generation.hpp).
+    virtual std::vector<forked_generation> fork_generate(std::span<const generation_options> options) const {
+        std::vector<forked_generation> out;
+        for (const auto& o : options) {
+            auto s = fork();
+            auto r = s->generate(o);
+            out.push_back({std::move(s), std::move(r)});
+        }
+        return out;
+    }
 
     // Tokens in the context now, the context's capacity, and the token count of a text.
     virtual std::size_t n_tokens() const = 0;

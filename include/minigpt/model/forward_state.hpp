@@ -222,8 +222,19 @@ inline void attend_row_from_weights(const float* w, std::int64_t n_keys, const v
 
 }  // namespace detail
 
+struct layer_pass;
+
+// Stores a layer's keys and values and runs its attention somewhere other than the
+// one-sequence kv_cache: batch_context's paged cache of many sequences (model/batch_context.hpp).
+class kv_attention {
+public:
+    virtual ~kv_attention() = default;
+    virtual void attend(const layer_pass& p, const float* q, const float* k, const float* v, float* out) const = 0;
+};
+
 // The argument of an architecture's layer function: one layer over a batch of n_tokens
-// consecutive tokens of one sequence at positions pos[0].., appending to the KV cache.
+// consecutive tokens of one sequence at positions pos[0].., appending to the KV cache (or,
+// with other_kv, tokens of many sequences at their own positions pos[t]).
 struct layer_pass {
     const model_config& c;
     const layer_weights& L;         // norms, biases (f32) and the matrices as stored
@@ -237,6 +248,7 @@ struct layer_pass {
     float* ffn_input_out;           // when non-null: receives the normed feed-forward input (n_tokens, n_embd)
     const projection_deltas* deltas; // the context's adapters (LoRA), or null
     const hook_set* hooks = nullptr; // the context's inspection hooks (model/hooks.hpp), or null
+    const kv_attention* other_kv = nullptr;  // when set, attend() stores and attends through it instead of kv
 
     std::int64_t pos0() const { return s.pos[0]; }
 
@@ -274,6 +286,7 @@ struct layer_pass {
     // Stores k, v (n_tokens, kv_dim) in the cache, then out = attention(q) over this layer's keys
     // with the model's scale, soft-cap and this layer's window.
     void attend(const float* q, const float* k, const float* v, float* out) const {
+        if (other_kv) return other_kv->attend(*this, q, k, v, out);
         kv.store(layer, pos0(), n_tokens, k, v);
         kernels::attention_params p;
         p.n_heads = c.n_head;

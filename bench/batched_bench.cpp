@@ -1,0 +1,119 @@
+// Many sequences decoded together (model/batch_context.hpp) on the synthesised "small" Llama
+// shape: one decode step of N sequences as one batch, aggregate tokens/s for N = 1..16, against
+// N = 1 on the one-sequence context; and the attention kernel over a paged cache against the
+// contiguous one (same keys, blocks of 16 positions, scrambled block table).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "minigpt/io/gguf_writer.hpp"
+#include "minigpt/kernels/attention_paged.hpp"
+#include "minigpt/model.hpp"
+#include "minigpt/model/batch_context.hpp"
+#include "minigpt/model/synth.hpp"
+
+namespace {
+
+using namespace minigpt;
+
+const std::shared_ptr<const model>& small_q8() {
+    static std::shared_ptr<const model> m = [] {
+        io::gguf_writer w;
+        synthesize(w, find_synth_preset(architecture::llama, "small"), dtype::q8_0, 3);
+        auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
+        return model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "small")));
+    }();
+    return m;
+}
+
+// One decode token for each of N sequences per iteration, after a 64-token prompt each; tokens/s.
+void batched_decode(benchmark::State& state) {
+    const auto n_seq = static_cast<std::int32_t>(state.range(0));
+    batch_context bc(small_q8(), {.n_ctx = 1024 * n_seq, .n_seq_max = n_seq, .n_threads = static_cast<int>(state.range(1))});
+    batch b;
+    auto prefill = [&] {
+        bc.clear();
+        b.clear();
+        for (std::int32_t s = 0; s < n_seq; ++s)
+            for (std::int64_t i = 0; i < 64; ++i) b.add(7, i, s, false);
+        bc.decode(b);
+    };
+    prefill();
+    for (auto _ : state) {
+        if (bc.n_pos(0) >= 1000) {
+            state.PauseTiming();
+            prefill();
+            state.ResumeTiming();
+        }
+        b.clear();
+        for (std::int32_t s = 0; s < n_seq; ++s) b.add(11, bc.n_pos(s), s, true);
+        bc.decode(b);
+        benchmark::DoNotOptimize(bc.logits().data());
+    }
+    state.SetItemsProcessed(state.iterations() * n_seq);
+}
+BENCHMARK(batched_decode)->ArgsProduct({{1, 2, 4, 8, 16}, {1, 2}})->ArgNames({"seqs", "threads"})->Unit(benchmark::kMillisecond);
+
+// The same single-sequence decode on the one-sequence context, for comparison with seqs=1.
+void context_decode(benchmark::State& state) {
+    context ctx(small_q8(), {.n_ctx = 1024, .n_threads = static_cast<int>(state.range(0))});
+    std::vector<std::int32_t> prompt(64, 7);
+    ctx.decode(prompt);
+    const std::int32_t token = 11;
+    for (auto _ : state) {
+        if (ctx.n_past() >= 1000) {
+            state.PauseTiming();
+            ctx.truncate(64);
+            state.ResumeTiming();
+        }
+        ctx.decode(std::span(&token, 1));
+        benchmark::DoNotOptimize(ctx.logits().data());
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(context_decode)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond);
+
+// 8 decode tokens (one per sequence) over 512 keys each, 8 heads of 64, one thread: paged (arg 1)
+// or contiguous (arg 0) keys.
+void attention_paged_vs_contiguous(benchmark::State& state) {
+    const bool paged = state.range(0) != 0;
+    const std::int64_t n_tokens = 8, n_keys = 512, n_heads = 8, head_dim = 64, kv_dim = n_heads * head_dim, bs = 16;
+    const std::int64_t n_blocks = n_tokens * n_keys / bs;
+    std::mt19937 rng(1);
+    std::normal_distribution<float> g;
+    std::vector<float> k(static_cast<std::size_t>(n_blocks * bs * kv_dim)), v(k.size()), q(static_cast<std::size_t>(n_tokens * kv_dim)),
+        out(q.size());
+    for (auto* a : {&k, &v, &q})
+        for (auto& x : *a) x = g(rng);
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(n_blocks));
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    std::vector<std::span<const std::int32_t>> tables;
+    std::vector<kernels::kv_view> views;
+    for (std::int64_t t = 0; t < n_tokens; ++t) {
+        tables.emplace_back(ids.data() + t * (n_keys / bs), static_cast<std::size_t>(n_keys / bs));
+        views.push_back({k.data() + t * n_keys * kv_dim, v.data() + t * n_keys * kv_dim});
+    }
+    std::vector<std::int64_t> pos(static_cast<std::size_t>(n_tokens), n_keys - 1);
+    kernels::attention_params p;
+    p.n_heads = p.n_kv_heads = n_heads;
+    p.head_dim = head_dim;
+    p.scale = 0.125f;
+    p.positions = pos.data();
+    p.n_threads = 1;
+    const kernels::paged_kv pool{k.data(), v.data(), bs, n_blocks, tables.data()};
+    if (!paged) p.token_kv = views.data();
+    for (auto _ : state) {
+        if (paged) kernels::attention_paged(p, pool, q.data(), out.data(), n_tokens);
+        else kernels::attention(p, q.data(), out.data(), n_tokens);
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.SetItemsProcessed(state.iterations() * n_tokens);
+}
+BENCHMARK(attention_paged_vs_contiguous)->Arg(0)->Arg(1)->ArgName("paged");
+
+}  // namespace

@@ -1,0 +1,242 @@
+// Causal grouped-query attention over a paged KV cache (model/paged_kv_cache.hpp): the keys
+// and values of a sequence sit in fixed-size blocks of positions scattered over one pool, and
+// a block table per sequence says where. Each query token carries its sequence's table.
+//
+// Layouts (row-major, outermost first):
+//   q, out:   (n_tokens, n_heads*head_dim) f32, as attention.hpp
+//   k, v:     (n_blocks*block_size, n_kv_heads*head_dim) f32 or f16 bits: the pool of one layer
+//   tables[t]: block ids of token t's sequence; logical position j of that sequence sits in
+//             pool row tables[t][j / block_size] * block_size + j % block_size
+// The mathematics is that of attention.hpp (same scale, soft-cap, window, GQA grouping, online
+// softmax), and so are the kernels for scores and value accumulation; only the walk over the
+// keys differs: one online-softmax step still covers up to k_attn_block logical keys, gathered
+// from the physical blocks it spans (a step ends on a block boundary, so every step is a few
+// whole blocks), which keeps the rescaling as rare as on the contiguous path. The contiguous
+// path in attention.hpp is untouched. ref::attention_paged gathers each token's rows into a
+// contiguous copy and runs ref::attention on it (double precision).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "minigpt/kernels/attention.hpp"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"   // GCC 12 false positive in AVX-512 intrinsics,
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // see simd/vector_math.hpp
+#endif
+
+namespace minigpt::kernels {
+
+// One layer's pool of K/V rows and the block table of each query token's sequence.
+struct paged_kv {
+    const void* k = nullptr;                            // (n_blocks*block_size, n_kv_heads*head_dim)
+    const void* v = nullptr;                            // (n_blocks*block_size, n_kv_heads*head_dim)
+    std::int64_t block_size = 0;                        // positions per block
+    std::int64_t n_blocks = 0;                          // blocks in the pool
+    const std::span<const std::int32_t>* tables = nullptr;  // (n_tokens) the block table of token t's sequence
+};
+
+namespace detail {
+
+inline void check_paged_attention(const attention_params& p, const paged_kv& kv, const float* q, const float* out,
+                                  std::int64_t n_tokens, const char* fn) {
+    const std::string f(fn);
+    if (p.token_kv) throw error(f + ": token_kv must be null (the block tables say where each token's keys are)");
+    if (kv.block_size <= 0 || kv.n_blocks <= 0)
+        throw shape_error(f + ": block_size and n_blocks must be > 0, got " + std::to_string(kv.block_size) + " and " +
+                          std::to_string(kv.n_blocks));
+    attention_params shape = p;  // the shared checks (heads, positions, q/out), over the pool's first rows
+    shape.k = kv.k;
+    shape.v = kv.v;
+    check_attention(shape, q, out, n_tokens, fn);
+    if (n_tokens == 0) return;
+    if (!kv.tables) throw error(f + ": null block tables");
+    const auto pool_rows = checked_mul(static_cast<std::uint64_t>(kv.n_blocks), static_cast<std::uint64_t>(kv.block_size), "KV pool size");
+    const std::uint64_t pool_bytes = checked_mul(checked_mul(pool_rows, static_cast<std::uint64_t>(p.n_kv_heads * p.head_dim), "KV pool size"),
+                                                 p.kv_type == dtype::f32 ? 4 : 2, "KV pool size");
+    const std::uint64_t q_bytes = static_cast<std::uint64_t>(n_tokens * p.n_heads * p.head_dim) * 4;
+    if (ranges_overlap(out, q_bytes, kv.k, pool_bytes) || ranges_overlap(out, q_bytes, kv.v, pool_bytes))
+        throw error(f + ": out must not overlap the K/V pool");
+    for (std::int64_t t = 0; t < n_tokens; ++t) {
+        const auto& table = kv.tables[t];
+        const std::int64_t first = p.first_key(t) / kv.block_size, last = p.position(t) / kv.block_size;
+        if (last >= static_cast<std::int64_t>(table.size()))
+            throw shape_error(f + ": token " + std::to_string(t) + " at position " + std::to_string(p.position(t)) +
+                              " needs block " + std::to_string(last) + " but its table has " + std::to_string(table.size()));
+        for (std::int64_t b = first; b <= last; ++b) {
+            const std::int32_t id = table[static_cast<std::size_t>(b)];
+            if (id < 0 || id >= kv.n_blocks)
+                throw shape_error(f + ": token " + std::to_string(t) + ": block id " + std::to_string(id) + " outside [0, " +
+                                  std::to_string(kv.n_blocks) + ")");
+        }
+    }
+}
+
+// attn_rows over keys [lo, hi) of one sequence given by its block table; k and v point at the
+// KV head's columns of pool row 0, rows kv_dim apart.
+template <class KV>
+inline void attn_rows_paged(const float* q, std::int64_t n_q, const KV* k, const KV* v, std::int64_t kv_dim,
+                            std::span<const std::int32_t> table, std::int64_t block_size, std::int64_t lo, std::int64_t hi,
+                            std::int64_t head_dim, float scale, float softcap, float* o) {
+    using B = simd::f32_batch;
+    constexpr std::int64_t L = static_cast<std::int64_t>(simd::f32_lanes);
+    // (n_q, k_attn_block + L) scores of one step: a segment that starts at an offset that is not a
+    // multiple of L writes up to L - 1 scores past its end (attn_scores works in whole batches).
+    alignas(64) float s[k_attn_max_heads][k_attn_block + L];
+    float m[k_attn_max_heads], l[k_attn_max_heads], c[k_attn_max_heads];
+    bool live[k_attn_max_heads];
+    const float ninf = -std::numeric_limits<float>::infinity();
+    std::fill(o, o + n_q * head_dim, 0.0f);
+    std::fill(m, m + n_q, ninf);
+    std::fill(l, l + n_q, 0.0f);
+    // Segment [j, end) of a step lies in one block, or in blocks that follow each other in the pool
+    // (a prompt prefilled at once takes consecutive free blocks), so its rows are contiguous.
+    auto pool_row = [&](std::int64_t j) {
+        return static_cast<std::int64_t>(table[static_cast<std::size_t>(j / block_size)]) * block_size + j % block_size;
+    };
+    auto segment_end = [&](std::int64_t j, std::int64_t j1) {
+        std::int64_t b = j / block_size, end = (b + 1) * block_size;
+        while (end < j1 && table[static_cast<std::size_t>(b + 1)] == table[static_cast<std::size_t>(b)] + 1) {
+            ++b;
+            end += block_size;
+        }
+        return std::min(j1, end);
+    };
+    for (std::int64_t j0 = lo; j0 < hi;) {
+        std::int64_t j1 = std::min(hi, j0 + k_attn_block);
+        if (j1 < hi && j1 / block_size * block_size > j0) j1 = j1 / block_size * block_size;  // end on a block boundary
+        const std::int64_t nb = j1 - j0;
+        for (std::int64_t j = j0; j < j1;) {
+            const std::int64_t end = segment_end(j, j1);
+            const std::int64_t row = pool_row(j);
+            for (std::int64_t g = 0; g < n_q; ++g)
+                attn_scores(q + g * head_dim, k + row * kv_dim, kv_dim, end - j, head_dim, scale, s[g] + (j - j0));
+            j = end;
+        }
+        if (softcap > 0.0f)
+            for (std::int64_t g = 0; g < n_q; ++g) softcap_scores(s[g], nb, softcap);
+        for (std::int64_t g = 0; g < n_q; ++g) {  // the online-softmax update of attention.hpp's attn_rows
+            float* sg = s[g];
+            const float bm = max_ignore_nan(sg, nb);
+            live[g] = bm != ninf;
+            if (!live[g]) continue;
+            const float m_new = std::max(m[g], bm);
+            c[g] = simd::exp_scalar(m[g] - m_new);
+            const B mv(m_new);
+            B sum(0.0f);
+            std::int64_t j = 0;
+            for (; j + L <= nb; j += L) {
+                const B e = simd::exp_batch(B::load_aligned(sg + j) - mv);
+                e.store_aligned(sg + j);
+                sum += e;
+            }
+            if (j < nb) {
+                const auto rest = static_cast<std::size_t>(nb - j);
+                const B e = simd::exp_batch(simd::load_partial(sg + j, rest, ninf) - mv);
+                e.store_aligned(sg + j);
+                sum += e;
+            }
+            l[g] = l[g] * c[g] + simd::hsum(sum);
+            m[g] = m_new;
+        }
+        for (std::int64_t j = j0; j < j1;) {
+            const std::int64_t end = segment_end(j, j1);
+            const std::int64_t row = pool_row(j);
+            for (std::int64_t g = 0; g < n_q; ++g)  // the rescale by c applies once per step, with its first segment
+                if (live[g]) attn_accumulate(o + g * head_dim, s[g] + (j - j0), v + row * kv_dim, kv_dim, end - j, head_dim, j == j0 ? c[g] : 1.0f);
+            j = end;
+        }
+        j0 = j1;
+    }
+    for (std::int64_t g = 0; g < n_q; ++g) {
+        const float inv = 1.0f / l[g];
+        for (std::int64_t d = 0; d < head_dim; ++d) o[g * head_dim + d] *= inv;
+    }
+}
+
+template <class KV>
+inline void attention_paged_impl(const attention_params& p, const paged_kv& kv, const float* q, float* out, std::int64_t n_tokens) {
+    const std::int64_t n_heads = p.n_heads, n_kv_heads = p.n_kv_heads, head_dim = p.head_dim;
+    const std::int64_t q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim;
+    const std::int64_t group = n_heads / n_kv_heads;
+    // The same work split as attention_impl: (token, up to eight heads of one KV group) items,
+    // tokens dealt in zig-zag order, small passes on the calling thread.
+    double pairs = 0.0;
+    for (std::int64_t t = 0; t < n_tokens; ++t) pairs += static_cast<double>(p.position(t) - p.first_key(t) + 1);
+    const int nt = pairs * static_cast<double>(n_heads * head_dim) < 65536.0 ? 1 : resolve_threads(p.n_threads);
+    std::int64_t per_item = std::min(group, k_attn_max_heads);
+    while (per_item > 1 && n_tokens * n_kv_heads * ((group + per_item - 1) / per_item) < 2 * nt) per_item = (per_item + 1) / 2;
+    const std::int64_t chunks = (group + per_item - 1) / per_item;
+    const std::int64_t per_token = n_kv_heads * chunks;
+    const KV* k = static_cast<const KV*>(kv.k);
+    const KV* v = static_cast<const KV*>(kv.v);
+    parallel_for(n_tokens * per_token, nt, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) {
+            const std::int64_t slot = i / per_token, r = i % per_token;
+            const std::int64_t t = slot % 2 == 0 ? slot / 2 : n_tokens - 1 - slot / 2;
+            const std::int64_t kvh = r / chunks, h0 = kvh * group + (r % chunks) * per_item;
+            const std::int64_t n_q = std::min(per_item, (kvh + 1) * group - h0);
+            attn_rows_paged(q + t * q_dim + h0 * head_dim, n_q, k + kvh * head_dim, v + kvh * head_dim, kv_dim, kv.tables[t],
+                            kv.block_size, p.first_key(t), p.position(t) + 1, head_dim, p.scale, p.softcap,
+                            out + t * q_dim + h0 * head_dim);
+        }
+    });
+}
+
+}  // namespace detail
+
+// Causal grouped-query attention with each token's keys found through its block table; p gives
+// the shapes, scale, cap, window and positions as for attention() (p.k, p.v and p.token_kv are
+// not used). out must not overlap q or the pool.
+inline void attention_paged(const attention_params& p, const paged_kv& kv, const float* q, float* out, std::int64_t n_tokens) {
+    detail::check_paged_attention(p, kv, q, out, n_tokens, "attention_paged");
+    if (n_tokens == 0) return;
+    if (p.kv_type == dtype::f32) detail::attention_paged_impl<float>(p, kv, q, out, n_tokens);
+    else detail::attention_paged_impl<std::uint16_t>(p, kv, q, out, n_tokens);
+}
+
+namespace ref {
+
+// Each token's keys and values copied, in logical order, into a contiguous (max position + 1,
+// kv_dim) array, then ref::attention with per-token views of those arrays.
+inline void attention_paged(const attention_params& p, const paged_kv& kv, const float* q, float* out, std::int64_t n_tokens) {
+    detail::check_paged_attention(p, kv, q, out, n_tokens, "ref::attention_paged");
+    const std::int64_t kv_dim = p.n_kv_heads * p.head_dim;
+    const std::size_t row_bytes = static_cast<std::size_t>(kv_dim) * (p.kv_type == dtype::f32 ? 4 : 2);
+    std::vector<std::vector<std::byte>> ks(static_cast<std::size_t>(n_tokens)), vs(static_cast<std::size_t>(n_tokens));
+    std::vector<kv_view> views(static_cast<std::size_t>(n_tokens));  // (n_tokens)
+    std::int64_t max_rows = 0;  // every copy as long as the longest: ref::attention checks that many rows
+    for (std::int64_t t = 0; t < n_tokens; ++t) max_rows = std::max(max_rows, p.position(t) + 1);
+    for (std::int64_t t = 0; t < n_tokens; ++t) {
+        auto& kt = ks[static_cast<std::size_t>(t)];
+        auto& vt = vs[static_cast<std::size_t>(t)];
+        kt.assign(static_cast<std::size_t>(max_rows) * row_bytes, std::byte{0});
+        vt.assign(static_cast<std::size_t>(max_rows) * row_bytes, std::byte{0});
+        for (std::int64_t j = p.first_key(t); j <= p.position(t); ++j) {
+            const std::int64_t row = static_cast<std::int64_t>(kv.tables[t][static_cast<std::size_t>(j / kv.block_size)]) * kv.block_size +
+                                     j % kv.block_size;
+            std::memcpy(kt.data() + static_cast<std::size_t>(j) * row_bytes,
+                        static_cast<const std::byte*>(kv.k) + static_cast<std::size_t>(row) * row_bytes, row_bytes);
+            std::memcpy(vt.data() + static_cast<std::size_t>(j) * row_bytes,
+                        static_cast<const std::byte*>(kv.v) + static_cast<std::size_t>(row) * row_bytes, row_bytes);
+        }
+        views[static_cast<std::size_t>(t)] = {kt.data(), vt.data()};
+    }
+    attention_params flat = p;
+    flat.token_kv = views.data();
+    ref::attention(flat, q, out, n_tokens);
+}
+
+}  // namespace ref
+}  // namespace minigpt::kernels
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

@@ -1,0 +1,147 @@
+// N continuations of one prompt decoded together (generate/parallel_generation.hpp,
+// model_session::fork_generate, self-consistency) against the one-sequence path: each path
+// generated alone by minigpt::generate on its own context (greedy: identical tokens and text;
+// seeded sampling: identical too, the logits differing only by float rounding), and a fork
+// returned by fork_generate continuing exactly as a sequentially generated fork does.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "minigpt/generate/model_session.hpp"
+#include "minigpt/generate/parallel_generation.hpp"
+#include "minigpt/generate/reasoning.hpp"
+#include "test_data.hpp"
+
+using namespace minigpt;
+using minigpt::test::shared_path;
+
+namespace {
+
+const char* k_model = "models/stories260K.gguf";
+
+generation_params gen(std::int32_t max_tokens, float temp, std::uint64_t seed, std::vector<std::string> stop = {}) {
+    generation_params p;
+    p.max_tokens = max_tokens;
+    p.sampling = temp > 0 ? sampling_params{} : sampling_params::greedy();
+    p.sampling.temperature = temp;
+    p.sampling.seed = seed;
+    p.stop = std::move(stop);
+    p.n_logprobs = 1;
+    return p;
+}
+
+// A text_session that hides model_session's fork_generate, so its forks generate one at a time.
+class sequential_session : public text_session {
+public:
+    explicit sequential_session(std::unique_ptr<text_session> s) : s_(std::move(s)) {}
+    void append(std::string_view text) override { s_->append(text); }
+    generation_result generate(const generation_options& o, const text_callback& cb = {}) override { return s_->generate(o, cb); }
+    std::unique_ptr<text_session> fork() const override { return std::make_unique<sequential_session>(s_->fork()); }
+    std::size_t n_tokens() const override { return s_->n_tokens(); }
+    std::size_t n_ctx() const override { return s_->n_ctx(); }
+    std::size_t count_tokens(std::string_view t) const override { return s_->count_tokens(t); }
+    std::string transcript() const override { return s_->transcript(); }
+
+private:
+    std::unique_ptr<text_session> s_;
+};
+
+}  // namespace
+
+TEST(ParallelGeneration, EveryPathEqualsGeneratingItAlone) {
+    MINIGPT_REQUIRE_SHARED(k_model);
+    const llm lm = llm::load(shared_path(k_model));
+    const std::string prompt = "Once upon a time there was a little girl named Lily. She";
+    // Greedy and sampled paths, different lengths, a stop string, one path that ends at once.
+    const std::vector<generation_params> params = {gen(40, 0, 1), gen(25, 0.8f, 7), gen(40, 1.0f, 8, {"."}), gen(0, 0, 1),
+                                                   gen(33, 0.9f, 9), gen(12, 0, 1, {"park"})};
+    context prefill(lm.weights, {.n_ctx = 256, .n_threads = 1});
+    const auto ids = lm.vocab->encode(prompt, lm.vocab->add_bos_default());
+    prefill.decode(ids);
+    batch_context bc(lm.weights, {.n_ctx = 6 * 256, .n_seq_max = 6, .n_threads = 1});
+    bc.seq_import(0, prefill.kv(), prefill.n_past());
+    const auto used_after_prompt = bc.memory().blocks_used;
+    const auto outs = generate_parallel(bc, *lm.vocab, ids, prefill.logits(0), params, 256);
+    EXPECT_GT(bc.memory().blocks_used, used_after_prompt);
+    ASSERT_EQ(outs.size(), params.size());
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        SCOPED_TRACE("path " + std::to_string(i));
+        context ctx(lm.weights, {.n_ctx = 256, .n_threads = 1});
+        const auto want = generate(lm, ctx, prompt, params[i]);
+        EXPECT_EQ(outs[i].tokens, want.tokens);
+        EXPECT_EQ(outs[i].text, want.text);
+        EXPECT_EQ(outs[i].reason, want.reason);
+        EXPECT_EQ(outs[i].stop_string, want.stop_string);
+        ASSERT_EQ(outs[i].logprobs.size(), want.logprobs.size());
+        for (std::size_t t = 0; t < want.logprobs.size(); ++t) EXPECT_NEAR(outs[i].logprobs[t].logprob, want.logprobs[t].logprob, 1e-4);
+        // The sequence holds the prompt and what the path fed, as the context that generated alone.
+        EXPECT_EQ(bc.n_pos(static_cast<std::int32_t>(i)), ctx.n_past());
+    }
+    EXPECT_FALSE(outs[0].tokens.empty());
+    EXPECT_TRUE(outs[3].tokens.empty());
+}
+
+TEST(ParallelGeneration, ForkGenerateEqualsForkThenGenerateAndForksContinue) {
+    MINIGPT_REQUIRE_SHARED(k_model);
+    const llm lm = llm::load(shared_path(k_model));
+    model_session batched(lm, {.n_ctx = 256, .n_threads = 1});
+    sequential_session sequential(std::make_unique<model_session>(lm, context_params{.n_ctx = 256, .n_threads = 1}));
+    const std::string prompt = "Tom had a red ball. He";
+    batched.append(prompt);
+    sequential.append(prompt);
+    std::vector<generation_options> opts(4);
+    for (std::size_t i = 0; i < opts.size(); ++i) {
+        opts[i].max_tokens = 20 + static_cast<std::int32_t>(i) * 5;
+        opts[i].sampling = i == 0 ? sampling_params::greedy() : sampling_params{};
+        opts[i].sampling.seed = 50 + i;
+        if (i == 2) opts[i].stop = {"."};
+    }
+    auto got = batched.fork_generate(opts);
+    auto want = sequential.fork_generate(opts);
+    ASSERT_EQ(got.size(), want.size());
+    generation_options more;
+    more.max_tokens = 10;
+    more.sampling = sampling_params::greedy();
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        SCOPED_TRACE("path " + std::to_string(i));
+        EXPECT_EQ(got[i].result.text, want[i].result.text);
+        EXPECT_EQ(got[i].result.n_tokens, want[i].result.n_tokens);
+        EXPECT_EQ(got[i].result.reason, want[i].result.reason);
+        EXPECT_EQ(got[i].session->n_tokens(), want[i].session->n_tokens());
+        EXPECT_EQ(got[i].session->transcript(), want[i].session->transcript());
+        // Each fork continues as the sequentially generated fork does.
+        got[i].session->append(" Then");
+        want[i].session->append(" Then");
+        EXPECT_EQ(got[i].session->generate(more).text, want[i].session->generate(more).text);
+    }
+    EXPECT_EQ(batched.transcript(), prompt);  // the parent is untouched
+}
+
+TEST(ParallelGeneration, SelfConsistencyPathsEqualTheOneSequencePath) {
+    MINIGPT_REQUIRE_SHARED(k_model);
+    const llm lm = llm::load(shared_path(k_model));
+    model_session batched(lm, {.n_ctx = 256, .n_threads = 1});
+    sequential_session sequential(std::make_unique<model_session>(lm, context_params{.n_ctx = 256, .n_threads = 1}));
+    self_consistency_options o;
+    o.n_paths = 5;
+    o.generation.max_tokens = 24;
+    o.extract = [](std::string_view text) -> std::optional<std::string> {
+        return text.empty() ? std::nullopt : std::optional<std::string>(std::string(text.substr(0, text.find(' ', 1))));
+    };
+    o.answer_trigger = " So";
+    o.answer_generation.max_tokens = 6;
+    const std::string prompt = "Lily and Ben went to the park. They";
+    const auto got = self_consistency(batched, prompt, o);
+    const auto want = self_consistency(sequential, prompt, o);
+    ASSERT_EQ(got.paths.size(), want.paths.size());
+    for (std::size_t i = 0; i < got.paths.size(); ++i) {
+        EXPECT_EQ(got.paths[i].seed, want.paths[i].seed);
+        EXPECT_EQ(got.paths[i].text, want.paths[i].text);
+        EXPECT_EQ(got.paths[i].answer_text, want.paths[i].answer_text);
+        EXPECT_EQ(got.paths[i].n_tokens, want.paths[i].n_tokens);
+    }
+    EXPECT_EQ(got.answer, want.answer);
+    EXPECT_EQ(batched.transcript(), prompt);
+}
