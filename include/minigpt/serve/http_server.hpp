@@ -95,7 +95,7 @@ private:
 
     static void send_json(httplib::Response& res, int status, const json& body) {
         res.status = status;
-        res.set_content(body.dump(), "application/json");
+        res.set_content(json_text(body), "application/json");
     }
     static void send_error(httplib::Response& res, const api_error& e) { send_json(res, e.status(), e.body()); }
 
@@ -201,15 +201,9 @@ private:
     }
 
     void complete(const httplib::Request& req, httplib::Response& res, bool chat) {
-        json body;
-        try {
-            body = json::parse(req.body);
-        } catch (const json::parse_error& e) {
-            return send_error(res, bad_request(std::string("malformed JSON: ") + e.what()));
-        }
         api_request r;
         try {
-            r = parse_request(body, engine_, opt_.tmpl, chat);
+            r = parse_request_body(req.body, engine_, opt_.tmpl, chat);
         } catch (const api_error& e) {
             return send_error(res, e);
         } catch (const error& e) {
@@ -224,12 +218,14 @@ private:
         // Submit every choice; n > 1 with a seed gives choice i the seed + i.
         try {
             std::size_t index = 0;
+            // Sized before the first submit: the engine thread writes first[i] from choice i's callback
+            // while later choices are still being submitted here (a push_back could move the storage).
+            if (r.stream) ex->first.assign(r.prompts.size() * static_cast<std::size_t>(r.n), true);
             for (const auto& prompt : r.prompts)
                 for (int k = 0; k < r.n; ++k, ++index) {
                     engine_request er{prompt, r.params, {}};
                     if (er.params.sampling.seed != k_random_seed) er.params.sampling.seed += static_cast<std::uint64_t>(k);
                     if (r.stream) {
-                        ex->first.push_back(true);
                         std::weak_ptr<exchange> weak = ex;
                         er.on_token = [weak, &tok, r_ = r, id, created, model, index](const token_event& ev) {
                             auto x = weak.lock();
@@ -244,7 +240,7 @@ private:
                                 first = x->first[index];
                                 x->first[index] = false;
                             }
-                            x->push(chunk_json(r_, id, created, model, index, &text, lp, nullptr, first).dump());
+                            x->push(json_text(chunk_json(r_, id, created, model, index, &text, lp, nullptr, first)));
                             return true;
                         };
                     }
@@ -297,17 +293,18 @@ private:
                             try {
                                 o = ex->handles[i].wait();
                             } catch (const std::exception& e) {
-                                write(json{{"error", {{"message", e.what()}, {"type", "server_error"}}}}.dump());
+                                write(json_text(json{{"error", {{"message", e.what()}, {"type", "server_error"}}}}));
                                 continue;
                             }
                             if (i % static_cast<std::size_t>(r.n) == 0) n_prompt += o.stats.n_prompt_tokens;
                             n_completion += static_cast<std::int64_t>(o.tokens.size());
-                            write(chunk_json(r, id, created, model, i, nullptr, nullptr, finish_reason(o.reason),
-                                             r.chat && ex->first[i]).dump());
+                            write(json_text(chunk_json(r, id, created, model, i, nullptr, nullptr, finish_reason(o.reason),
+                                                       r.chat && ex->first[i])));
                         }
                         if (r.stream_usage)
-                            write(json{{"id", id}, {"object", r.chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
-                                       {"model", model}, {"choices", json::array()}, {"usage", usage_json(n_prompt, n_completion)}}.dump());
+                            write(json_text(json{{"id", id}, {"object", r.chat ? "chat.completion.chunk" : "text_completion"},
+                                                 {"created", created}, {"model", model}, {"choices", json::array()},
+                                                 {"usage", usage_json(n_prompt, n_completion)}}));
                         write("[DONE]");
                         sink.done();
                         return true;
