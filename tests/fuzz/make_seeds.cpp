@@ -1,13 +1,20 @@
 // Writes the binary seed corpora of the fuzzers: tiny random-weight GGUF models, llama2.c
-// checkpoints, a kNN store and an IVF index, under DIR/<harness>/. scripts/test-sanitizers runs it
+// checkpoints, a kNN store and an IVF index, LoRA adapters and prompt-cache files for the fixed model
+// of fixed_model.hpp, completion-cache records (and, with SQLite, cache rows and a cache database),
+// under DIR/<harness>/. scripts/test-sanitizers runs it
 // before fuzzing (model files are made at test time, never committed):
 //   build-sanitizers/fuzz/tests/fuzz/fuzz_make_seeds build-sanitizers/fuzz/seeds
 // Kept tiny (a few KB) so that libFuzzer's mutations stay fast.
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "completion_cache_fixture.hpp"
+#include "fixed_model.hpp"
 #include "knn_fixture.hpp"
+#include "minigpt/generate/prompt_cache.hpp"
+#include "minigpt/model/context.hpp"
 #include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/io/llama2c.hpp"
 #include "minigpt/knn/datastore.hpp"
@@ -15,6 +22,9 @@
 #include "minigpt/model/synth.hpp"
 #include "minigpt/text/vocab.hpp"
 #include "minigpt/text/vocab_gguf.hpp"
+#ifdef MINIGPT_HAVE_SQLITE
+#include "minigpt/frugal/cache_sqlite.hpp"
+#endif
 
 using namespace minigpt;
 
@@ -40,12 +50,101 @@ static void prefixed(const std::string& path, char selector, const std::string& 
     std::remove(from.c_str());
 }
 
+
+static void selected(const std::string& path, char selector, std::string_view bytes) {
+    std::string out(1, selector);
+    out.append(bytes);
+    write_file(path, out.data(), out.size());
+}
+
+// LoRA adapters for the fixed model: (target, rank, element type of the halves).
+static void write_lora_seeds(const std::string& dir) {
+    struct target { const char* name; std::int64_t rank; dtype type; };
+    const std::vector<std::pair<std::vector<target>, float>> adapters = {
+        {{{"blk.0.attn_q.weight", 2, dtype::f32}, {"output.weight", 2, dtype::f32}}, 4.0f},
+        {{{"blk.0.ffn_down.weight", 3, dtype::f16}, {"blk.0.attn_v.weight", 2, dtype::f16}}, 0.0f},
+    };
+    const auto& base = *fuzz::fixed_llm().weights;
+    std::uint64_t seed = 100;
+    for (std::size_t i = 0; i < adapters.size(); ++i) {
+        const std::string tmp = dir + "/lora/adapter.tmp";
+        io::gguf_writer w(tmp);
+        w.set("general.architecture", base.config().arch_name);
+        w.set("general.type", "adapter");
+        w.set("adapter.type", "lora");
+        w.set("adapter.lora.alpha", adapters[i].second);
+        for (const auto& t : adapters[i].first) {
+            const auto* info = base.gguf()->find_tensor(t.name);
+            if (!info || info->shape.size() != 2) throw error(std::string("make_seeds: the fixed model has no matrix ") + t.name);
+            w.add_tensor(std::string(t.name) + ".lora_a", detail::random_tensor(t.type, t.rank, info->shape[1], 0.0f, 0.1f, ++seed, 1));
+            w.add_tensor(std::string(t.name) + ".lora_b", detail::random_tensor(t.type, info->shape[0], t.rank, 0.0f, 0.1f, ++seed, 1));
+        }
+        w.finish();
+        prefixed(dir + "/lora/adapter-" + std::to_string(i), static_cast<char>(i), tmp);
+    }
+}
+
+// Prompt caches of the fixed model: f32 and f16 KV, the fixed prompt and one sharing 3 tokens with it.
+static void write_prompt_cache_seeds(const std::string& dir) {
+    const auto& m = fuzz::fixed_llm().weights;
+    const std::vector<std::int32_t> other = {1, 75, 104, 7, 8};
+    for (const bool f16 : {false, true})
+        for (const auto* tokens : {&fuzz::fixed_prompt(), &other}) {
+            context ctx(m, {.n_ctx = 16, .kv_type = f16 ? dtype::f16 : dtype::f32, .n_threads = 1});
+            ctx.decode(*tokens);
+            const std::string tmp = dir + "/prompt_cache/kv.tmp";
+            save_prompt_cache(tmp, ctx, *tokens);
+            // selector bit 1: f16 context; bit 0 (recompute the checksum) set on the second prompt's files
+            prefixed(dir + "/prompt_cache/" + (f16 ? "f16-" : "f32-") + (tokens == &other ? "partial" : "full"),
+                     static_cast<char>((f16 ? 2 : 0) | (tokens == &other ? 1 : 0)), tmp);
+        }
+}
+
+// Completion-cache records under the fixed request's key, as rows, and (with SQLite) a database.
+static void write_completion_cache_seeds(const std::string& dir) {
+    const auto key = frugal::make_key(fuzz::fixed_cache_request());
+    for (const bool lp : {true, false}) {
+        const std::string rec = frugal::encode_record(key, fuzz::fixed_completion(lp));
+        selected(dir + "/completion_cache/record" + (lp ? "-logprobs" : ""), static_cast<char>(fuzz::cache_mode::record), rec);
+        // Row: flags (1: the request's scope), u16 record length, record, embedding (4 floats).
+        std::string row(1, '\x01');
+        row += static_cast<char>(rec.size() & 0xff);
+        row += static_cast<char>(rec.size() >> 8);
+        row += rec;
+        const float embedding[4] = {1.0f, 0.0f, 0.0f, 0.0f};
+        row.append(reinterpret_cast<const char*>(embedding), sizeof embedding);
+        selected(dir + "/completion_cache/row" + (lp ? "-logprobs" : ""), static_cast<char>(fuzz::cache_mode::sqlite_row), row);
+        // A row whose embedding blob is empty (not NULL): found by this harness (memcpy from a null
+        // pointer in sqlite_cache::scope_candidates), kept as a seed so every fuzz run replays it.
+        if (lp) selected(dir + "/completion_cache/regress-row-empty-embedding", static_cast<char>(fuzz::cache_mode::sqlite_row),
+                         row.substr(0, row.size() - sizeof embedding));
+    }
+#ifdef MINIGPT_HAVE_SQLITE
+    // A cache database with 512-byte pages (a few KB instead of 16): the page size is fixed first.
+    const std::string db = dir + "/completion_cache/cache.tmp";
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
+    sqlite3* raw = nullptr;
+    if (sqlite3_open(db.c_str(), &raw) != SQLITE_OK ||
+        sqlite3_exec(raw, "PRAGMA page_size=512; CREATE TABLE seed(x); DROP TABLE seed;", nullptr, nullptr, nullptr) != SQLITE_OK)
+        throw error("make_seeds: cannot create " + db);
+    sqlite3_close(raw);
+    {
+        frugal::sqlite_cache cache(db);
+        const float embedding[4] = {1.0f, 0.0f, 0.0f, 0.0f};
+        cache.put(key, frugal::encode_record(key, fuzz::fixed_completion(true)), embedding);
+    }
+    prefixed(dir + "/completion_cache/database", static_cast<char>(fuzz::cache_mode::sqlite_file), db);
+#endif
+}
+
 int main(int argc, char** argv) try {
     if (argc != 2) {
         std::fprintf(stderr, "usage: %s CORPUS_DIR (tests/fuzz/corpus)\n", argv[0]);
         return 2;
     }
     const std::string dir = argv[1];
+    for (const char* h : {"gguf_model", "llama2c", "knn", "lora", "prompt_cache", "completion_cache"})
+        std::filesystem::create_directories(dir + "/" + h);
     // GGUF: llama (GQA, untied) and gpt2 (tied), with the 259-token synthetic vocabulary.
     const synth_preset presets[] = {
         {"fuzz", architecture::llama, 259, 16, 32, 1, 2, 1, 32, false},
@@ -89,6 +188,9 @@ int main(int argc, char** argv) try {
     const std::string tmp = dir + "/knn/ivf.tmp";
     knn::ivf_index::build(fuzz::fixed_store(), p)->save(tmp);
     prefixed(dir + "/knn/ivf", '\1', tmp);
+    write_lora_seeds(dir);
+    write_prompt_cache_seeds(dir);
+    write_completion_cache_seeds(dir);
     std::printf("seeds written under %s\n", dir.c_str());
     return 0;
 } catch (const std::exception& e) {

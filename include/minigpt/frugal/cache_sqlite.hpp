@@ -120,7 +120,7 @@ public:
             const std::string e = st.column_blob(1);
             if (e.size() % sizeof(float) != 0) throw format_error(path_, 0, "an entry's embedding is " + std::to_string(e.size()) + " bytes, not whole floats");
             c.embedding.resize(e.size() / sizeof(float));
-            std::memcpy(c.embedding.data(), e.data(), e.size());
+            if (!e.empty()) std::memcpy(c.embedding.data(), e.data(), e.size());  // an empty blob: data() is null, and memcpy's pointers must not be
             out.push_back(std::move(c));
         }
         return out;

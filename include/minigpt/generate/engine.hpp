@@ -560,7 +560,10 @@ private:
     // Ends the slot's request: flushes held-back text (as minigpt::generate does), records stats,
     // wakes the waiter and frees the slot. The slot keeps its cache for prefix reuse.
     void finish(slot& s, stop_reason why, bool cancelled = false) {
-        auto& req = *s.req;
+        // Held until complete() returns: release() drops the slot's reference, and the caller may have
+        // dropped its handle (a cancelled stream) or drop it as soon as `done` is set, before notify_all.
+        const auto keep = s.req;
+        auto& req = *keep;
         auto& out = req.out;
         out.reason = why;
         if (why != stop_reason::stop_string && !cancelled) {
@@ -587,7 +590,8 @@ private:
     }
 
     void fail(slot& s, std::exception_ptr e) {
-        auto& req = *s.req;
+        const auto keep = s.req;  // as in finish()
+        auto& req = *keep;
         req.failure = e;
         ctx_->seq_rm(s.seq);  // the cache may be partly written: forget it
         s.cached.clear();

@@ -106,7 +106,7 @@ private:
 
     static void send_json(httplib::Response& res, int status, const json& body) {
         res.status = status;
-        res.set_content(body.dump(), "application/json");
+        res.set_content(json_text(body), "application/json");
     }
     static void send_error(httplib::Response& res, const api_error& e) { send_json(res, e.status(), e.body()); }
 
@@ -272,10 +272,10 @@ private:
     }
 
     void complete(const httplib::Request& req, httplib::Response& res, bool chat) {
-        json body;
+        json body;  // parsed here (not by parse_request_body) because the adapters are read from it too
         try {
             body = json::parse(req.body);
-        } catch (const json::parse_error& e) {
+        } catch (const json::exception& e) {  // not only parse_error: 1e400 is out_of_range
             return send_error(res, bad_request(std::string("malformed JSON: ") + e.what()));
         }
         api_request r;
@@ -305,12 +305,14 @@ private:
         // Submit every choice; n > 1 with a seed gives choice i the seed + i.
         try {
             std::size_t index = 0;
+            // Sized before the first submit: the engine thread writes first[i] from choice i's callback
+            // while later choices are still being submitted here (a push_back could move the storage).
+            if (r.stream) ex->first.assign(r.prompts.size() * static_cast<std::size_t>(r.n), true);
             for (const auto& prompt : r.prompts)
                 for (int k = 0; k < r.n; ++k, ++index) {
                     engine_request er{prompt, r.params, {}, adapters};
                     if (er.params.sampling.seed != k_random_seed) er.params.sampling.seed += static_cast<std::uint64_t>(k);
                     if (r.stream) {
-                        ex->first.push_back(true);
                         std::weak_ptr<exchange> weak = ex;
                         er.on_token = [weak, &tok, r_ = r, id, created, model, index](const token_event& ev) {
                             auto x = weak.lock();
@@ -325,7 +327,7 @@ private:
                                 first = x->first[index];
                                 x->first[index] = false;
                             }
-                            x->push(chunk_json(r_, id, created, model, index, &text, lp, nullptr, first).dump());
+                            x->push(json_text(chunk_json(r_, id, created, model, index, &text, lp, nullptr, first)));
                             return true;
                         };
                     }
@@ -379,18 +381,19 @@ private:
                             try {
                                 o = ex->handles[i].wait();
                             } catch (const std::exception& e) {
-                                write(json{{"error", {{"message", e.what()}, {"type", "server_error"}}}}.dump());
+                                write(json_text(json{{"error", {{"message", e.what()}, {"type", "server_error"}}}}));
                                 continue;
                             }
                             if (cache) finished.push_back(o);
                             if (i % static_cast<std::size_t>(r.n) == 0) n_prompt += o.stats.n_prompt_tokens;
                             n_completion += static_cast<std::int64_t>(o.tokens.size());
-                            write(chunk_json(r, id, created, model, i, nullptr, nullptr, finish_reason(o.reason),
-                                             r.chat && ex->first[i]).dump());
+                            write(json_text(chunk_json(r, id, created, model, i, nullptr, nullptr, finish_reason(o.reason),
+                                                       r.chat && ex->first[i])));
                         }
                         if (r.stream_usage)
-                            write(json{{"id", id}, {"object", r.chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
-                                       {"model", model}, {"choices", json::array()}, {"usage", usage_json(n_prompt, n_completion)}}.dump());
+                            write(json_text(json{{"id", id}, {"object", r.chat ? "chat.completion.chunk" : "text_completion"},
+                                                 {"created", created}, {"model", model}, {"choices", json::array()},
+                                                 {"usage", usage_json(n_prompt, n_completion)}}));
                         if (cache) cache->store(r, finished);  // before [DONE]: a client's next request can hit
                         write("[DONE]");
                         sink.done();

@@ -11,8 +11,11 @@
 // Log-probabilities are the model's distribution before the sampler chain (generate/logprobs.hpp).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -73,8 +76,18 @@ T field(const json& body, const char* name, T fallback) {
             if (!it->is_boolean()) throw json::type_error::create(302, "not a boolean", nullptr);
         } else if constexpr (std::is_arithmetic_v<T>) {
             if (!it->is_number()) throw json::type_error::create(302, "not a number", nullptr);
+            // nlohmann's get<T> narrows silently (4294967297 as an int is 1) or, from a double beyond
+            // a float's range, is undefined behaviour: values that do not fit T are refused here.
             if constexpr (std::is_integral_v<T>) {
                 if (!it->is_number_integer()) throw json::type_error::create(302, "not an integer", nullptr);
+                const bool fits = it->is_number_unsigned()
+                                      ? it->template get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<T>::max())
+                                      : it->template get<std::int64_t>() >= static_cast<std::int64_t>(std::numeric_limits<T>::min()) &&
+                                            it->template get<std::int64_t>() <= static_cast<std::int64_t>(std::numeric_limits<T>::max());
+                if (!fits) throw bad_request(std::string("'") + name + "' is " + it->dump() + ", out of range", name);
+            } else {
+                if (!(std::fabs(it->template get<double>()) <= static_cast<double>(std::numeric_limits<T>::max())))
+                    throw bad_request(std::string("'") + name + "' is " + it->dump() + ", out of range", name);
             }
         } else {
             if (!it->is_string()) throw json::type_error::create(302, "not a string", nullptr);
@@ -197,7 +210,9 @@ inline api_request parse_request(const json& body, const engine& e, const chat_t
             if (content.is_string()) cm.content = content.get<std::string>();
             else if (content.is_array()) {  // [{type: "text", text: ...}, ...]
                 for (const auto& part : content) {
-                    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+                    // part["type"] may be any JSON value: value("type", "") would throw type_error for a non-string.
+                    if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
+                        !part["text"].is_string())
                         throw bad_request(where + ": only text content parts are supported", "messages");
                     cm.content += part["text"].get<std::string>();
                 }
@@ -249,6 +264,24 @@ inline api_request parse_request(const json& body, const engine& e, const chat_t
     }
     return r;
 }
+
+// A request body's bytes to a request: malformed JSON is a 400 like a bad field is. Every nlohmann
+// exception is caught, not only parse_error: a number beyond a double's range (1e400) is out_of_range.
+// The message quotes what the parser read, which may be ill-formed UTF-8 (see json_text).
+inline api_request parse_request_body(std::string_view body, const engine& e, const chat_template& tmpl, bool chat) {
+    json j;
+    try {
+        j = json::parse(body);
+    } catch (const json::exception& ex) {
+        throw bad_request(std::string("malformed JSON: ") + ex.what());
+    }
+    return parse_request(j, e, tmpl, chat);
+}
+
+// The text of a response body or streamed event. A string the server did not validate (an error
+// message quoting the request's bytes) may be ill-formed UTF-8; it is written with U+FFFD, as
+// llama.cpp's server does, instead of nlohmann's dump() throwing type_error 316 (a 500 for a 400).
+inline std::string json_text(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 inline const char* finish_reason(stop_reason r) {
     switch (r) {
