@@ -27,12 +27,7 @@ namespace {
 
 using test::gaussian;
 
-float max_abs_diff(std::span<const float> a, std::span<const float> b) {
-    EXPECT_EQ(a.size(), b.size());
-    float d = 0;
-    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) d = std::max(d, std::fabs(a[i] - b[i]));
-    return d;
-}
+using minigpt::test::max_abs_diff;
 
 std::int32_t argmax(std::span<const float> v) {
     return static_cast<std::int32_t>(std::max_element(v.begin(), v.end()) - v.begin());

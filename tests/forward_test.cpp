@@ -18,12 +18,7 @@ using minigpt::test::shared_path;
 
 namespace {
 
-float max_abs_diff(std::span<const float> a, std::span<const float> b) {
-    EXPECT_EQ(a.size(), b.size());
-    float m = 0;
-    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-    return m;
-}
+using minigpt::test::max_abs_diff;
 
 std::int32_t argmax_of(std::span<const float> x) {
     return static_cast<std::int32_t>(std::max_element(x.begin(), x.end()) - x.begin());

@@ -29,12 +29,7 @@ namespace {
 
 using vec = std::vector<double>;
 
-float max_abs_diff(std::span<const float> a, std::span<const float> b) {
-    EXPECT_EQ(a.size(), b.size());
-    float m = 0;
-    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-    return m;
-}
+using minigpt::test::max_abs_diff;
 
 enum class ffn_kind { swiglu, gelu_mlp, geglu, fused_swiglu };
 

@@ -27,12 +27,7 @@ std::string temp_file(const std::string& name) {
     return (std::filesystem::temp_directory_path() / ("minigpt_lora_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
-float max_abs_diff(std::span<const float> a, std::span<const float> b) {
-    EXPECT_EQ(a.size(), b.size());
-    float m = 0;
-    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-    return m;
-}
+using minigpt::test::max_abs_diff;
 
 std::vector<float> all_logits(const std::shared_ptr<const model>& m, const std::vector<std::int32_t>& ids,
                               const std::vector<lora_binding>& adapters = {}) {

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -56,6 +59,14 @@ public:
     }
 };
 inline const auto* const k_temp_files_cleanup = ::testing::AddGlobalTestEnvironment(new temp_files_cleanup);
+
+// The largest |a[i] - b[i]| (and a test failure when the sizes differ).
+inline float max_abs_diff(std::span<const float> a, std::span<const float> b) {
+    EXPECT_EQ(a.size(), b.size());
+    float m = 0;
+    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+    return m;
+}
 
 inline bool shared_exists(const std::string& rel) { return std::filesystem::exists(shared_path(rel)); }
 
