@@ -50,9 +50,11 @@ inline embedding_api_request parse_embedding_request(const json& body, const tok
     using detail::field;
     if (!body.is_object()) throw bad_request("the request body must be a JSON object");
     static const char* const known[] = {"input", "model", "encoding_format", "dimensions", "user"};
-    for (const auto& [key, value] : body.items())
+    for (const auto& item : body.items()) {
+        const std::string& key = item.key();  // not a structured binding: clang 14 cannot capture those
         if (std::find_if(std::begin(known), std::end(known), [&](const char* k) { return key == k; }) == std::end(known))
             throw bad_request("unknown field '" + key + "'", key);
+    }
     embedding_api_request r;
     r.model = field<std::string>(body, "model", "");
     const std::string format = field<std::string>(body, "encoding_format", "float");
