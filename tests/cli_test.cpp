@@ -261,6 +261,22 @@ TEST(Cli, CtrlCInChatStopsTheReplyNotTheProgram) {
     EXPECT_GE(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;
 }
 
+// A conversation longer than the context drops its oldest exchange (the system message stays); a
+// message too long by itself is refused and the chat goes on.
+TEST(Cli, ChatDropsTheOldestTurnsWhenTheContextIsOutgrown) {
+    REQUIRE_TOOL();
+    MINIGPT_REQUIRE_SHARED("models/stories260K.gguf");
+    const std::string first = "Lily liked the park.";
+    const std::string huge(400, 'a');
+    const auto r = run_tool({"chat", "-m", stories(), "-c", "96", "-n", "8", "--temp", "0", "-sys", "Be kind."},
+                            first + "\n" + first + "\n" + huge + "\nThe end.\n");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("dropped its 2 oldest messages"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("more than the context of 96 (-c); not sent"), std::string::npos) << r.err;
+    // Three replies: the first two messages and the last one.
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;
+}
+
 // llama-perplexity's output: "[n]ppl," after each window, the time per window with an ETA, and
 // "Final estimate: PPL = x +/- e".
 TEST(Cli, PerplexityPrintsRunningValuesAndTheFinalEstimate) {

@@ -8,6 +8,8 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <tuple>
+#include <utility>
 
 #include "command.hpp"
 #include "lora_flags.hpp"
@@ -85,8 +87,32 @@ int run_chat(const std::vector<std::string>& args) {
         if (!std::getline(std::cin, line) || line.empty()) break;
         messages.push_back({"user", line});
         // Control tokens are parsed in the template's text only, never in what the user typed.
-        const chat_prompt prompt = tmpl.render(messages);
-        const auto ids = lm.vocab->encode_with_literals(prompt.text, lm.vocab->add_bos_default(), true, prompt.content);
+        const auto render = [&] {
+            const chat_prompt prompt = tmpl.render(messages);
+            return std::pair(prompt, lm.vocab->encode_with_literals(prompt.text, lm.vocab->add_bos_default(), true, prompt.content));
+        };
+        auto [prompt, ids] = render();
+        // A conversation that has outgrown the context loses its oldest turns (the system message
+        // stays), as chat front ends do; a message too long on its own is refused and the chat goes on.
+        // The reply needs at least one free position.
+        const std::size_t first_turn = f.has("--system-prompt") ? 1 : 0;
+        std::size_t dropped = 0;
+        while (static_cast<std::int64_t>(ids.size()) >= ctx.n_ctx() && messages.size() > first_turn + 1) {
+            // A user message and its reply go together, so the turns keep alternating as templates expect.
+            const auto begin = messages.begin() + static_cast<std::ptrdiff_t>(first_turn);
+            messages.erase(begin, begin + 2);
+            dropped += 2;
+            std::tie(prompt, ids) = render();
+        }
+        if (dropped > 0)
+            std::fprintf(stderr, "minigpt chat: the conversation outgrew the context (%lld tokens); dropped its %zu oldest messages\n",
+                         static_cast<long long>(ctx.n_ctx()), dropped);
+        if (static_cast<std::int64_t>(ids.size()) >= ctx.n_ctx()) {
+            std::fprintf(stderr, "minigpt chat: this message is %zu tokens with the template, more than the context of %lld (-c); not sent\n",
+                         ids.size(), static_cast<long long>(ctx.n_ctx()));
+            messages.pop_back();
+            continue;
+        }
         if (f.on("--verbose-prompt")) print_prompt_tokens(*lm.vocab, prompt.text, ids);
         std::size_t common = 0;
         while (common < ids.size() && common < evaluated.size() && ids[common] == evaluated[common]) ++common;
