@@ -132,7 +132,7 @@ void fuzz_sqlite_file(std::string_view rest) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+MINIGPT_FUZZ_TARGET(completion_cache) {
     if (size < 1) return 0;
     const std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
     switch (static_cast<fuzz::cache_mode>(data[0] % 3)) {

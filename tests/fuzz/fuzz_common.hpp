@@ -5,6 +5,11 @@
 // (reported with its message, then abort()), a crash or sanitizer report, a leak, an allocation over
 // the -malloc_limit_mb / -rss_limit_mb given to the fuzzer (2 GiB in scripts/test-sanitizers), or a
 // broken documented property a harness checks (fuzz_check).
+//
+// Every harness is one fuzz target, MINIGPT_FUZZ_TARGET(name) { ... data, size ... }. They are all
+// linked into one executable (the library is compiled twice with the sanitizers instead of once per
+// harness), and fuzz_main.cpp runs the target named by the link it was started through
+// (fuzz/fuzz_<name>) or by MINIGPT_FUZZ_TARGET=<name>.
 #pragma once
 
 #include <cstddef>
@@ -25,6 +30,24 @@
 #include "minigpt/core/error.hpp"
 
 namespace minigpt::fuzz {
+
+using target_fn = int (*)(const std::uint8_t* data, std::size_t size);
+struct target {
+    const char* name;
+    target_fn run;
+};
+inline std::vector<target>& targets() {
+    static std::vector<target> all;
+    return all;
+}
+struct register_target {
+    register_target(const char* name, target_fn run) { targets().push_back({name, run}); }
+};
+
+#define MINIGPT_FUZZ_TARGET(name)                                                                          \
+    static int minigpt_fuzz_##name(const std::uint8_t* data, std::size_t size);                            \
+    static const ::minigpt::fuzz::register_target minigpt_fuzz_register_##name(#name, minigpt_fuzz_##name); \
+    static int minigpt_fuzz_##name(const std::uint8_t* data, std::size_t size)
 
 // Runs fn; minigpt::error is the expected way to reject bad input, any other exception aborts.
 template <class Fn>

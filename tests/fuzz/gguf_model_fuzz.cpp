@@ -10,7 +10,7 @@
 
 using namespace minigpt;
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+MINIGPT_FUZZ_TARGET(gguf_model) {
     std::shared_ptr<const io::gguf_file> file;
     fuzz::guarded("gguf parse", [&] { file = std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(fuzz::bytes_of(data, size), "fuzz.gguf")); });
     if (!file) return 0;

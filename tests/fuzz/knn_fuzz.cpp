@@ -10,7 +10,7 @@
 
 using namespace minigpt;
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+MINIGPT_FUZZ_TARGET(knn) {
     if (size < 1) return 0;
     if ((data[0] & 1) == 0) {
         const std::string& path = fuzz::write_scratch(data + 1, size - 1, ".knnstore");

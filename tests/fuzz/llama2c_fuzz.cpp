@@ -9,7 +9,7 @@
 
 using namespace minigpt;
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+MINIGPT_FUZZ_TARGET(llama2c) {
     fuzz::guarded("llama2c", [&] {
         auto ck = std::make_shared<const io::llama2c_checkpoint>(io::llama2c_checkpoint::from_memory(fuzz::bytes_of(data, size), "fuzz.bin"));
         const auto m = model::from_llama2c(ck);

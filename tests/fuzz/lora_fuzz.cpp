@@ -12,7 +12,7 @@
 
 using namespace minigpt;
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+MINIGPT_FUZZ_TARGET(lora) {
     if (size < 1) return 0;
     static const auto base = fuzz::fixed_llm().weights;
     const float scales[4] = {1.0f, 0.5f, -2.0f, 0.0f};

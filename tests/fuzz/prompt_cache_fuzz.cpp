@@ -13,7 +13,7 @@
 
 using namespace minigpt;
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+MINIGPT_FUZZ_TARGET(prompt_cache) {
     if (size < 1) return 0;
     static const auto m = fuzz::fixed_llm().weights;
     std::string file(reinterpret_cast<const char*>(data + 1), size - 1);

@@ -25,7 +25,7 @@ void write_back(const serve::json& j, const char* what) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+MINIGPT_FUZZ_TARGET(server_request) {
     if (size < 1) return 0;
     static engine e(fuzz::fixed_llm(), {.n_slots = 1, .n_ctx_slot = 64, .token_budget = 64, .n_threads = 1});
     static const chat_template tmpl = chat_template::custom(custom_chat_format{});  // http_server's default
@@ -50,7 +50,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     bool failed = false;
     for (const auto& prompt : r.prompts)
         for (int k = 0; k < r.n; ++k) {
-            engine_request er{prompt, r.params, {}};
+            engine_request er{prompt, r.params, {}, {}};
             if (er.params.max_tokens < 0 || er.params.max_tokens > 2) er.params.max_tokens = 2;
             if (r.stream)
                 er.on_token = [&r, &tok, k](const token_event& ev) {

@@ -85,7 +85,7 @@ void check_decoders_agree(const tokenizer& tok, std::span<const std::int32_t> id
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+MINIGPT_FUZZ_TARGET(tokenizer) {
     if (size < 2) return 0;
     const tokenizer& tok = (data[0] & 1) ? bpe() : spm();
     const bool add_bos = (data[1] & 1) && tok.bos() >= 0;
