@@ -3,18 +3,10 @@
 // expires entries; the semantic scan works across clients. Skips when redis-server is absent.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <filesystem>
-#include <thread>
+#include <memory>
 
 #include "minigpt/frugal/completion_cache.hpp"
+#include "redis_helpers.hpp"
 #ifdef MINIGPT_HAVE_REDIS
 #include "minigpt/frugal/cache_redis.hpp"
 #endif
@@ -23,64 +15,23 @@ using namespace minigpt;
 using namespace minigpt::frugal;
 
 #ifdef MINIGPT_HAVE_REDIS
-namespace {
-
-std::string find_redis_server() {
-    for (const char* p : {"/usr/bin/redis-server", "/usr/local/bin/redis-server", "/usr/sbin/redis-server"})
-        if (std::filesystem::exists(p)) return p;
-    return {};
-}
-
-int free_port() {
-    const int s = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-// A redis-server child process for one test, stopped (SIGTERM to its pid) when the fixture ends.
+// A redis-server child process for one test (tests/redis_helpers.hpp), stopped when the fixture ends.
+// Outside the anonymous namespace: the TEST_F classes derived from it have external linkage.
 class RedisCache : public ::testing::Test {
 protected:
     void SetUp() override {
-        const auto bin = find_redis_server();
+        const auto bin = test::find_redis_server();
         if (bin.empty()) GTEST_SKIP() << "redis-server is not installed (Debian: redis-server); Redis backend not tested";
-        port_ = free_port();
-        const std::string port = std::to_string(port_);
-        pid_ = fork();
-        ASSERT_GE(pid_, 0);
-        if (pid_ == 0) {
-            execl(bin.c_str(), bin.c_str(), "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                  "--dir", "/tmp", "--logfile", "/dev/null", static_cast<char*>(nullptr));
-            _exit(127);
-        }
-        for (int i = 0; i < 200; ++i) {  // up to 4 s for the server to accept connections
-            try {
-                redis_cache probe(redis_address{"127.0.0.1", port_, 0});
-                return;
-            } catch (const error&) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(20));
-            }
-        }
-        FAIL() << "redis-server did not start on port " << port_;
+        redis_ = std::make_unique<test::redis_process>(bin);
+        if (!redis_->ready()) FAIL() << "redis-server did not start on port " << redis_->port();
     }
-    void TearDown() override {
-        if (pid_ > 0) {
-            kill(pid_, SIGTERM);
-            int status = 0;
-            waitpid(pid_, &status, 0);
-        }
-    }
-    std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+    std::string url() const { return redis_->url(); }
 
-    int port_ = 0;
-    pid_t pid_ = -1;
+    std::unique_ptr<test::redis_process> redis_;
+    int port() const { return redis_->port(); }
 };
+
+namespace {
 
 completion_request redis_request(std::vector<std::int32_t> prompt, std::uint64_t seed = 42) {
     completion_request r;
@@ -146,7 +97,7 @@ TEST_F(RedisCache, DamagedRecordIsAnError) {
     // Another program writes garbage under the key the cache would read.
     completion_cache c(std::make_unique<redis_cache>(url()));
     c.store(redis_request({9}), answer("good"));
-    redisContext* raw = redisConnect("127.0.0.1", port_);
+    redisContext* raw = redisConnect("127.0.0.1", port());
     ASSERT_TRUE(raw && !raw->err);
     const std::string key = "minigpt:cc:e:" + digest_hex(make_key(redis_request({9})).bytes);
     auto* rep = static_cast<redisReply*>(redisCommand(raw, "SETRANGE %s 40 %s", key.c_str(), "XXXX"));

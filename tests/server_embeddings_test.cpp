@@ -31,6 +31,7 @@ using minigpt::test::run;
 namespace {
 
 using minigpt::test::k_tool;
+using minigpt::test::max_abs_diff;
 using minigpt::test::serve_process;
 
 std::string model_path() { return minigpt::test::shared_path("models/stories260K.gguf"); }
@@ -56,13 +57,6 @@ std::vector<float> decode_base64_floats(const std::string& s) {
     return v;
 }
 
-float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    EXPECT_EQ(a.size(), b.size());
-    float m = 0;
-    for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-    return m;
-}
-
 #define START(var, flags)                                                        \
     MINIGPT_REQUIRE_SHARED("models/stories260K.gguf");                           \
     if (!std::filesystem::exists(k_tool)) GTEST_SKIP() << "minigpt not built";  \
@@ -74,7 +68,7 @@ float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 TEST(ServerEmbeddings, EqualTheEmbedCommandInBothEncodings) {
     START(s, "-np 2 -c 512");
     const std::vector<std::string> texts = {"Once upon a time", "The little dog ran to the park."};
-    auto [status, r] = s.post("/v1/embeddings", json{{"model", "m"}, {"input", texts}}.dump());
+    auto [status, r] = s.post_text("/v1/embeddings", json{{"model", "m"}, {"input", texts}}.dump());
     ASSERT_EQ(status, 200) << r;
     EXPECT_EQ(r["object"], "list");
     ASSERT_EQ(r["data"].size(), 2u);
@@ -92,7 +86,7 @@ TEST(ServerEmbeddings, EqualTheEmbedCommandInBothEncodings) {
         for (float x : got) norm += static_cast<double>(x) * x;
         EXPECT_NEAR(norm, 1.0, 1e-5);
         // Base64 of the same input decodes to the same floats.
-        auto [st64, r64] = s.post("/v1/embeddings", json{{"input", texts[i]}, {"encoding_format", "base64"}}.dump());
+        auto [st64, r64] = s.post_text("/v1/embeddings", json{{"input", texts[i]}, {"encoding_format", "base64"}}.dump());
         ASSERT_EQ(st64, 200) << r64;
         EXPECT_EQ(decode_base64_floats(r64["data"][0]["embedding"].get<std::string>()), got);
     }
@@ -102,10 +96,10 @@ TEST(ServerEmbeddings, EqualTheEmbedCommandInBothEncodings) {
     const auto file = minigpt::io::gguf_file::open(model_path());
     const auto tok = minigpt::tokenizer::from_gguf(file);
     const auto ids = tok.encode(texts[0], tok.add_bos_default());
-    auto [st_ids, r_ids] = s.post("/v1/embeddings", json{{"input", ids}}.dump());
+    auto [st_ids, r_ids] = s.post_text("/v1/embeddings", json{{"input", ids}}.dump());
     ASSERT_EQ(st_ids, 200) << r_ids;
     EXPECT_EQ(r_ids["data"][0]["embedding"], r["data"][0]["embedding"]);
-    auto [st_nested, r_nested] = s.post("/v1/embeddings", json{{"input", json::array({ids, ids})}}.dump());
+    auto [st_nested, r_nested] = s.post_text("/v1/embeddings", json{{"input", json::array({ids, ids})}}.dump());
     ASSERT_EQ(st_nested, 200) << r_nested;
     EXPECT_EQ(r_nested["data"].size(), 2u);
 }
@@ -124,15 +118,15 @@ TEST(ServerEmbeddings, BadRequestsNameTheField) {
         {R"({"input":"x","pooling":"max"})", "pooling"},
     };
     for (const auto& [body, param] : cases) {
-        auto [status, r] = s.post("/v1/embeddings", body);
+        auto [status, r] = s.post_text("/v1/embeddings", body);
         EXPECT_EQ(status, 400) << body;
         EXPECT_EQ(r["error"]["param"], param) << body << " -> " << r;
     }
     std::string long_text(400, 'a');  // byte-level vocabulary: > 128 tokens
-    auto [status, r] = s.post("/v1/embeddings", json{{"input", long_text}}.dump());
+    auto [status, r] = s.post_text("/v1/embeddings", json{{"input", long_text}}.dump());
     EXPECT_EQ(status, 400);
     EXPECT_EQ(r["error"]["code"], "context_length_exceeded") << r;
-    auto [st_bad, r_bad] = s.post("/v1/embeddings", "{not json");
+    auto [st_bad, r_bad] = s.post_text("/v1/embeddings", "{not json");
     EXPECT_EQ(st_bad, 400);
 }
 

@@ -15,7 +15,7 @@
 #include "serve_helpers.hpp"
 #include "test_data.hpp"
 
-using minigpt::test::json;
+using json = nlohmann::json;
 using minigpt::test::serve_process;
 using minigpt::test::shared_path;
 
@@ -68,7 +68,7 @@ TEST(ServerLora, PerRequestAdaptersMatchLlamaCpp) {
     std::vector<std::future<std::pair<int, json>>> f;
     for (int round = 0; round < 2; ++round)
         for (const json& lora : {json(), one, json::array(), zero})
-            f.push_back(std::async(std::launch::async, [&, lora] { return s.post("/v1/completions", body(lora)); }));
+            f.push_back(std::async(std::launch::async, [&, lora] { return s.post_text("/v1/completions", body(lora)); }));
     std::vector<std::string> got;
     for (auto& x : f) got.push_back(text(x.get()));
     for (int round = 0; round < 2; ++round) {
@@ -90,20 +90,20 @@ TEST(ServerLora, PerRequestAdaptersMatchLlamaCpp) {
     EXPECT_EQ(got[2], continuation(*lm.vocab, prompt, base_ids));
 
     // A new default.
-    auto [st_set, set] = s.post("/lora-adapters", one.dump());
+    auto [st_set, set] = s.post_text("/lora-adapters", one.dump());
     ASSERT_EQ(st_set, 200) << set;
     EXPECT_EQ(set[0]["scale"], 1.0);
-    EXPECT_EQ(text(s.post("/v1/completions", body(json()))), want1);
+    EXPECT_EQ(text(s.post_text("/v1/completions", body(json()))), want1);
 
     // Bad lists.
     for (const std::string bad : {R"([{"id":1,"scale":1}])", R"({"id":0,"scale":1})", R"([{"id":0}])", R"([{"id":0,"scale":"x"}])",
                                   R"([{"id":0,"scale":1},{"id":0,"scale":2}])"}) {
         json b = json::parse(body(json()));
         b["lora"] = json::parse(bad);
-        auto [code, r] = s.post("/v1/completions", b.dump());
+        auto [code, r] = s.post_text("/v1/completions", b.dump());
         EXPECT_EQ(code, 400) << bad;
         EXPECT_EQ(r["error"]["param"], "lora") << bad << " -> " << r;
-        auto [code2, r2] = s.post("/lora-adapters", bad);
+        auto [code2, r2] = s.post_text("/lora-adapters", bad);
         EXPECT_EQ(code2, 400) << bad;
     }
 }

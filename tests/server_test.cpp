@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "serve_helpers.hpp"
 #include "test_data.hpp"
 
 using json = nlohmann::json;
@@ -27,146 +28,26 @@ using minigpt::test::shared_path;
 
 namespace {
 
-const std::string k_tool = MINIGPT_TOOL;
+using minigpt::test::greedy_completion;
+using minigpt::test::k_tool;
+using minigpt::test::serve_process;
+using minigpt::test::shell_quote;
+
 const std::string k_key = "test-key-123";
 
-std::string quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-}
-
-// The model: stories260K when the shared data is there, else a random-weight model made here.
-const std::string& model_path() {
-    static std::string path = [] {
-        if (minigpt::test::shared_exists("models/stories260K.gguf")) return shared_path("models/stories260K.gguf");
-        const auto dir = std::filesystem::temp_directory_path() / ("minigpt-server-model-" + std::to_string(::getpid()));
-        std::filesystem::create_directories(dir);
-        const std::string p = (dir / "tiny.gguf").string();
-        std::string out;
-        if (run(k_tool + " synth --arch llama --preset tiny --type f32 -o " + p + " 2>&1", &out) != 0)
-            throw std::runtime_error("minigpt synth failed: " + out);
-        return p;
-    }();
-    return path;
-}
-
-// One `minigpt serve` process on a free port; killed (SIGKILL) if still running at the end.
-class server_process {
-public:
-    explicit server_process(const std::string& extra_flags) {
-        log_ = (std::filesystem::temp_directory_path() /
-                ("minigpt-serve-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++) + ".log")).string();
-        const std::string cmd = "exec " + k_tool + " serve -m " + model_path() + " --port 0 -t 1 --api-key " + k_key + " " +
-                                extra_flags + " 2>" + log_;
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        const std::regex listening("listening on http://127\\.0\\.0\\.1:([0-9]+)");
-        for (int i = 0; i < 300 && port_ == 0; ++i) {
-            std::smatch m;
-            const std::string log = minigpt::test::read_text(log_);
-            if (std::regex_search(log, m, listening)) port_ = std::stoi(m[1]);
-            else std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            int status;
-            if (port_ == 0 && ::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                break;
-            }
-        }
-    }
-    ~server_process() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
-        std::filesystem::remove(log_);
-    }
-    int port() const { return port_; }
-    pid_t pid() const { return pid_; }
-    void forget() { pid_ = -1; }
-    std::string log() const { return minigpt::test::read_text(log_); }
-    std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
-
-    struct reply {
-        int status = 0;
-        std::string body;
-        json parsed() const { return json::parse(body); }
-    };
-    // curl with the API key; body written to a file to keep any byte intact.
-    reply call(const std::string& method, const std::string& path, const std::string& body = {}, const std::string& extra = {}) const {
-        const std::string out_file = log_ + ".body" + std::to_string(counter()++);
-        std::string cmd = "curl -sS -o " + out_file + " -w '%{http_code}' -X " + method + " -H " +
-                          quote("Authorization: Bearer " + k_key) + " " + extra;
-        std::string in_file;
-        if (!body.empty()) {
-            in_file = out_file + ".in";
-            std::ofstream(in_file, std::ios::binary) << body;
-            cmd += " -H 'Content-Type: application/json' --data-binary @" + in_file;
-        }
-        cmd += " " + quote(url(path));
-        std::string code;
-        run(cmd, &code);
-        reply r;
-        r.status = code.empty() ? 0 : std::atoi(code.c_str());
-        r.body = minigpt::test::read_text(out_file);
-        std::filesystem::remove(out_file);
-        if (!in_file.empty()) std::filesystem::remove(in_file);
-        return r;
-    }
-    json post(const std::string& path, const json& body, int want_status = 200) const {
-        const auto r = call("POST", path, body.dump());
-        EXPECT_EQ(r.status, want_status) << r.body;
-        return r.body.empty() ? json() : json::parse(r.body, nullptr, false);
-    }
-    // The `data:` payloads of a streamed response.
-    std::vector<std::string> stream(const std::string& path, const json& body) const {
-        const auto r = call("POST", path, body.dump(), "-N");
-        EXPECT_EQ(r.status, 200) << r.body;
-        std::vector<std::string> events;
-        std::istringstream in(r.body);
-        std::string line;
-        while (std::getline(in, line))
-            if (line.rfind("data: ", 0) == 0) events.push_back(line.substr(6));
-        return events;
-    }
-    double metric(const std::string& name) const {
-        const auto r = call("GET", "/metrics");
-        const std::regex re("\\n" + name + " ([0-9.e+]+)");
-        std::smatch m;
-        if (!std::regex_search(r.body, m, re)) return -1;
-        return std::stod(m[1]);
-    }
-
-private:
-    static int& counter() {
-        static int c = 0;
-        return c;
-    }
-    pid_t pid_ = -1;
-    int port_ = 0;
-    std::string log_;
-};
-
 #define START_SERVER(var, flags)                                     \
-    server_process var(flags);                                       \
+    serve_process var(minigpt::test::serve_model(), flags, k_key);   \
     ASSERT_GT(var.port(), 0) << "the server did not start:\n" << var.log()
 
 // What `minigpt generate --temp 0` prints after the prompt.
 std::string cli_greedy(const std::string& prompt, int n) {
     std::string out;
-    EXPECT_EQ(run(k_tool + " generate -m " + model_path() + " -t 1 --temp 0 --no-stats -n " + std::to_string(n) + " -p " +
-                      quote(prompt) + " 2>/dev/null",
+    EXPECT_EQ(run(k_tool + " generate -m " + minigpt::test::serve_model() + " -t 1 --temp 0 --no-stats -n " + std::to_string(n) + " -p " +
+                      shell_quote(prompt) + " 2>/dev/null",
                   &out),
               0);
     EXPECT_EQ(out.substr(0, prompt.size()), prompt);
     return out.substr(prompt.size(), out.size() - prompt.size() - 1);  // generate ends with a newline
-}
-
-json completion(const std::string& prompt, int n_tokens) {
-    return {{"model", "m"}, {"prompt", prompt}, {"max_tokens", n_tokens}, {"temperature", 0}};
 }
 
 }  // namespace
@@ -193,7 +74,7 @@ TEST(Server, HealthModelsAndAuth) {
 TEST(Server, GreedyCompletionEqualsGenerate) {
     START_SERVER(s, "-np 2 -c 1024");
     for (const std::string prompt : {"Once upon a time", "The little dog was"}) {
-        const auto r = s.post("/v1/completions", completion(prompt, 32));
+        const auto r = s.post("/v1/completions", greedy_completion(prompt, 32));
         ASSERT_TRUE(r.contains("choices")) << r;
         EXPECT_EQ(r["object"], "text_completion");
         EXPECT_EQ(r["choices"][0]["text"], cli_greedy(prompt, 32)) << prompt;
@@ -229,7 +110,7 @@ TEST(Server, ChatStreamingNAndLogprobs) {
     EXPECT_EQ(json::parse(events[events.size() - 2])["choices"][0]["finish_reason"], c["choices"][0]["finish_reason"]);
 
     // Streamed completion equals the non-streamed one.
-    auto body = completion("Once upon a time", 24);
+    auto body = greedy_completion("Once upon a time", 24);
     const std::string whole = s.post("/v1/completions", body)["choices"][0]["text"];
     body["stream"] = true;
     events = s.stream("/v1/completions", body);
@@ -238,7 +119,7 @@ TEST(Server, ChatStreamingNAndLogprobs) {
     EXPECT_EQ(streamed, whole);
 
     // n = 3: three choices; greedy ones are identical, seeded sampled ones reproducible.
-    body = completion("Once upon a time", 16);
+    body = greedy_completion("Once upon a time", 16);
     body["n"] = 3;
     auto r = s.post("/v1/completions", body);
     ASSERT_EQ(r["choices"].size(), 3u);
@@ -252,7 +133,7 @@ TEST(Server, ChatStreamingNAndLogprobs) {
     for (int i = 0; i < 3; ++i) EXPECT_EQ(a["choices"][i]["text"], b["choices"][i]["text"]);
 
     // Logprobs: completions form (legacy) and chat form.
-    body = completion("Once upon a time", 8);
+    body = greedy_completion("Once upon a time", 8);
     body["logprobs"] = 3;
     r = s.post("/v1/completions", body);
     const auto& lp = r["choices"][0]["logprobs"];
@@ -279,10 +160,10 @@ TEST(Server, EightParallelClients) {
     const std::vector<std::string> prompts = {"Once upon a time", "The little dog", "Lily and Ben went", "Tom had a red ball",
                                               "One day, a bird", "The sun was hot", "Mom said", "There was a big tree"};
     std::vector<std::string> sequential;
-    for (const auto& p : prompts) sequential.push_back(s.post("/v1/completions", completion(p, 24))["choices"][0]["text"]);
+    for (const auto& p : prompts) sequential.push_back(s.post("/v1/completions", greedy_completion(p, 24))["choices"][0]["text"]);
     std::vector<std::future<json>> parallel;
     for (const auto& p : prompts)
-        parallel.push_back(std::async(std::launch::async, [&s, p] { return s.post("/v1/completions", completion(p, 24)); }));
+        parallel.push_back(std::async(std::launch::async, [&s, p] { return s.post("/v1/completions", greedy_completion(p, 24)); }));
     for (std::size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(parallel[i].get()["choices"][0]["text"], sequential[i]) << prompts[i];
     EXPECT_EQ(s.metric("minigpt_requests_running"), 0);
     EXPECT_GE(s.metric("minigpt_requests_total"), 16);
@@ -295,8 +176,8 @@ TEST(Server, CancelledStreamFreesItsSlot) {
     START_SERVER(s, "-np 1 -c 8192");
     json body = {{"prompt", "Once upon a time"}, {"max_tokens", -1}, {"ignore_eos", true}, {"stream", true}, {"temperature", 1.0}};
     std::string ignored;
-    run("curl -s -N --max-time 0.3 -H " + quote("Authorization: Bearer " + k_key) + " -H 'Content-Type: application/json' -d " +
-            quote(body.dump()) + " " + s.url("/v1/completions") + " >/dev/null",
+    run("curl -s -N --max-time 0.3 -H " + shell_quote("Authorization: Bearer " + k_key) + " -H 'Content-Type: application/json' -d " +
+            shell_quote(body.dump()) + " " + s.url("/v1/completions") + " >/dev/null",
         &ignored);
     // The client hung up: its request is cancelled and the slot is free within moments.
     const auto t0 = std::chrono::steady_clock::now();
@@ -306,7 +187,7 @@ TEST(Server, CancelledStreamFreesItsSlot) {
     EXPECT_EQ(s.metric("minigpt_requests_running"), 0);
     EXPECT_EQ(s.metric("minigpt_requests_cancelled_total"), 1);
     EXPECT_LT(s.metric("minigpt_tokens_generated_total"), 7000);  // it did not run to the end of its context
-    const auto r = s.post("/v1/completions", completion("The little dog", 8));
+    const auto r = s.post("/v1/completions", greedy_completion("The little dog", 8));
     EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
 }
 
@@ -354,7 +235,7 @@ TEST(Server, ErrorStatuses) {
 }
 
 TEST(Server, SigtermStopsCleanly) {
-    server_process s("-np 1 -c 8192");
+    serve_process s(minigpt::test::serve_model(), "-np 1 -c 8192", k_key);
     ASSERT_GT(s.port(), 0) << s.log();
     // A stream in flight when the signal arrives ends with its final chunk.
     auto stream = std::async(std::launch::async, [&s] {
