@@ -222,6 +222,20 @@ inline void attend_row_from_weights(const float* w, std::int64_t n_keys, const v
 
 }  // namespace detail
 
+namespace detail {
+
+// RMSNorm of each of n_heads head_dim-wide vectors stored back to back, in place (QK-norm).
+inline void head_rmsnorm(float* x, const tensor& w, std::int64_t n_heads, std::int64_t head_dim, float eps) {
+    for (std::int64_t h = 0; h < n_heads; ++h) kernels::rmsnorm(x + h * head_dim, x + h * head_dim, w.data<float>(), head_dim, eps);
+}
+
+// y += b for one row; no-op for an absent bias.
+inline void add_bias(float* y, const tensor& b, std::int64_t width) {
+    if (!b.empty()) kernels::add(y, y, b.data<float>(), width);
+}
+
+}  // namespace detail
+
 struct layer_pass;
 
 // Stores a layer's keys and values and runs its attention somewhere other than the
@@ -262,6 +276,24 @@ struct layer_pass {
             else if (r == matrix_role::ffn_down) hooks->ffn_activation(layer, const_cast<float*>(x), n_tokens, c.n_ff, s.pos.data());
         }
         minigpt::project(mm, layer, outs, x, n_tokens, n_threads, deltas);
+    }
+
+    // q, k, v (n_tokens rows each) = Wq·x + bq, Wk·x + bk, Wv·x + bv (biases where the layer has
+    // them); each head of q and k RMS-normed where it has QK-norm weights (Qwen 3, Gemma 3); then
+    // RoPE on q and k.
+    void qkv(const float* x, float* q, float* k, float* v) const {
+        project({{matrix_role::attn_q, q}, {matrix_role::attn_k, k}, {matrix_role::attn_v, v}}, x);
+        const std::int64_t q_dim = c.q_dim(), kv_dim = c.kv_dim();
+        per_token([&](std::int64_t t) {
+            float *qt = q + t * q_dim, *kt = k + t * kv_dim;
+            detail::add_bias(qt, L.attn_q_b, q_dim);
+            detail::add_bias(kt, L.attn_k_b, kv_dim);
+            detail::add_bias(v + t * kv_dim, L.attn_v_b, kv_dim);
+            if (!L.attn_q_norm.empty()) detail::head_rmsnorm(qt, L.attn_q_norm, c.n_head, c.head_dim, c.norm_eps);
+            if (!L.attn_k_norm.empty()) detail::head_rmsnorm(kt, L.attn_k_norm, c.n_head_kv, c.head_dim, c.norm_eps);
+            rope(qt, c.n_head, t);
+            rope(kt, c.n_head_kv, t);
+        });
     }
 
     // fn(t) for every token t. A prefill batch is spread over the threads: the per-token work
@@ -318,18 +350,5 @@ struct layer_pass {
     static float* row(const tensor& buf, std::int64_t t) { return const_cast<float*>(buf.data<float>()) + t * buf.dim(1); }
 };
 
-namespace detail {
-
-// RMSNorm of each of n_heads head_dim-wide vectors stored back to back, in place (QK-norm).
-inline void head_rmsnorm(float* x, const tensor& w, std::int64_t n_heads, std::int64_t head_dim, float eps) {
-    for (std::int64_t h = 0; h < n_heads; ++h) kernels::rmsnorm(x + h * head_dim, x + h * head_dim, w.data<float>(), head_dim, eps);
-}
-
-// y += b for one row; no-op for an absent bias.
-inline void add_bias(float* y, const tensor& b, std::int64_t width) {
-    if (!b.empty()) kernels::add(y, y, b.data<float>(), width);
-}
-
-}  // namespace detail
 
 }  // namespace minigpt

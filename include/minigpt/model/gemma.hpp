@@ -59,7 +59,7 @@ inline void gemma_layer(const layer_pass& p) {
     using namespace kernels;
     const auto& c = p.c;
     const auto& L = p.L;
-    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim(), n_ff = c.n_ff;
+    const std::int64_t n_embd = c.n_embd, n_ff = c.n_ff;
     float *x = p.s.x.data<float>(), *xb = p.s.xb.data<float>();
     float *q = p.s.q.data<float>(), *k = p.s.k.data<float>(), *v = p.s.v.data<float>();
     float *att = p.s.att.data<float>(), *hb = p.s.hb.data<float>(), *hb2 = p.s.hb2.data<float>();
@@ -70,13 +70,7 @@ inline void gemma_layer(const layer_pass& p) {
     };
 
     p.per_token([&](std::int64_t t) { rmsnorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data<float>(), n_embd, c.norm_eps); });
-    p.project({{matrix_role::attn_q, q}, {matrix_role::attn_k, k}, {matrix_role::attn_v, v}}, xb);
-    p.per_token([&](std::int64_t t) {
-        if (!L.attn_q_norm.empty()) minigpt::detail::head_rmsnorm(q + t * q_dim, L.attn_q_norm, c.n_head, c.head_dim, c.norm_eps);
-        if (!L.attn_k_norm.empty()) minigpt::detail::head_rmsnorm(k + t * kv_dim, L.attn_k_norm, c.n_head_kv, c.head_dim, c.norm_eps);
-        p.rope(q + t * q_dim, c.n_head, t);
-        p.rope(k + t * kv_dim, c.n_head_kv, t);
-    });
+    p.qkv(xb, q, k, v);  // QK-norm in Gemma 3
     p.attend(q, k, v, att);
     p.project({{matrix_role::attn_output, xb}}, att);
 

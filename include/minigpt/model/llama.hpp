@@ -63,24 +63,18 @@ inline void attn_residual_swiglu_ffn(const layer_pass& p) {
 
 // x += Wo · attention(rope(Wq·n + bq), rope(Wk·n + bk), Wv·n + bv), n = rmsnorm(x)
 // x += W2 · (silu(W1·n) * W3·n),                                      n = rmsnorm(x)
+// (biases: Qwen2; QK-norm of q and k before RoPE: Qwen3)
 inline void llama_layer(const layer_pass& p) {
     using namespace kernels;
     const auto& c = p.c;
     const auto& L = p.L;
-    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+    const std::int64_t n_embd = c.n_embd;
     float *x = p.s.x.data<float>(), *xb = p.s.xb.data<float>();
     float *q = p.s.q.data<float>(), *k = p.s.k.data<float>(), *v = p.s.v.data<float>();
     float* att = p.s.att.data<float>();
 
     p.per_token([&](std::int64_t t) { rmsnorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data<float>(), n_embd, c.norm_eps); });
-    p.project({{matrix_role::attn_q, q}, {matrix_role::attn_k, k}, {matrix_role::attn_v, v}}, xb);
-    p.per_token([&](std::int64_t t) {
-        minigpt::detail::add_bias(q + t * q_dim, L.attn_q_b, q_dim);
-        minigpt::detail::add_bias(k + t * kv_dim, L.attn_k_b, kv_dim);
-        minigpt::detail::add_bias(v + t * kv_dim, L.attn_v_b, kv_dim);
-        p.rope(q + t * q_dim, c.n_head, t);
-        p.rope(k + t * kv_dim, c.n_head_kv, t);
-    });
+    p.qkv(xb, q, k, v);
     p.attend(q, k, v, att);
     p.project({{matrix_role::attn_output, xb}}, att);
 

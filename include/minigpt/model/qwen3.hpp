@@ -7,7 +7,7 @@
 
 #include "minigpt/kernels/ops.hpp"
 #include "minigpt/model/arch.hpp"
-#include "minigpt/model/llama.hpp"  // attn_residual_swiglu_ffn
+#include "minigpt/model/llama.hpp"  // llama_layer
 
 namespace minigpt {
 
@@ -31,36 +31,14 @@ inline void qwen3_tensors(const model_config& c, model_weights& w, tensor_list& 
     }
 }
 
-// x += Wo · attention(rope(qnorm(Wq·n)), rope(knorm(Wk·n)), Wv·n),   n = rmsnorm(x)
-// x += W2 · (silu(W1·n) * W3·n),                                    n = rmsnorm(x)
-inline void qwen3_layer(const layer_pass& p) {
-    using namespace kernels;
-    const auto& c = p.c;
-    const auto& L = p.L;
-    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
-    float *x = p.s.x.data<float>(), *xb = p.s.xb.data<float>();
-    float *q = p.s.q.data<float>(), *k = p.s.k.data<float>(), *v = p.s.v.data<float>();
-    float* att = p.s.att.data<float>();
-
-    p.per_token([&](std::int64_t t) { rmsnorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data<float>(), n_embd, c.norm_eps); });
-    p.project({{matrix_role::attn_q, q}, {matrix_role::attn_k, k}, {matrix_role::attn_v, v}}, xb);
-    p.per_token([&](std::int64_t t) {
-        minigpt::detail::head_rmsnorm(q + t * q_dim, L.attn_q_norm, c.n_head, c.head_dim, c.norm_eps);
-        minigpt::detail::head_rmsnorm(k + t * kv_dim, L.attn_k_norm, c.n_head_kv, c.head_dim, c.norm_eps);
-        p.rope(q + t * q_dim, c.n_head, t);
-        p.rope(k + t * kv_dim, c.n_head_kv, t);
-    });
-    p.attend(q, k, v, att);
-    p.project({{matrix_role::attn_output, xb}}, att);
-
-    attn_residual_swiglu_ffn(p);
-}
-
+// The layer is llama_layer: layer_pass::qkv applies the QK-norm when the layer has its weights,
+//   x += Wo · attention(rope(qnorm(Wq·n)), rope(knorm(Wk·n)), Wv·n),   n = rmsnorm(x)
+//   x += W2 · (silu(W1·n) * W3·n),                                    n = rmsnorm(x)
 inline const arch_descriptor& qwen3_arch() {
     static const arch_descriptor d{
         "qwen3", {}, norm_kind::rms, true, 1,
         [](model_config& c) { c.rope = kernels::rope_layout::neox; },
-        qwen3_tensors, qwen3_layer};
+        qwen3_tensors, llama_layer};
     return d;
 }
 

@@ -45,7 +45,7 @@ inline void starcoder2_layer(const layer_pass& p) {
     using namespace kernels;
     const auto& c = p.c;
     const auto& L = p.L;
-    const std::int64_t n_embd = c.n_embd, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+    const std::int64_t n_embd = c.n_embd;
     float *x = p.s.x.data<float>(), *xb = p.s.xb.data<float>();
     float *q = p.s.q.data<float>(), *k = p.s.k.data<float>(), *v = p.s.v.data<float>();
     float* att = p.s.att.data<float>();
@@ -54,14 +54,7 @@ inline void starcoder2_layer(const layer_pass& p) {
     };
 
     p.per_token([&](std::int64_t t) { norm(L.attn_norm, L.attn_norm_b, t); });
-    p.project({{matrix_role::attn_q, q}, {matrix_role::attn_k, k}, {matrix_role::attn_v, v}}, xb);
-    p.per_token([&](std::int64_t t) {
-        minigpt::detail::add_bias(q + t * q_dim, L.attn_q_b, q_dim);
-        minigpt::detail::add_bias(k + t * kv_dim, L.attn_k_b, kv_dim);
-        minigpt::detail::add_bias(v + t * kv_dim, L.attn_v_b, kv_dim);
-        p.rope(q + t * q_dim, c.n_head, t);
-        p.rope(k + t * kv_dim, c.n_head_kv, t);
-    });
+    p.qkv(xb, q, k, v);
     p.attend(q, k, v, att);
     p.project({{matrix_role::attn_output, xb}}, att);
 
