@@ -118,6 +118,23 @@ void BM_matmul(benchmark::State& state) {
                                                     benchmark::Counter::kIsRate);
 }
 
+// dequantize_row over 256 x 4096 weights held in L2 (one thread, CPU time): the decoder the GEMM runs
+// on every weight tile, whose cost prefill pays once per block of k_token_block tokens.
+template <dtype T>
+void BM_dequantize(benchmark::State& state) {
+    const tensor& w = weights(T, 256, 4096);
+    std::vector<float> row(4096);
+    for (auto _ : state) {
+        for (std::int64_t r = 0; r < 256; ++r) {
+            quant::dequantize_row(T, w.row_ptr(r), row.data(), 4096);
+            benchmark::DoNotOptimize(row.data());
+        }
+        benchmark::ClobberMemory();
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * w.n_bytes());
+    state.counters["elements/s"] = benchmark::Counter(256.0 * 4096.0 * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 // Sum of a 1 GiB float buffer split over threads: the read bandwidth GEMV is judged against. By
 // default the buffer is in 2 MiB pages like minigpt's weights (core/memory.hpp); the small_pages
 // variant (a std::vector, 4 KiB pages unless THP is "always") shows what the TLB misses cost.
@@ -227,8 +244,28 @@ BENCHMARK(BM_matmul<dtype::q6_k>)->Name("gemm/q6_k")->Apply(gemm_args);
 BENCHMARK(BM_matmul<dtype::q5_0>)->Name("gemm/q5_0")->Apply(gemm_args);
 BENCHMARK(BM_matmul<dtype::q5_1>)->Name("gemm/q5_1")->Apply(gemm_args);
 BENCHMARK(BM_matmul<dtype::q5_k>)->Name("gemm/q5_k")->Apply(gemm_args);
+BENCHMARK(BM_matmul<dtype::q4_1>)->Name("gemm/q4_1")->Apply(gemm_args);
+BENCHMARK(BM_matmul<dtype::iq4_nl>)->Name("gemm/iq4_nl")->Apply(gemm_args);
+BENCHMARK(BM_matmul<dtype::iq4_xs>)->Name("gemm/iq4_xs")->Apply(gemm_args);
+BENCHMARK(BM_matmul<dtype::q2_k>)->Name("gemm/q2_k")->Apply(gemm_args);
+BENCHMARK(BM_matmul<dtype::q3_k>)->Name("gemm/q3_k")->Apply(gemm_args);
 BENCHMARK(BM_matmul<dtype::q8_0, rows>)->Name("gemm_rows/q8_0")->Apply(gemm_args);
 BENCHMARK(BM_matmul<dtype::q4_0, rows>)->Name("gemm_rows/q4_0")->Apply(gemm_args);
+BENCHMARK(BM_dequantize<dtype::q8_0>)->Name("dequantize/q8_0")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dequantize<dtype::q4_0>)->Name("dequantize/q4_0")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dequantize<dtype::q4_k>)->Name("dequantize/q4_k")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dequantize<dtype::q6_k>)->Name("dequantize/q6_k")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dequantize<dtype::q4_1>)->Name("dequantize/q4_1")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dequantize<dtype::q5_0>)->Name("dequantize/q5_0")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dequantize<dtype::q5_1>)->Name("dequantize/q5_1")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dequantize<dtype::iq4_nl>)->Name("dequantize/iq4_nl")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dequantize<dtype::q2_k>)->Name("dequantize/q2_k")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dequantize<dtype::q3_k>)->Name("dequantize/q3_k")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dequantize<dtype::q5_k>)->Name("dequantize/q5_k")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_dequantize<dtype::iq4_xs>)->Name("dequantize/iq4_xs")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_matmul<dtype::q2_k>)->Name("matmul_small/q2_k")->Apply(small_batch_args);
+BENCHMARK(BM_matmul<dtype::q3_k>)->Name("matmul_small/q3_k")->Apply(small_batch_args);
+BENCHMARK(BM_matmul<dtype::q4_k>)->Name("matmul_small/q4_k")->Apply(small_batch_args);
 BENCHMARK(BM_matmul<dtype::f32>)->Name("matmul_small/f32")->Apply(small_batch_args);
 BENCHMARK(BM_matmul<dtype::q4_0>)->Name("matmul_small/q4_0")->Apply(small_batch_args);
 BENCHMARK(BM_matmul<dtype::q4_0, rows>)->Name("matmul_small_rows/q4_0")->Apply(small_batch_args);

@@ -359,6 +359,46 @@ TEST(Matmul, ScalarIntegerKernels) {
     }
 }
 
+// The super-block row kernels on blocks of random bytes: every bit pattern of the packed scales
+// (Q3_K's 6-bit scales split over two fields, Q2_K's scale / min nibbles), quants and high bits,
+// which quantised Gaussian rows do not all reach. fp16 fields are set to random finite scales.
+// One token (one row at a time) and three (four rows at a time), against the double reference on
+// the quantised activations with the tight budget.
+TEST(Matmul, SuperBlockRowKernelsOnRandomBlocks) {
+    struct layout { dtype t; std::vector<std::size_t> fp16_at; };
+    const layout cases[] = {{dtype::q2_k, {80, 82}}, {dtype::q3_k, {108}}, {dtype::q4_k, {0, 2}},
+                            {dtype::q5_k, {0, 2}},   {dtype::q6_k, {208}}, {dtype::iq4_xs, {0}}};
+    std::mt19937 rng(31);
+    std::uniform_real_distribution<float> scale(-0.05f, 0.05f);
+    for (const auto& c : cases) {
+        SCOPED_TRACE(std::string(dtype_name(c.t)));
+        const std::int64_t n_out = 5, n_in = 2048, n_tokens = 3;
+        tensor w = tensor::empty(c.t, {n_out, n_in});
+        auto* bytes = reinterpret_cast<std::uint8_t*>(w.raw());
+        for (std::int64_t i = 0; i < w.n_bytes(); ++i) bytes[i] = static_cast<std::uint8_t>(rng());
+        for (std::int64_t off = 0; off < w.n_bytes(); off += static_cast<std::int64_t>(block_bytes(c.t)))
+            for (std::size_t f : c.fp16_at) {
+                const std::uint16_t h = fp32_to_fp16(scale(rng));
+                std::memcpy(bytes + off + static_cast<std::int64_t>(f), &h, 2);
+            }
+        const auto wd = decoded(w);
+        const auto x = gaussian(static_cast<std::size_t>(n_tokens * n_in), 32);
+        const auto xq = quantised_activations(c.t, x, n_in);
+        for (std::int64_t tokens : {std::int64_t{1}, n_tokens}) {
+            std::vector<float> y(static_cast<std::size_t>(tokens * n_out), NAN);
+            K::detail::matmul_dots(w, x.data(), y.data(), tokens, 1);
+            for (std::int64_t t = 0; t < tokens; ++t)
+                for (std::int64_t r = 0; r < n_out; ++r) {
+                    double want = 0;
+                    for (std::int64_t i = 0; i < n_in; ++i)
+                        want += static_cast<double>(wd[static_cast<std::size_t>(r * n_in + i)]) * xq[static_cast<std::size_t>(t * n_in + i)];
+                    EXPECT_LE(std::fabs(y[static_cast<std::size_t>(t * n_out + r)] - want), budget_for(c.t, wd, x.data() + t * n_in, n_in, r).dots)
+                        << tokens << " tokens, token " << t << " row " << r;
+                }
+        }
+    }
+}
+
 // The scalar twin of the packed kernels (the fallback without AVX-512 VNNI) on a partial group of
 // 7 rows, against the quantised-activation reference with the tight float budget.
 TEST(Matmul, ScalarPackedKernel) {

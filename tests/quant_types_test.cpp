@@ -9,9 +9,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -256,18 +258,61 @@ TEST(QuantTypes, ZeroRowsStayZero) {
     }
 }
 
-// The vectorised decoders (GEMM tiles) give the reference's bits.
+namespace {
+
+// The reference decoder of each type, called directly.
+void reference_decode(dtype t, const void* q, float* y, std::int64_t n) {
+    switch (t) {
+        case dtype::q4_1: ref::dequantize_q4_1(static_cast<const block_q4_1*>(q), y, n); break;
+        case dtype::q5_0: ref::dequantize_q5_0(static_cast<const block_q5_0*>(q), y, n); break;
+        case dtype::q5_1: ref::dequantize_q5_1(static_cast<const block_q5_1*>(q), y, n); break;
+        case dtype::q2_k: ref::dequantize_q2_k(static_cast<const block_q2_k*>(q), y, n); break;
+        case dtype::q3_k: ref::dequantize_q3_k(static_cast<const block_q3_k*>(q), y, n); break;
+        case dtype::q5_k: ref::dequantize_q5_k(static_cast<const block_q5_k*>(q), y, n); break;
+        case dtype::iq4_nl: ref::dequantize_iq4_nl(static_cast<const block_iq4_nl*>(q), y, n); break;
+        case dtype::iq4_xs: ref::dequantize_iq4_xs(static_cast<const block_iq4_xs*>(q), y, n); break;
+        default: FAIL() << "no reference decoder for " << dtype_name(t);
+    }
+}
+
+// Byte offsets of the fp16 fields in one block of t.
+std::vector<std::size_t> fp16_fields(dtype t) {
+    switch (t) {
+        case dtype::q4_1: case dtype::q5_1: case dtype::q5_k: return {0, 2};
+        case dtype::q2_k: return {80, 82};
+        case dtype::q3_k: return {108};
+        default: return {0};  // q5_0, iq4_nl, iq4_xs
+    }
+}
+
+}  // namespace
+
+// The vectorised decoders (dequantize_row, and so the GEMM's tiles) give the reference's bits, on
+// quantised data and on blocks of random bytes (every bit pattern of the quants, scales, high bits;
+// fp16 fields kept finite).
 TEST(QuantTypes, FastDecodersMatchReference) {
     const auto x = gaussian(1024, 9);
-    for (dtype t : {dtype::q5_0, dtype::q5_1, dtype::q5_k}) {
-        std::vector<std::byte> q(row_bytes(t, x.size()));
+    std::mt19937 rng(23);
+    for (dtype t : k_new_types) {
+        SCOPED_TRACE(std::string(dtype_name(t)));
+        std::vector<std::uint8_t> q(row_bytes(t, x.size()));
         quantize_row(t, x.data(), q.data(), 1024);
         std::vector<float> a(1024), b(1024);
         dequantize_row(t, q.data(), a.data(), 1024);
-        if (t == dtype::q5_0) ref::dequantize_q5_0(reinterpret_cast<const block_q5_0*>(q.data()), b.data(), 1024);
-        if (t == dtype::q5_1) ref::dequantize_q5_1(reinterpret_cast<const block_q5_1*>(q.data()), b.data(), 1024);
-        if (t == dtype::q5_k) ref::dequantize_q5_k(reinterpret_cast<const block_q5_k*>(q.data()), b.data(), 1024);
-        EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << dtype_name(t);
+        reference_decode(t, q.data(), b.data(), 1024);
+        EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0);
+
+        const std::int64_t n = 256 * 64;
+        std::vector<std::uint8_t> raw(row_bytes(t, static_cast<std::uint64_t>(n)));
+        for (auto& v : raw) v = static_cast<std::uint8_t>(rng());
+        const std::size_t bb = block_bytes(t);
+        for (std::size_t off = 0; off < raw.size(); off += bb)
+            for (std::size_t f : fp16_fields(t)) raw[off + f + 1] = static_cast<std::uint8_t>(raw[off + f + 1] & 0x7b);
+        std::vector<float> fast(static_cast<std::size_t>(n)), slow(static_cast<std::size_t>(n));
+        dequantize_row(t, raw.data(), fast.data(), n);
+        reference_decode(t, raw.data(), slow.data(), n);
+        for (std::size_t i = 0; i < fast.size(); ++i)
+            ASSERT_EQ(std::bit_cast<std::uint32_t>(fast[i]), std::bit_cast<std::uint32_t>(slow[i])) << i;
     }
 }
 

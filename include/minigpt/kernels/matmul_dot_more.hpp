@@ -245,48 +245,89 @@ MINIGPT_TARGET_AVX2 inline void dot_rows_256_avx2(const std::byte* w, std::int64
     for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]) + extra[r];
 }
 
+// Q2_K and Q3_K keep every scale in registers: the 16 group scales are widened to int16 once per
+// super-block and each 32-byte chunk's pair of them is shuffled out of that register (scale_pair);
+// Q2_K's mins meet the activation group sums in one int16 multiply-add, as Q3_K's "- 4" offset does.
+// The 2-bit fields are cut with immediate shifts, and the eight chunk products go to two int32
+// chains (one per 128-element half) so that the vpdpwssd latencies overlap. Scalar scale handling
+// here held these two at a third of the other K-quants' speed (docs/benchmarks.md).
 template <int R>
-MINIGPT_TARGET_AVX2 inline void dot_q2_k_rows_avx2(const std::byte* w, std::int64_t stride, const act_q8_256* a, std::int64_t n_blocks, float* out) {
-    dot_rows_256_avx2<block_q2_k, R>(w, stride, a, n_blocks, out, [](const block_q2_k* wb, const act_q8_256& ab, float& scale, float& extra) MINIGPT_TARGET_AVX2 {
-        std::int32_t msum = 0;
-        for (int g = 0; g < 16; ++g) msum += (wb->scales[g] >> 4) * ab.bsums[g];
-        extra -= simd::f16_scale(wb->dmin) * ab.d * static_cast<float>(msum);
-        scale = simd::f16_scale(wb->d) * ab.d;
-        simd::i32x8 isum = _mm256_setzero_si256();
-        for (int h = 0; h < 2; ++h) {
-            const simd::u8x32 v = simd::load_u8x32(wb->qs + 32 * h);
-            for (int k = 0; k < 4; ++k) {
-                const int g = 8 * h + 2 * k;
-                isum = simd::dot_u8i8_scaled(isum, simd::two_bits(v, 2 * k), simd::load_i8x32(ab.qs + 128 * h + 32 * k),
-                                             simd::scales_lo_hi(static_cast<std::int16_t>(wb->scales[g] & 0x0f),
-                                                                static_cast<std::int16_t>(wb->scales[g + 1] & 0x0f)));
-            }
+MINIGPT_TARGET_AVX2 inline void dot_q2_k_rows_avx2(const std::byte* w, std::int64_t stride, const act_q8_256* a, std::int64_t n_blocks,
+                                                   float* out) {
+    simd::f32x8 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = simd::zero_f32x8();
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+        const act_q8_256& ab = a[b];
+        const simd::i16x16 bsums = simd::load_i16x16(ab.bsums);
+        for (int r = 0; r < R; ++r) {
+            const block_q2_k* wb = reinterpret_cast<const block_q2_k*>(w + r * stride) + b;
+            const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb->scales));
+            const simd::i16x16 sc = simd::widen_u8_i16(_mm_and_si128(packed, low4));
+            const simd::i16x16 mins = simd::widen_u8_i16(_mm_and_si128(_mm_srli_epi16(packed, 4), low4));
+            const simd::u8x32 v0 = simd::load_u8x32(wb->qs), v1 = simd::load_u8x32(wb->qs + 32);
+            const std::int8_t* x = ab.qs;
+            simd::i32x8 s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+            s0 = simd::dot_u8i8_scaled(s0, simd::two_bits_at<0>(v0), simd::load_i8x32(x), simd::scale_pair<0>(sc));
+            s1 = simd::dot_u8i8_scaled(s1, simd::two_bits_at<0>(v1), simd::load_i8x32(x + 128), simd::scale_pair<4>(sc));
+            s0 = simd::dot_u8i8_scaled(s0, simd::two_bits_at<2>(v0), simd::load_i8x32(x + 32), simd::scale_pair<1>(sc));
+            s1 = simd::dot_u8i8_scaled(s1, simd::two_bits_at<2>(v1), simd::load_i8x32(x + 160), simd::scale_pair<5>(sc));
+            s0 = simd::dot_u8i8_scaled(s0, simd::two_bits_at<4>(v0), simd::load_i8x32(x + 64), simd::scale_pair<2>(sc));
+            s1 = simd::dot_u8i8_scaled(s1, simd::two_bits_at<4>(v1), simd::load_i8x32(x + 192), simd::scale_pair<6>(sc));
+            s0 = simd::dot_u8i8_scaled(s0, simd::two_bits_at<6>(v0), simd::load_i8x32(x + 96), simd::scale_pair<3>(sc));
+            s1 = simd::dot_u8i8_scaled(s1, simd::two_bits_at<6>(v1), simd::load_i8x32(x + 224), simd::scale_pair<7>(sc));
+            const simd::i32x8 msum = simd::dot_i16(_mm256_setzero_si256(), mins, bsums);
+            acc[r] = simd::fma_i32(acc[r], _mm256_add_epi32(s0, s1), simd::f16_scale(wb->d) * ab.d);
+            acc[r] = simd::fma_i32(acc[r], msum, -(simd::f16_scale(wb->dmin) * ab.d));
         }
-        return isum;
-    });
+    }
+    for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]);
+}
+
+// The 16 Q3_K scales (6-bit, minus 32) as int16 lanes: the low 4 bits are the nibbles of bytes
+// 0-7 (groups 0-7 low, 8-15 high), the high 2 bits of group g at bits 2(g/4) of byte 8 + g%4, i.e.
+// lane group g/4 of the word of bytes 8-11 shifted right by 2(g/4) (same values as ref::q3_k_scales).
+MINIGPT_TARGET_AVX2 __attribute__((always_inline)) inline simd::i16x16 q3_k_scales_i16(const std::uint8_t* s) {
+    const __m128i lo8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s));
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+    const __m128i nibbles = _mm_unpacklo_epi64(_mm_and_si128(lo8, low4), _mm_and_si128(_mm_srli_epi16(lo8, 4), low4));
+    std::int32_t hw;
+    std::memcpy(&hw, s + 8, 4);
+    const __m128i high = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(hw), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+    const __m128i values = _mm_or_si128(nibbles, _mm_slli_epi16(high, 4));
+    return simd::widen_i8_i16(_mm_sub_epi8(values, _mm_set1_epi8(32)));
 }
 
 template <int R>
-MINIGPT_TARGET_AVX2 inline void dot_q3_k_rows_avx2(const std::byte* w, std::int64_t stride, const act_q8_256* a, std::int64_t n_blocks, float* out) {
-    dot_rows_256_avx2<block_q3_k, R>(w, stride, a, n_blocks, out, [](const block_q3_k* wb, const act_q8_256& ab, float& scale, float&) MINIGPT_TARGET_AVX2 {
-        int sc[16];
-        quant::ref::q3_k_scales(wb->scales, sc);
-        std::int32_t offset = 0;
-        for (int g = 0; g < 16; ++g) offset += sc[g] * ab.bsums[g];
-        scale = simd::f16_scale(wb->d) * ab.d;
-        simd::i32x8 isum = simd::lane0(-4 * offset);
-        const simd::u8x32 hm = simd::load_u8x32(wb->hmask);
-        for (int h = 0; h < 2; ++h) {
-            const simd::u8x32 v = simd::load_u8x32(wb->qs + 32 * h);
-            for (int k = 0; k < 4; ++k) {
-                const int g = 8 * h + 2 * k;
-                const simd::u8x32 q = simd::bits_or(simd::two_bits(v, 2 * k), simd::select_bit(hm, 4 * h + k, 4));
-                isum = simd::dot_u8i8_scaled(isum, q, simd::load_i8x32(ab.qs + 128 * h + 32 * k),
-                                             simd::scales_lo_hi(static_cast<std::int16_t>(sc[g]), static_cast<std::int16_t>(sc[g + 1])));
-            }
+MINIGPT_TARGET_AVX2 inline void dot_q3_k_rows_avx2(const std::byte* w, std::int64_t stride, const act_q8_256* a, std::int64_t n_blocks,
+                                                   float* out) {
+    simd::f32x8 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = simd::zero_f32x8();
+    for (std::int64_t b = 0; b < n_blocks; ++b) {
+        const act_q8_256& ab = a[b];
+        const simd::i16x16 bsums = simd::load_i16x16(ab.bsums);
+        for (int r = 0; r < R; ++r) {
+            const block_q3_k* wb = reinterpret_cast<const block_q3_k*>(w + r * stride) + b;
+            const simd::i16x16 sc = q3_k_scales_i16(wb->scales);
+            // x = sc * (q - 4) with q = low 2 bits + 4 * high bit (0..7): the -4 goes through the group sums.
+            const simd::i32x8 offset = simd::dot_i16(_mm256_setzero_si256(), sc, bsums);
+            const simd::u8x32 hm = simd::load_u8x32(wb->hmask);
+            const simd::u8x32 v0 = simd::load_u8x32(wb->qs), v1 = simd::load_u8x32(wb->qs + 32);
+            const std::int8_t* x = ab.qs;
+            using simd::bits_or;
+            simd::i32x8 s0 = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 2)), s1 = _mm256_setzero_si256();
+            s0 = simd::dot_u8i8_scaled(s0, bits_or(simd::two_bits_at<0>(v0), simd::bit_as_4<0>(hm)), simd::load_i8x32(x), simd::scale_pair<0>(sc));
+            s1 = simd::dot_u8i8_scaled(s1, bits_or(simd::two_bits_at<0>(v1), simd::bit_as_4<4>(hm)), simd::load_i8x32(x + 128), simd::scale_pair<4>(sc));
+            s0 = simd::dot_u8i8_scaled(s0, bits_or(simd::two_bits_at<2>(v0), simd::bit_as_4<1>(hm)), simd::load_i8x32(x + 32), simd::scale_pair<1>(sc));
+            s1 = simd::dot_u8i8_scaled(s1, bits_or(simd::two_bits_at<2>(v1), simd::bit_as_4<5>(hm)), simd::load_i8x32(x + 160), simd::scale_pair<5>(sc));
+            s0 = simd::dot_u8i8_scaled(s0, bits_or(simd::two_bits_at<4>(v0), simd::bit_as_4<2>(hm)), simd::load_i8x32(x + 64), simd::scale_pair<2>(sc));
+            s1 = simd::dot_u8i8_scaled(s1, bits_or(simd::two_bits_at<4>(v1), simd::bit_as_4<6>(hm)), simd::load_i8x32(x + 192), simd::scale_pair<6>(sc));
+            s0 = simd::dot_u8i8_scaled(s0, bits_or(simd::two_bits_at<6>(v0), simd::bit_as_4<3>(hm)), simd::load_i8x32(x + 96), simd::scale_pair<3>(sc));
+            s1 = simd::dot_u8i8_scaled(s1, bits_or(simd::two_bits_at<6>(v1), simd::bit_as_4<7>(hm)), simd::load_i8x32(x + 224), simd::scale_pair<7>(sc));
+            acc[r] = simd::fma_i32(acc[r], _mm256_add_epi32(s0, s1), simd::f16_scale(wb->d) * ab.d);
         }
-        return isum;
-    });
+    }
+    for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]);
 }
 
 template <int R>

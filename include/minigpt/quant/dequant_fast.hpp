@@ -140,4 +140,108 @@ inline void dequantize_q5_k(const block_q5_k* b, float* y, std::int64_t n) {
     }
 }
 
+// ---- Q4_1, IQ4_NL, IQ4_XS, Q2_K, Q3_K ------------------------------------------------------
+// Same scheme: the block's values unpacked to bytes (with AVX2 in 32-byte stores, which the
+// widening loads that follow can forward from), then one float operation per element as the
+// reference has it: q * d (IQ4_NL; IQ4_XS and Q3_K with the group scale d * sc computed first), the
+// fused q * d + m of Q4_1 and the fused dl * q - ml of Q2_K (what ggml's expressions compile to
+// with FMA; the references state them with std::fma).
+
+namespace detail {
+// The 32 values of a nibble-packed 32-element block (Q4_0's order), IQ4 levels when `levels`.
+inline void unpack_nibbles(const std::uint8_t* qs, std::int8_t* q, bool levels) {
+#if defined(MINIGPT_SIMD_INT8)
+    const __m256i v = simd::unpack_nibbles_16(qs);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), levels ? simd::lookup_16(v, k_iq4nl_values) : v);
+#else
+    for (int j = 0; j < 16; ++j) {
+        const int lo = qs[j] & 0x0f, hi = qs[j] >> 4;
+        q[j] = levels ? k_iq4nl_values[lo] : static_cast<std::int8_t>(lo);
+        q[j + 16] = levels ? k_iq4nl_values[hi] : static_cast<std::int8_t>(hi);
+    }
+#endif
+}
+
+// The 256 2-bit fields of Q2_K / Q3_K in element order (element 128h + 32k + l at bits 2k of
+// qs[32h + l]), plus 4 * (bit 4h + k of hmask[l]) - 4 when hmask is given (Q3_K's q - 4).
+inline void unpack_2bit(const std::uint8_t* qs, const std::uint8_t* hmask, std::int8_t* q) {
+#if defined(MINIGPT_SIMD_INT8)
+    const __m256i four = _mm256_set1_epi8(4);
+    const __m256i hm = hmask ? simd::load_u8x32(hmask) : _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {
+        const __m256i v = simd::load_u8x32(qs + 32 * h);
+        __m256i f[4] = {simd::two_bits_at<0>(v), simd::two_bits_at<2>(v), simd::two_bits_at<4>(v), simd::two_bits_at<6>(v)};
+        if (hmask) {
+            const __m256i hb[4] = {h ? simd::bit_as_4<4>(hm) : simd::bit_as_4<0>(hm), h ? simd::bit_as_4<5>(hm) : simd::bit_as_4<1>(hm),
+                                   h ? simd::bit_as_4<6>(hm) : simd::bit_as_4<2>(hm), h ? simd::bit_as_4<7>(hm) : simd::bit_as_4<3>(hm)};
+            for (int k = 0; k < 4; ++k) f[k] = _mm256_sub_epi8(_mm256_or_si256(f[k], hb[k]), four);
+        }
+        for (int k = 0; k < 4; ++k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 128 * h + 32 * k), f[k]);
+    }
+#else
+    for (int h = 0; h < 2; ++h)
+        for (int k = 0; k < 4; ++k)
+            for (int l = 0; l < 32; ++l) {
+                int v = (qs[32 * h + l] >> (2 * k)) & 3;
+                if (hmask) v += 4 * ((hmask[l] >> (4 * h + k)) & 1) - 4;
+                q[128 * h + 32 * k + l] = static_cast<std::int8_t>(v);
+            }
+#endif
+}
+}  // namespace detail
+
+inline void dequantize_q4_1(const block_q4_1* b, float* y, std::int64_t n) {
+    using detail::B;
+    using detail::L;
+    for (std::int64_t i = 0; i < n / k_qk; ++i) {
+        alignas(32) std::int8_t q[k_qk];
+        detail::unpack_nibbles(b[i].qs, q, false);
+        const B d(simd::half_to_float(b[i].d)), m(simd::half_to_float(b[i].m));
+        for (int j = 0; j < k_qk; j += L) xsimd::fma(simd::load_i8_as_f32(q + j), d, m).store_unaligned(y + i * k_qk + j);
+    }
+}
+
+inline void dequantize_iq4_nl(const block_iq4_nl* b, float* y, std::int64_t n) {
+    for (std::int64_t i = 0; i < n / k_qk; ++i) {
+        alignas(32) std::int8_t q[k_qk];
+        detail::unpack_nibbles(b[i].qs, q, true);
+        detail::scale_bytes(q, simd::half_to_float(b[i].d), y + i * k_qk, k_qk);
+    }
+}
+
+inline void dequantize_iq4_xs(const block_iq4_xs* b, float* y, std::int64_t n) {
+    for (std::int64_t i = 0; i < n / k_qk_k; ++i) {
+        const float d = simd::half_to_float(b[i].d);
+        alignas(32) std::int8_t q[k_qk_k];
+        for (int s = 0; s < 8; ++s) detail::unpack_nibbles(b[i].qs + 16 * s, q + 32 * s, true);
+        for (int s = 0; s < 8; ++s)
+            detail::scale_bytes(q + 32 * s, d * static_cast<float>(ref::iq4_xs_scale(b[i], s)), y + i * k_qk_k + 32 * s, 32);
+    }
+}
+
+inline void dequantize_q2_k(const block_q2_k* b, float* y, std::int64_t n) {
+    using detail::B;
+    using detail::L;
+    for (std::int64_t i = 0; i < n / k_qk_k; ++i) {
+        const float d = simd::half_to_float(b[i].d), dmin = simd::half_to_float(b[i].dmin);
+        alignas(32) std::int8_t q[k_qk_k];
+        detail::unpack_2bit(b[i].qs, nullptr, q);
+        for (int g = 0; g < 16; ++g) {
+            const B dl(d * static_cast<float>(b[i].scales[g] & 0x0f)), ml(dmin * static_cast<float>(b[i].scales[g] >> 4));
+            for (int j = 16 * g; j < 16 * g + 16; j += L) xsimd::fms(dl, simd::load_i8_as_f32(q + j), ml).store_unaligned(y + i * k_qk_k + j);
+        }
+    }
+}
+
+inline void dequantize_q3_k(const block_q3_k* b, float* y, std::int64_t n) {
+    for (std::int64_t i = 0; i < n / k_qk_k; ++i) {
+        const float d = simd::half_to_float(b[i].d);
+        int sc[16];
+        ref::q3_k_scales(b[i].scales, sc);
+        alignas(32) std::int8_t q[k_qk_k];
+        detail::unpack_2bit(b[i].qs, b[i].hmask, q);
+        for (int g = 0; g < 16; ++g) detail::scale_bytes(q + 16 * g, d * static_cast<float>(sc[g]), y + i * k_qk_k + 16 * g, 16);
+    }
+}
+
 }  // namespace minigpt::quant::fast

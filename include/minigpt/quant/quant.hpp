@@ -50,14 +50,14 @@ inline void dequantize_row_unchecked(dtype type, const void* src, float* dst, st
         case dtype::q4_0: fast::dequantize_q4_0(static_cast<const block_q4_0*>(src), dst, n); return;
         case dtype::q4_k: fast::dequantize_q4_k(static_cast<const block_q4_k*>(src), dst, n); return;
         case dtype::q6_k: fast::dequantize_q6_k(static_cast<const block_q6_k*>(src), dst, n); return;
-        case dtype::q4_1: ref::dequantize_q4_1(static_cast<const block_q4_1*>(src), dst, n); return;
+        case dtype::q4_1: fast::dequantize_q4_1(static_cast<const block_q4_1*>(src), dst, n); return;
         case dtype::q5_0: fast::dequantize_q5_0(static_cast<const block_q5_0*>(src), dst, n); return;
         case dtype::q5_1: fast::dequantize_q5_1(static_cast<const block_q5_1*>(src), dst, n); return;
-        case dtype::q2_k: ref::dequantize_q2_k(static_cast<const block_q2_k*>(src), dst, n); return;
-        case dtype::q3_k: ref::dequantize_q3_k(static_cast<const block_q3_k*>(src), dst, n); return;
+        case dtype::q2_k: fast::dequantize_q2_k(static_cast<const block_q2_k*>(src), dst, n); return;
+        case dtype::q3_k: fast::dequantize_q3_k(static_cast<const block_q3_k*>(src), dst, n); return;
         case dtype::q5_k: fast::dequantize_q5_k(static_cast<const block_q5_k*>(src), dst, n); return;
-        case dtype::iq4_nl: ref::dequantize_iq4_nl(static_cast<const block_iq4_nl*>(src), dst, n); return;
-        case dtype::iq4_xs: ref::dequantize_iq4_xs(static_cast<const block_iq4_xs*>(src), dst, n); return;
+        case dtype::iq4_nl: fast::dequantize_iq4_nl(static_cast<const block_iq4_nl*>(src), dst, n); return;
+        case dtype::iq4_xs: fast::dequantize_iq4_xs(static_cast<const block_iq4_xs*>(src), dst, n); return;
     }
 }
 

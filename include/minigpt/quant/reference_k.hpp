@@ -184,9 +184,11 @@ inline void dequantize_q2_k(const block_q2_k* b, float* y, std::int64_t n) {
                 for (int half = 0; half < 2; ++half) {
                     const int g = 8 * h + 2 * k + half;
                     const float dl = d * static_cast<float>(b[i].scales[g] & 0x0f), ml = dmin * static_cast<float>(b[i].scales[g] >> 4);
+                    // Fused multiply-subtract as in dequantize_q4_k (what ggml's dl * q - ml compiles to
+                    // with FMA), stated explicitly so the result does not depend on -ffp-contract.
                     for (int l = 0; l < 16; ++l)
                         yb[128 * h + 32 * k + 16 * half + l] =
-                            dl * static_cast<float>((b[i].qs[32 * h + 16 * half + l] >> (2 * k)) & 3) - ml;
+                            std::fma(dl, static_cast<float>((b[i].qs[32 * h + 16 * half + l] >> (2 * k)) & 3), -ml);
                 }
     }
 }

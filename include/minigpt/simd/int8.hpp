@@ -199,6 +199,53 @@ MINIGPT_INT8_OP i32x8 dot_i8i8_scaled(i32x8 acc, i8x32 a, i8x32 b, i16x16 scales
 #endif
 }
 
+// Per byte: (v >> shift) & 3 with the shift an immediate (Q2_K / Q3_K's 2-bit fields, in the
+// kernels that unroll over the four fields of a byte).
+template <int shift> MINIGPT_INT8_OP u8x32 two_bits_at(u8x32 v) {
+    if constexpr (shift == 0) return _mm256_and_si256(v, _mm256_set1_epi8(3));
+    else return _mm256_and_si256(_mm256_srli_epi16(v, shift), _mm256_set1_epi8(3));
+}
+
+// Per byte: 4 where bit `bit` of v is set, else 0 (Q3_K's high bits, worth 4 in q = low + 4 * hbit).
+// A 16-bit shift moves the bit to position 2 of its own byte (bits shifted across a byte boundary
+// land elsewhere and are masked off).
+template <int bit> MINIGPT_INT8_OP u8x32 bit_as_4(u8x32 v) {
+    if constexpr (bit > 2) return _mm256_and_si256(_mm256_srli_epi16(v, bit - 2), _mm256_set1_epi8(4));
+    else if constexpr (bit < 2) return _mm256_and_si256(_mm256_slli_epi16(v, 2 - bit), _mm256_set1_epi8(4));
+    else return _mm256_and_si256(v, _mm256_set1_epi8(4));
+}
+
+// 16 bytes widened to 16 int16 lanes: unsigned (Q2_K's 4-bit scales and mins) or signed (Q3_K's).
+MINIGPT_INT8_OP i16x16 widen_u8_i16(__m128i v) { return _mm256_cvtepu8_epi16(v); }
+MINIGPT_INT8_OP i16x16 widen_i8_i16(__m128i v) { return _mm256_cvtepi8_epi16(v); }
+MINIGPT_INT8_OP i16x16 load_i16x16(const std::int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+
+// acc[i] + a[2i] * b[2i] + a[2i+1] * b[2i+1] on int16 lanes (vpdpwssd where the build has it).
+// Exact when each pair sum fits int32 (always for products of two int16 pairs not both -32768).
+MINIGPT_INT8_OP i32x8 dot_i16(i32x8 acc, i16x16 a, i16x16 b) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpwssd_epi32(acc, a, b);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpwssd_avx_epi32(acc, a, b);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+// From the 16 int16 group scales of a K-quant super-block (groups of 16 elements), the
+// dot_u8i8_scaled operand of 32-byte chunk j (elements 32j..32j+31): group 2j's scale in the low 8
+// lanes, group 2j+1's in the high 8. One lane permute and one byte shuffle, both on registers
+// (what scales_lo_hi does from two scalars costs two GPR -> vector moves and an insert).
+template <int j> MINIGPT_INT8_OP i16x16 scale_pair(i16x16 all) {
+    static_assert(j >= 0 && j < 8);
+    constexpr char k = static_cast<char>(4 * (j % 4));
+    const __m256i half = _mm256_permute4x64_epi64(all, j < 4 ? 0x44 : 0xee);  // words 8(j/4)..+7 in both lanes
+    const __m256i ctl = _mm256_setr_epi8(k, k + 1, k, k + 1, k, k + 1, k, k + 1, k, k + 1, k, k + 1, k, k + 1, k, k + 1,
+                                         k + 2, k + 3, k + 2, k + 3, k + 2, k + 3, k + 2, k + 3, k + 2, k + 3, k + 2, k + 3,
+                                         k + 2, k + 3, k + 2, k + 3);
+    return _mm256_shuffle_epi8(half, ctl);
+}
+
 // Pins a vector in a register: GCC otherwise reloads a value that many instructions share.
 MINIGPT_INT8_OP void keep_in_register(__m256i& v) { asm("" : "+x"(v)); }
 
