@@ -60,6 +60,22 @@ inline json greedy_completion(const std::string& prompt, int n_tokens) {
     return {{"model", "m"}, {"prompt", prompt}, {"max_tokens", n_tokens}, {"temperature", 0}};
 }
 
+// A scratch folder with the official `openai` npm package (openai@4) installed, kept between runs on
+// one machine and shared by the tests that drive the server with it; "" with npm's output in *why
+// when it cannot be fetched (offline). Tests running at once (ctest -j) install it once: npm runs
+// under flock on the folder.
+inline std::string openai_npm_dir(std::string* why) {
+    const auto dir = std::filesystem::temp_directory_path() / "minigpt-openai-npm";
+    std::filesystem::create_directories(dir);
+    const std::string install = "test -f node_modules/openai/package.json || timeout 120 npm install --no-audit --no-fund --silent openai@4";
+    std::string out;
+    if (run("cd " + dir.string() + " && flock .lock sh -c " + shell_quote(install) + " 2>&1", &out) != 0) {
+        *why = out;
+        return {};
+    }
+    return dir.string();
+}
+
 struct serve_reply {
     int status = 0;
     std::string body;

@@ -138,12 +138,9 @@ TEST(ServerEmbeddings, PoolingFlagIsCheckedBeforeLoading) {
 }
 
 TEST(ServerEmbeddings, OfficialOpenAINodeClient) {
-    const auto dir = std::filesystem::temp_directory_path() / "minigpt-openai-npm";
-    std::filesystem::create_directories(dir);
     std::string out;
-    if (!std::filesystem::exists(dir / "node_modules/openai/package.json") &&
-        run("cd " + dir.string() + " && timeout 120 npm install --no-audit --no-fund --silent openai@4 2>&1", &out) != 0)
-        GTEST_SKIP() << "npm install openai failed (offline?): " << out;
+    const std::filesystem::path dir = minigpt::test::openai_npm_dir(&out);
+    if (dir.empty()) GTEST_SKIP() << "npm install openai failed (offline?): " << out;
     START(s, "-np 1 -c 256");
     const std::string script = R"JS(
 const OpenAI = require('openai');

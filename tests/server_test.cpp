@@ -261,13 +261,9 @@ TEST(Server, SigtermStopsCleanly) {
 }
 
 TEST(Server, OfficialOpenAINodeClient) {
-    // The scratch folder holds the npm package between runs of this test on one machine.
-    const auto dir = std::filesystem::temp_directory_path() / "minigpt-openai-npm";
-    std::filesystem::create_directories(dir);
     std::string out;
-    if (!std::filesystem::exists(dir / "node_modules/openai/package.json") &&
-        run("cd " + dir.string() + " && timeout 120 npm install --no-audit --no-fund --silent openai@4 2>&1", &out) != 0)
-        GTEST_SKIP() << "npm install openai failed (offline?): " << out;
+    const std::filesystem::path dir = minigpt::test::openai_npm_dir(&out);
+    if (dir.empty()) GTEST_SKIP() << "npm install openai failed (offline?): " << out;
     START_SERVER(s, "-np 4 -c 2048");
     const std::string script = R"JS(
 const OpenAI = require('openai');
