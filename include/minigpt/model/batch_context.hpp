@@ -13,10 +13,11 @@
 // blocks (copy-on-write), seq_rm truncates or clears one and frees its blocks.
 //
 // Positions within a sequence are contiguous: a token of sequence s must sit at s's next
-// position (n_pos(s), then n_pos(s)+1 for its next token in the same batch, ...). Unlike
-// context, a batch_context has no LoRA adapters, hidden-state taps or layer callbacks (those
-// stay on the one-sequence context, whose API and speed this class does not touch). Not
-// thread-safe; one batch_context serves all sequences from one thread.
+// position (n_pos(s), then n_pos(s)+1 for its next token in the same batch, ...). LoRA
+// adapters apply to every sequence of a decode (set_adapters). Unlike context, a batch_context
+// has no hidden-state taps or layer callbacks (those stay on the one-sequence context, whose API
+// and speed this class does not touch). Not thread-safe; one batch_context serves all sequences
+// from one thread.
 #pragma once
 
 #include <algorithm>
@@ -148,12 +149,9 @@ public:
     // engine runs sequences of different adapter sets as separate decodes of one step. Keys and
     // values already cached keep the adapters they were computed with.
     void set_adapters(std::vector<lora_binding> adapters) {
-        projection_deltas d = make_projection_deltas(*model_, adapters);
-        d.reserve(params_.n_batch);
-        deltas_ = std::move(d);
-        adapters_ = std::move(adapters);
+        adapters_.set(*model_, std::move(adapters), params_.n_batch);
     }
-    const std::vector<lora_binding>& adapters() const noexcept { return adapters_; }
+    const std::vector<lora_binding>& adapters() const noexcept { return adapters_.bindings(); }
 
     // Runs the model over every token of `b` (see the top of this file for the rules on positions).
     // Bad tokens, positions or sequence ids, or too few free blocks, throw before anything changes.
@@ -267,7 +265,7 @@ private:
         }
         for (std::int64_t l = 0; l < c.n_layer; ++l) {
             layer_pass pass{c, w.layers[static_cast<std::size_t>(l)], *matrices_, l, no_cache_, state_, n, nt, rope_factors_,
-                            nullptr, deltas_.empty() ? nullptr : &deltas_};
+                            nullptr, adapters_.deltas()};
             pass.other_kv = &attention_;
             model_->arch().layer(pass);
         }
@@ -288,7 +286,7 @@ private:
         }
         if (n_out == 0) return;
         float* out = logits_.data() + first_out * c.n_vocab;
-        project(*matrices_, -1, {{matrix_role::output, out}}, fin, n_out, nt, deltas_.empty() ? nullptr : &deltas_);
+        project(*matrices_, -1, {{matrix_role::output, out}}, fin, n_out, nt, adapters_.deltas());
         if (c.final_softcap > 0.0f) kernels::softcap(out, c.final_softcap, n_out * c.n_vocab);
     }
 
@@ -308,8 +306,7 @@ private:
     std::vector<std::pair<std::int32_t, std::int64_t>> grow_;  // (sequences of the last batch) new positions of each
     std::vector<std::int32_t> grow_index_;    // (n_seq_max) index of a sequence in grow_, or -1
     const float* rope_factors_ = nullptr;
-    projection_deltas deltas_;                // adapters_ by (layer, role), with their scratch
-    std::vector<lora_binding> adapters_;
+    adapter_set adapters_;                    // LoRA adapters with their scales and low-rank terms (model/lora.hpp)
 };
 
 }  // namespace minigpt
