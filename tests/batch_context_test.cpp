@@ -147,11 +147,14 @@ TEST(PagedKvCache, ForkSharesBlocksCopyOnWriteAndSeqRmFrees) {
     kv.seq_cp(0, 1);
     kv.seq_cp(0, 2);
     EXPECT_EQ(kv.usage().blocks_used, 3);  // forks store nothing new
+    EXPECT_EQ(kv.usage().blocks_shared, 3);
+    EXPECT_EQ(kv.usage().bytes_shared, 3 * 2 * 2 * bs * kv_dim * 4);  // K and V of 2 layers, F32
     for (auto b : kv.table(0)) EXPECT_EQ(kv.refs(b), 3);
     // Sequence 1 appends: its partial last block is copied first; the parent's rows stay.
     kv.grow(grow_list{{1, 1}});
     write(1, 10, 11, 500.0f);
     EXPECT_EQ(kv.usage().blocks_used, 4);
+    EXPECT_EQ(kv.usage().blocks_shared, 3);  // blocks 0 and 1 by three sequences, the old block 2 by sequences 0 and 2
     EXPECT_EQ(kv.table(1)[0], kv.table(0)[0]);
     EXPECT_NE(kv.table(1)[2], kv.table(0)[2]);
     EXPECT_EQ(read(1, 9), 109.0f);   // copied
@@ -161,6 +164,7 @@ TEST(PagedKvCache, ForkSharesBlocksCopyOnWriteAndSeqRmFrees) {
     kv.grow(grow_list{{0, 3}});
     EXPECT_EQ(kv.usage().blocks_used, 6);  // the copy, and a new block for position 12
     EXPECT_EQ(kv.refs(kv.table(2)[2]), 1);
+    EXPECT_EQ(kv.usage().blocks_shared, 2);
     // seq_rm: a tail frees whole blocks; a hole or a head is refused; a whole sequence always goes.
     EXPECT_TRUE(kv.seq_rm(1, 5, -1));
     EXPECT_EQ(kv.n_pos(1), 5);
@@ -172,6 +176,7 @@ TEST(PagedKvCache, ForkSharesBlocksCopyOnWriteAndSeqRmFrees) {
     EXPECT_TRUE(kv.seq_rm(0, -1, -1));
     EXPECT_EQ(kv.n_pos(0), 0);
     EXPECT_EQ(kv.usage().blocks_used, 3);  // sequence 2's three blocks (two shared with sequence 1)
+    EXPECT_EQ(kv.usage().blocks_shared, 2);
     // A batch that does not fit changes nothing.
     EXPECT_THROW(kv.grow(grow_list{{0, 4 * 16}, {3, 8}}), error);
     EXPECT_EQ(kv.n_pos(0), 0);
@@ -180,6 +185,7 @@ TEST(PagedKvCache, ForkSharesBlocksCopyOnWriteAndSeqRmFrees) {
     EXPECT_THROW(kv.n_pos(4), error);
     kv.clear();
     EXPECT_EQ(kv.usage().blocks_used, 0);
+    EXPECT_EQ(kv.usage().blocks_shared, 0);
     EXPECT_EQ(kv.usage().bytes_total, 2 * 2 * 20 * bs * kv_dim * 4);
 }
 
@@ -308,6 +314,52 @@ TEST(BatchContext, Qwen3MatchesOneSequenceAlone) {
 // N forks of a long prompt store it once; each fork's first token copies only the partly filled
 // last block; the parent's logits do not change when the forks write; seq_rm frees blocks and the
 // truncated sequence continues as if it had never held the removed positions.
+// Hidden-state taps (kNN-LM's ffn_input, embeddings' final_norm): the row of every token of a
+// batch of two interleaved sequences, over several forward passes and with logits asked for only
+// some tokens, equals the state context captures for that token decoding its sequence alone.
+TEST(BatchContext, HiddenTapsMatchOneSequenceAlone) {
+    for (const char* arch : {"llama", "gpt2"}) {
+        const auto m = synth_model(arch, 11);
+        const auto n_embd = m->config().n_embd;
+        const std::vector<std::vector<std::int32_t>> prompts = {prompt_ids(21, 3, m->config().n_vocab), prompt_ids(14, 4, m->config().n_vocab)};
+        for (const hidden_tap tap : {hidden_tap::ffn_input, hidden_tap::final_norm}) {
+            SCOPED_TRACE(std::string(arch) + (tap == hidden_tap::ffn_input ? " ffn_input" : " final_norm"));
+            batch_context bc(m, {.n_ctx = 128, .n_seq_max = 2, .n_batch = 16, .n_threads = 2, .tap = tap});
+            batch b;
+            std::vector<std::pair<int, std::size_t>> who;  // (batch index) sequence and position of each token
+            for (std::size_t i = 0; i < 21; ++i)
+                for (int s = 0; s < 2; ++s)
+                    if (i < prompts[static_cast<std::size_t>(s)].size()) {
+                        b.add(prompts[static_cast<std::size_t>(s)][i], static_cast<std::int64_t>(i), s, i % 5 == 0);
+                        who.emplace_back(s, i);
+                    }
+            bc.decode(b);
+            ASSERT_EQ(bc.tap_output().size(), static_cast<std::size_t>(b.size() * n_embd));
+            std::vector<std::vector<float>> want(2);
+            for (int s = 0; s < 2; ++s) {
+                context ctx(m, {.n_ctx = 128, .n_batch = 16, .n_threads = 2, .tap = tap});
+                ctx.decode(prompts[static_cast<std::size_t>(s)], logits_for::none);
+                want[static_cast<std::size_t>(s)].assign(ctx.tap_output().begin(), ctx.tap_output().end());
+            }
+            float worst = 0;
+            for (std::int64_t i = 0; i < b.size(); ++i) {
+                const auto [s, pos] = who[static_cast<std::size_t>(i)];
+                const auto row = bc.tap_ith(i);
+                const float* w = want[static_cast<std::size_t>(s)].data() + pos * static_cast<std::size_t>(n_embd);
+                for (std::int64_t e = 0; e < n_embd; ++e) worst = std::max(worst, std::abs(row[static_cast<std::size_t>(e)] - w[e]));
+            }
+            EXPECT_LT(worst, 1e-4f);
+            EXPECT_GT(std::abs(bc.tap_ith(0)[0]) + std::abs(bc.tap_ith(0)[1]), 0.0f);
+            EXPECT_THROW(bc.tap_ith(b.size()), error);
+        }
+    }
+    batch_context none(synth_model("llama", 11), {.n_ctx = 64, .n_seq_max = 1});
+    batch one;
+    one.add(1, 0, 0, true);
+    none.decode(one);
+    EXPECT_TRUE(none.tap_output().empty());
+}
+
 TEST(BatchContext, ForksShareThePromptCopyOnWrite) {
     const auto m = synth_model("llama", 21);
     const auto n_vocab = m->config().n_vocab;
