@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "minigpt/generate/model_session.hpp"
+#include "minigpt/model/lora.hpp"
 #include "minigpt/generate/parallel_generation.hpp"
 #include "minigpt/generate/reasoning.hpp"
 #include "test_data.hpp"
@@ -280,4 +281,46 @@ TEST(ParallelGeneration, PathsFromDifferentPromptsMatchTheOneSequencePath) {
         for (std::size_t t = 0; t < want.logprobs.size(); ++t) EXPECT_NEAR(outs[i].logprobs[t].logprob, want.logprobs[t].logprob, 1e-4);
         EXPECT_EQ(bc.n_pos(static_cast<std::int32_t>(i)), ctx.n_past());
     }
+}
+
+// With a LoRA adapter on the session (llama.cpp's stories260K adapter, scale 0.7) the paths still
+// decode in one batch, under the adapter, and equal the one-at-a-time forks (which copy the adapter
+// with the context); the forks continued together keep it.
+TEST(ParallelGeneration, ForksOfASessionWithALoraAdapterBatchUnderIt) {
+    MINIGPT_REQUIRE_SHARED(k_model);
+    MINIGPT_REQUIRE_SHARED("models/lora/stories260K-lora.gguf");
+    const llm lm = llm::load(shared_path(k_model));
+    const std::vector<lora_binding> adapters{{lora_adapter::load(shared_path("models/lora/stories260K-lora.gguf")), 0.7f}};
+    auto inner = std::make_unique<model_session>(lm, context_params{.n_ctx = 256, .n_threads = 1});
+    inner->ctx().set_adapters(adapters);
+    sequential_session sequential(std::move(inner));
+    model_session batched(lm, {.n_ctx = 256, .n_threads = 1});
+    batched.ctx().set_adapters(adapters);
+    model_session base(lm, {.n_ctx = 256, .n_threads = 1});  // no adapter: must differ somewhere
+    const std::string prompt = "Lily wanted to play. She";
+    batched.append(prompt);
+    sequential.append(prompt);
+    base.append(prompt);
+    const auto opts = mixed_options(4, 20);
+    auto got = batched.fork_generate(opts);
+    auto want = sequential.fork_generate(opts);
+    const auto plain = base.fork_generate(opts);
+    EXPECT_EQ(batched.n_batched_paths(), 4u);
+    bool adapter_changed_something = false;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        SCOPED_TRACE("path " + std::to_string(i));
+        expect_same_result(got[i].result, want[i].result);
+        adapter_changed_something = adapter_changed_something || got[i].result.text != plain[i].result.text;
+    }
+    EXPECT_TRUE(adapter_changed_something);
+    std::vector<text_session*> got_ptrs, want_ptrs;
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        got_ptrs.push_back(got[i].session.get());
+        want_ptrs.push_back(want[i].session.get());
+    }
+    const std::vector<std::string> thens(got.size(), " Then");
+    const auto got_more = append_generate_each(got_ptrs, thens, opts);
+    const auto want_more = append_generate_each(want_ptrs, thens, opts);
+    EXPECT_EQ(static_cast<model_session*>(got_ptrs[0])->n_batched_paths(), 4u);
+    for (std::size_t i = 0; i < got_more.size(); ++i) expect_same_result(got_more[i], want_more[i]);
 }

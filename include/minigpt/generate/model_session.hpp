@@ -8,7 +8,8 @@
 // fork_append_generate() does the same for n different texts appended to the shared prompt, and
 // append_generate_each() for n sessions of one model continued at once (each its own sequence).
 // The batched paths equal the one-at-a-time ones (same tokens fed; logits equal up to float
-// rounding); a context with adapters, hooks or a layer callback goes the one-at-a-time way.
+// rounding), LoRA adapters included (sessions continued together must share one adapter set); a
+// context with hooks or a layer callback goes the one-at-a-time way.
 #pragma once
 
 #include <memory>
@@ -98,10 +99,12 @@ public:
             p.n_new = ids[i].size();
             if (p.n_new == 0) p.logits = ctx_->logits(0);
             p.n_ctx = ctx_->n_ctx();
-            forks.push_back(std::unique_ptr<model_session>(new model_session(lm_, std::make_unique<context>(lm_.weights, ctx_->params()))));
+            auto fork_ctx = std::make_unique<context>(lm_.weights, ctx_->params());
+            if (!ctx_->adapters().empty()) fork_ctx->set_adapters(ctx_->adapters());  // as context::fork()
+            forks.push_back(std::unique_ptr<model_session>(new model_session(lm_, std::move(fork_ctx))));
             p.target = forks.back()->ctx_.get();
         }
-        auto results = run_batched(lm_, ctx_->params(), paths, options);
+        auto results = run_batched(lm_, ctx_->params(), ctx_->adapters(), paths, options);
         n_batched_paths_ += paths.size();
         std::vector<forked_generation> out;
         for (std::size_t i = 0; i < options.size(); ++i) {
@@ -126,6 +129,7 @@ public:
         for (std::size_t i = 0; batched && i < sessions.size(); ++i) {
             auto* m = dynamic_cast<model_session*>(sessions[i]);
             batched = m && m->lm_.weights == lm_.weights && m->lm_.vocab == lm_.vocab && m->batchable() &&
+                      same_adapters(m->ctx_->adapters(), ctx_->adapters()) &&
                       m->ctx_->params().kv_type == ctx_->params().kv_type && m->ctx_->n_past() > 0 &&
                       static_cast<std::int64_t>(m->history_.size()) == m->ctx_->n_past();
             if (!batched) break;
@@ -147,7 +151,7 @@ public:
             if (p.n_new == 0) p.logits = m.ctx_->logits(0);
             p.n_ctx = m.ctx_->n_ctx();
         }
-        auto results = run_batched(lm_, ctx_->params(), paths, options);
+        auto results = run_batched(lm_, ctx_->params(), ctx_->adapters(), paths, options);
         n_batched_paths_ += paths.size();
         for (std::size_t i = 0; i < ms.size(); ++i) {
             ms[i]->history_ = std::move(paths[i].history);
@@ -170,8 +174,14 @@ public:
 private:
     model_session(llm lm, std::unique_ptr<context> ctx) : lm_(std::move(lm)), ctx_(std::move(ctx)) {}
 
-    // A batch_context decodes the base model alone: no adapters, hooks or layer callbacks.
-    bool batchable() const { return ctx_->adapters().empty() && !ctx_->hooks() && !ctx_->has_layer_callback(); }
+    // A batch_context carries LoRA adapters (one set for all its sequences) but no hooks or layer callbacks.
+    bool batchable() const { return !ctx_->hooks() && !ctx_->has_layer_callback(); }
+    static bool same_adapters(const std::vector<lora_binding>& a, const std::vector<lora_binding>& b) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (a[i].adapter != b[i].adapter || a[i].scale != b[i].scale) return false;
+        return true;
+    }
 
     // One path of run_batched.
     struct batched_path {
@@ -186,8 +196,8 @@ private:
     // Path i runs in sequence i of one batch_context (path 0 must have a source). As
     // generate_from_tokens leaves a context, each target then holds its history (every generated
     // token but an end-of-generation one) with the logits after the last one.
-    static std::vector<generation_result> run_batched(const llm& lm, const context_params& cp, std::span<batched_path> paths,
-                                                      std::span<const generation_options> options) {
+    static std::vector<generation_result> run_batched(const llm& lm, const context_params& cp, const std::vector<lora_binding>& adapters,
+                                                      std::span<batched_path> paths, std::span<const generation_options> options) {
         const auto n = static_cast<std::int32_t>(paths.size());
         const std::int64_t block = 16;
         const std::int64_t n_shared = static_cast<std::int64_t>(paths[0].history.size() - paths[0].n_new);
@@ -195,6 +205,7 @@ private:
         for (const auto& p : paths) n_ctx_total += p.n_ctx + block - (p.source ? 0 : n_shared);
         batch_context bc(lm.weights, {.n_ctx = n_ctx_total, .n_seq_max = n, .n_batch = cp.n_batch, .block_size = block,
                                       .kv_type = cp.kv_type, .n_threads = cp.n_threads, .repack = cp.repack});
+        if (!adapters.empty()) bc.set_adapters(adapters);
         std::vector<std::vector<std::int32_t>> fresh(paths.size());  // (n_paths, tokens to prefill)
         for (std::int32_t i = 0; i < n; ++i) {
             auto& p = paths[static_cast<std::size_t>(i)];
