@@ -96,6 +96,88 @@ TEST(PagedAttention, MatchesReferenceOverScrambledBlocks) {
     }
 }
 
+// Forks of one prompt (tables that start with the same blocks, then blocks of their own, as seq_cp
+// and copy-on-write leave them) attend over the shared blocks together; the result must equal the
+// double-precision reference as for any tables. Also in the batch: two tokens of one fork (one
+// group member per sequence), a sequence of its own, and GQA heads of 5 forks (20 queries per KV
+// head: chunks of 8, 8, 4).
+TEST(PagedAttention, ForksSharingPromptBlocksMatchReference) {
+    const std::int64_t n_heads = 8, n_kv_heads = 2, head_dim = 40, kv_dim = n_kv_heads * head_dim;
+    for (const paged_case pc : {paged_case{dtype::f32, 4, 0, 0.0f}, paged_case{dtype::f16, 16, 0, 0.0f}, paged_case{dtype::f32, 16, 0, 2.0f}}) {
+        SCOPED_TRACE("block_size " + std::to_string(pc.block_size) + " softcap " + std::to_string(pc.softcap));
+        const std::int64_t bs = pc.block_size, n_prompt = 150, n_blocks = 64;  // 150 > k_attn_block: several online steps shared
+        const std::int64_t pool_rows = n_blocks * bs;
+        const auto kf = gaussian(pool_rows * kv_dim, 4), vf = gaussian(pool_rows * kv_dim, 5);
+        const std::size_t elem = pc.kv_type == dtype::f32 ? 4 : 2;
+        std::vector<std::byte> k(static_cast<std::size_t>(pool_rows * kv_dim) * elem), v(k.size());  // (pool_rows, kv_dim)
+        for (std::int64_t r = 0; r < pool_rows; ++r) {
+            quant::quantize_row(pc.kv_type, kf.data() + r * kv_dim, k.data() + static_cast<std::size_t>(r * kv_dim) * elem, kv_dim);
+            quant::quantize_row(pc.kv_type, vf.data() + r * kv_dim, v.data() + static_cast<std::size_t>(r * kv_dim) * elem, kv_dim);
+        }
+        // Blocks handed out in a scrambled order: the prompt's full blocks, then per fork its copy of
+        // the partial block and blocks for up to 12 more positions.
+        std::vector<std::int32_t> ids(static_cast<std::size_t>(n_blocks));
+        std::iota(ids.begin(), ids.end(), 0);
+        std::shuffle(ids.begin(), ids.end(), std::mt19937(9));
+        std::size_t next = 0;
+        const auto n_full = static_cast<std::size_t>(n_prompt / bs);
+        std::vector<std::int32_t> prompt_blocks(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n_full));
+        next = n_full;
+        std::vector<std::vector<std::int32_t>> tables;
+        const std::vector<std::int64_t> fork_len = {n_prompt + 1, n_prompt + 7, n_prompt + 3, n_prompt + 12, n_prompt + 1};
+        for (const auto len : fork_len) {
+            std::vector<std::int32_t> t = prompt_blocks;
+            while (static_cast<std::int64_t>(t.size()) * bs < len) t.push_back(ids[next++]);
+            tables.push_back(std::move(t));
+        }
+        std::vector<std::int32_t> own;  // a sequence of its own, 60 positions
+        while (static_cast<std::int64_t>(own.size()) * bs < 60) own.push_back(ids[next++]);
+        tables.push_back(own);
+        // Tokens: each fork's newest position, plus fork 1's previous one; the other sequence's last.
+        std::vector<std::int64_t> pos;
+        std::vector<std::span<const std::int32_t>> token_tables;
+        for (std::size_t f = 0; f < fork_len.size(); ++f) {
+            pos.push_back(fork_len[f] - 1);
+            token_tables.emplace_back(tables[f]);
+        }
+        pos.push_back(fork_len[1] - 2);
+        token_tables.emplace_back(tables[1]);
+        pos.push_back(59);
+        token_tables.emplace_back(tables.back());
+        const auto n = static_cast<std::int64_t>(pos.size());
+        kernels::attention_params p;
+        p.n_heads = n_heads;
+        p.n_kv_heads = n_kv_heads;
+        p.head_dim = head_dim;
+        p.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+        p.softcap = pc.softcap;
+        p.kv_type = pc.kv_type;
+        p.positions = pos.data();
+        p.n_threads = 2;
+        const kernels::paged_kv pool{k.data(), v.data(), bs, n_blocks, token_tables.data()};
+        // The five forks form one group over the prompt's full blocks; the rest attend alone.
+        std::vector<std::int64_t> members, shared;
+        std::vector<kernels::detail::fork_group> groups;
+        kernels::detail::find_fork_groups(p, pool, n, members, groups, shared);
+        ASSERT_EQ(groups.size(), 1u);
+        EXPECT_EQ(groups[0].end - groups[0].begin, 5u);
+        EXPECT_EQ(groups[0].n_shared, static_cast<std::int64_t>(n_full) * bs);
+        EXPECT_EQ(shared[5] + shared[6], 0);  // fork 1's second token and the other sequence
+        const auto q = gaussian(n * n_heads * head_dim, 6);
+        std::vector<float> fast(q.size()), want(q.size());
+        kernels::attention_paged(p, pool, q.data(), fast.data(), n);
+        kernels::ref::attention_paged(p, pool, q.data(), want.data(), n);
+        EXPECT_LT(max_abs_diff(fast, want), 2e-5f);
+        // A window turns the sharing off (keys before the window are not every member's).
+        p.window = 100;
+        kernels::detail::find_fork_groups(p, pool, n, members, groups, shared);
+        EXPECT_TRUE(groups.empty());
+        kernels::attention_paged(p, pool, q.data(), fast.data(), n);
+        kernels::ref::attention_paged(p, pool, q.data(), want.data(), n);
+        EXPECT_LT(max_abs_diff(fast, want), 2e-5f);
+    }
+}
+
 TEST(PagedAttention, IdentityTableEqualsContiguousKernel) {
     const std::int64_t n_heads = 4, n_kv_heads = 4, head_dim = 64, kv_dim = n_kv_heads * head_dim, block_size = 16, n_blocks = 12;
     const auto k = gaussian(n_blocks * block_size * kv_dim, 4), v = gaussian(n_blocks * block_size * kv_dim, 5);
