@@ -461,6 +461,24 @@ TEST(BatchContext, ForksShareThePromptCopyOnWrite) {
     for (std::int32_t s = 0; s < 8; ++s) b.add(static_cast<std::int32_t>(100 + s), 50, s, true);
     bc.decode(b);
     EXPECT_EQ(bc.memory().blocks_used, used_prompt + 7);  // seven copies of the shared last block, one kept
+    {
+        // The attention of the next step groups the eight forks over the prompt's three full blocks.
+        std::vector<std::span<const std::int32_t>> tables;
+        for (std::int32_t s = 0; s < 8; ++s) tables.push_back(bc.kv().table(s));
+        const std::vector<std::int64_t> next(8, 51);
+        kernels::attention_params ap;
+        ap.n_heads = m->config().n_head;
+        ap.n_kv_heads = m->config().n_head_kv;
+        ap.head_dim = m->config().head_dim;
+        ap.positions = next.data();
+        const kernels::paged_kv pool{nullptr, nullptr, bs, bc.kv().n_blocks(), tables.data()};
+        std::vector<std::int64_t> members, shared;
+        std::vector<kernels::detail::fork_group> groups;
+        kernels::detail::find_fork_groups(ap, pool, 8, members, groups, shared);
+        ASSERT_EQ(groups.size(), 1u);
+        EXPECT_EQ(members.size(), 8u);
+        EXPECT_EQ(groups[0].n_shared, 48);
+    }
     for (std::int32_t s = 0; s < 8; ++s) {
         auto ids = prompt;
         ids.push_back(100 + s);
