@@ -132,6 +132,7 @@ public:
                       same_adapters(m->ctx_->adapters(), ctx_->adapters()) &&
                       m->ctx_->params().kv_type == ctx_->params().kv_type && m->ctx_->n_past() > 0 &&
                       static_cast<std::int64_t>(m->history_.size()) == m->ctx_->n_past();
+            for (const model_session* other : ms) batched = batched && other->ctx_ != m->ctx_;  // copies share a context
             if (!batched) break;
             ids.push_back(lm_.vocab->encode(appends[i], false));
             batched = m->ctx_->n_past() + static_cast<std::int64_t>(ids.back().size()) <= m->ctx_->n_ctx() &&
