@@ -1,7 +1,8 @@
 // Many sequences decoded together (model/batch_context.hpp) on the synthesised "small" Llama
 // shape: one decode step of N sequences as one batch, aggregate tokens/s for N = 1..16, against
 // N = 1 on the one-sequence context; and the attention kernel over a paged cache against the
-// contiguous one (same keys, blocks of 16 positions, scrambled block table).
+// contiguous one (same keys, blocks of 16 positions, scrambled block table), and forks of one
+// prompt attending over its shared blocks together against each reading its own copy.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -115,5 +116,43 @@ void attention_paged_vs_contiguous(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * n_tokens);
 }
 BENCHMARK(attention_paged_vs_contiguous)->Arg(0)->Arg(1)->ArgName("paged");
+
+// 8 decode tokens of 8 forks of one 480-position prompt (30 shared blocks of 16, then 2 blocks of
+// each fork's own), 12 heads of 64 as GPT-2, one thread: the forks' tables share the prompt's blocks
+// (arg 1: attended together, the prompt's rows read once) or every fork has its own copy of the
+// same rows (arg 0: the same arithmetic, each token reading its own 512 rows).
+void attention_forks_of_one_prompt(benchmark::State& state) {
+    const bool shared = state.range(0) != 0;
+    const std::int64_t n_tokens = 8, n_keys = 512, n_prompt_blocks = 30, n_heads = 12, head_dim = 64, kv_dim = n_heads * head_dim, bs = 16;
+    const std::int64_t own_blocks = n_keys / bs - n_prompt_blocks;
+    const std::int64_t n_blocks = shared ? n_prompt_blocks + n_tokens * own_blocks : n_tokens * n_keys / bs;
+    std::mt19937 rng(2);
+    std::normal_distribution<float> g;
+    std::vector<float> k(static_cast<std::size_t>(n_blocks * bs * kv_dim)), v(k.size()), q(static_cast<std::size_t>(n_tokens * kv_dim)),
+        out(q.size());
+    for (auto* a : {&k, &v, &q})
+        for (auto& x : *a) x = g(rng);
+    std::vector<std::vector<std::int32_t>> tables(static_cast<std::size_t>(n_tokens));
+    std::int32_t next = shared ? static_cast<std::int32_t>(n_prompt_blocks) : 0;
+    for (auto& t : tables) {
+        for (std::int64_t b = 0; b < n_prompt_blocks; ++b) t.push_back(shared ? static_cast<std::int32_t>(b) : next++);
+        for (std::int64_t b = 0; b < own_blocks; ++b) t.push_back(next++);
+    }
+    std::vector<std::span<const std::int32_t>> spans(tables.begin(), tables.end());
+    std::vector<std::int64_t> pos(static_cast<std::size_t>(n_tokens), n_keys - 1);
+    kernels::attention_params p;
+    p.n_heads = p.n_kv_heads = n_heads;
+    p.head_dim = head_dim;
+    p.scale = 0.125f;
+    p.positions = pos.data();
+    p.n_threads = 1;
+    const kernels::paged_kv pool{k.data(), v.data(), bs, n_blocks, spans.data()};
+    for (auto _ : state) {
+        kernels::attention_paged(p, pool, q.data(), out.data(), n_tokens);
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.SetItemsProcessed(state.iterations() * n_tokens);
+}
+BENCHMARK(attention_forks_of_one_prompt)->Arg(0)->Arg(1)->ArgName("shared");
 
 }  // namespace

@@ -96,6 +96,88 @@ TEST(PagedAttention, MatchesReferenceOverScrambledBlocks) {
     }
 }
 
+// Forks of one prompt (tables that start with the same blocks, then blocks of their own, as seq_cp
+// and copy-on-write leave them) attend over the shared blocks together; the result must equal the
+// double-precision reference as for any tables. Also in the batch: two tokens of one fork (one
+// group member per sequence), a sequence of its own, and GQA heads of 5 forks (20 queries per KV
+// head: chunks of 8, 8, 4).
+TEST(PagedAttention, ForksSharingPromptBlocksMatchReference) {
+    const std::int64_t n_heads = 8, n_kv_heads = 2, head_dim = 40, kv_dim = n_kv_heads * head_dim;
+    for (const paged_case pc : {paged_case{dtype::f32, 4, 0, 0.0f}, paged_case{dtype::f16, 16, 0, 0.0f}, paged_case{dtype::f32, 16, 0, 2.0f}}) {
+        SCOPED_TRACE("block_size " + std::to_string(pc.block_size) + " softcap " + std::to_string(pc.softcap));
+        const std::int64_t bs = pc.block_size, n_prompt = 150, n_blocks = 64;  // 150 > k_attn_block: several online steps shared
+        const std::int64_t pool_rows = n_blocks * bs;
+        const auto kf = gaussian(pool_rows * kv_dim, 4), vf = gaussian(pool_rows * kv_dim, 5);
+        const std::size_t elem = pc.kv_type == dtype::f32 ? 4 : 2;
+        std::vector<std::byte> k(static_cast<std::size_t>(pool_rows * kv_dim) * elem), v(k.size());  // (pool_rows, kv_dim)
+        for (std::int64_t r = 0; r < pool_rows; ++r) {
+            quant::quantize_row(pc.kv_type, kf.data() + r * kv_dim, k.data() + static_cast<std::size_t>(r * kv_dim) * elem, kv_dim);
+            quant::quantize_row(pc.kv_type, vf.data() + r * kv_dim, v.data() + static_cast<std::size_t>(r * kv_dim) * elem, kv_dim);
+        }
+        // Blocks handed out in a scrambled order: the prompt's full blocks, then per fork its copy of
+        // the partial block and blocks for up to 12 more positions.
+        std::vector<std::int32_t> ids(static_cast<std::size_t>(n_blocks));
+        std::iota(ids.begin(), ids.end(), 0);
+        std::shuffle(ids.begin(), ids.end(), std::mt19937(9));
+        std::size_t next = 0;
+        const auto n_full = static_cast<std::size_t>(n_prompt / bs);
+        std::vector<std::int32_t> prompt_blocks(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n_full));
+        next = n_full;
+        std::vector<std::vector<std::int32_t>> tables;
+        const std::vector<std::int64_t> fork_len = {n_prompt + 1, n_prompt + 7, n_prompt + 3, n_prompt + 12, n_prompt + 1};
+        for (const auto len : fork_len) {
+            std::vector<std::int32_t> t = prompt_blocks;
+            while (static_cast<std::int64_t>(t.size()) * bs < len) t.push_back(ids[next++]);
+            tables.push_back(std::move(t));
+        }
+        std::vector<std::int32_t> own;  // a sequence of its own, 60 positions
+        while (static_cast<std::int64_t>(own.size()) * bs < 60) own.push_back(ids[next++]);
+        tables.push_back(own);
+        // Tokens: each fork's newest position, plus fork 1's previous one; the other sequence's last.
+        std::vector<std::int64_t> pos;
+        std::vector<std::span<const std::int32_t>> token_tables;
+        for (std::size_t f = 0; f < fork_len.size(); ++f) {
+            pos.push_back(fork_len[f] - 1);
+            token_tables.emplace_back(tables[f]);
+        }
+        pos.push_back(fork_len[1] - 2);
+        token_tables.emplace_back(tables[1]);
+        pos.push_back(59);
+        token_tables.emplace_back(tables.back());
+        const auto n = static_cast<std::int64_t>(pos.size());
+        kernels::attention_params p;
+        p.n_heads = n_heads;
+        p.n_kv_heads = n_kv_heads;
+        p.head_dim = head_dim;
+        p.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+        p.softcap = pc.softcap;
+        p.kv_type = pc.kv_type;
+        p.positions = pos.data();
+        p.n_threads = 2;
+        const kernels::paged_kv pool{k.data(), v.data(), bs, n_blocks, token_tables.data()};
+        // The five forks form one group over the prompt's full blocks; the rest attend alone.
+        std::vector<std::int64_t> members, shared;
+        std::vector<kernels::detail::fork_group> groups;
+        kernels::detail::find_fork_groups(p, pool, n, members, groups, shared);
+        ASSERT_EQ(groups.size(), 1u);
+        EXPECT_EQ(groups[0].end - groups[0].begin, 5u);
+        EXPECT_EQ(groups[0].n_shared, static_cast<std::int64_t>(n_full) * bs);
+        EXPECT_EQ(shared[5] + shared[6], 0);  // fork 1's second token and the other sequence
+        const auto q = gaussian(n * n_heads * head_dim, 6);
+        std::vector<float> fast(q.size()), want(q.size());
+        kernels::attention_paged(p, pool, q.data(), fast.data(), n);
+        kernels::ref::attention_paged(p, pool, q.data(), want.data(), n);
+        EXPECT_LT(max_abs_diff(fast, want), 2e-5f);
+        // A window turns the sharing off (keys before the window are not every member's).
+        p.window = 100;
+        kernels::detail::find_fork_groups(p, pool, n, members, groups, shared);
+        EXPECT_TRUE(groups.empty());
+        kernels::attention_paged(p, pool, q.data(), fast.data(), n);
+        kernels::ref::attention_paged(p, pool, q.data(), want.data(), n);
+        EXPECT_LT(max_abs_diff(fast, want), 2e-5f);
+    }
+}
+
 TEST(PagedAttention, IdentityTableEqualsContiguousKernel) {
     const std::int64_t n_heads = 4, n_kv_heads = 4, head_dim = 64, kv_dim = n_kv_heads * head_dim, block_size = 16, n_blocks = 12;
     const auto k = gaussian(n_blocks * block_size * kv_dim, 4), v = gaussian(n_blocks * block_size * kv_dim, 5);
@@ -147,11 +229,14 @@ TEST(PagedKvCache, ForkSharesBlocksCopyOnWriteAndSeqRmFrees) {
     kv.seq_cp(0, 1);
     kv.seq_cp(0, 2);
     EXPECT_EQ(kv.usage().blocks_used, 3);  // forks store nothing new
+    EXPECT_EQ(kv.usage().blocks_shared, 3);
+    EXPECT_EQ(kv.usage().bytes_shared, 3 * 2 * 2 * bs * kv_dim * 4);  // K and V of 2 layers, F32
     for (auto b : kv.table(0)) EXPECT_EQ(kv.refs(b), 3);
     // Sequence 1 appends: its partial last block is copied first; the parent's rows stay.
     kv.grow(grow_list{{1, 1}});
     write(1, 10, 11, 500.0f);
     EXPECT_EQ(kv.usage().blocks_used, 4);
+    EXPECT_EQ(kv.usage().blocks_shared, 3);  // blocks 0 and 1 by three sequences, the old block 2 by sequences 0 and 2
     EXPECT_EQ(kv.table(1)[0], kv.table(0)[0]);
     EXPECT_NE(kv.table(1)[2], kv.table(0)[2]);
     EXPECT_EQ(read(1, 9), 109.0f);   // copied
@@ -161,6 +246,7 @@ TEST(PagedKvCache, ForkSharesBlocksCopyOnWriteAndSeqRmFrees) {
     kv.grow(grow_list{{0, 3}});
     EXPECT_EQ(kv.usage().blocks_used, 6);  // the copy, and a new block for position 12
     EXPECT_EQ(kv.refs(kv.table(2)[2]), 1);
+    EXPECT_EQ(kv.usage().blocks_shared, 2);
     // seq_rm: a tail frees whole blocks; a hole or a head is refused; a whole sequence always goes.
     EXPECT_TRUE(kv.seq_rm(1, 5, -1));
     EXPECT_EQ(kv.n_pos(1), 5);
@@ -172,6 +258,7 @@ TEST(PagedKvCache, ForkSharesBlocksCopyOnWriteAndSeqRmFrees) {
     EXPECT_TRUE(kv.seq_rm(0, -1, -1));
     EXPECT_EQ(kv.n_pos(0), 0);
     EXPECT_EQ(kv.usage().blocks_used, 3);  // sequence 2's three blocks (two shared with sequence 1)
+    EXPECT_EQ(kv.usage().blocks_shared, 2);
     // A batch that does not fit changes nothing.
     EXPECT_THROW(kv.grow(grow_list{{0, 4 * 16}, {3, 8}}), error);
     EXPECT_EQ(kv.n_pos(0), 0);
@@ -180,6 +267,7 @@ TEST(PagedKvCache, ForkSharesBlocksCopyOnWriteAndSeqRmFrees) {
     EXPECT_THROW(kv.n_pos(4), error);
     kv.clear();
     EXPECT_EQ(kv.usage().blocks_used, 0);
+    EXPECT_EQ(kv.usage().blocks_shared, 0);
     EXPECT_EQ(kv.usage().bytes_total, 2 * 2 * 20 * bs * kv_dim * 4);
 }
 
@@ -308,6 +396,52 @@ TEST(BatchContext, Qwen3MatchesOneSequenceAlone) {
 // N forks of a long prompt store it once; each fork's first token copies only the partly filled
 // last block; the parent's logits do not change when the forks write; seq_rm frees blocks and the
 // truncated sequence continues as if it had never held the removed positions.
+// Hidden-state taps (kNN-LM's ffn_input, embeddings' final_norm): the row of every token of a
+// batch of two interleaved sequences, over several forward passes and with logits asked for only
+// some tokens, equals the state context captures for that token decoding its sequence alone.
+TEST(BatchContext, HiddenTapsMatchOneSequenceAlone) {
+    for (const char* arch : {"llama", "gpt2"}) {
+        const auto m = synth_model(arch, 11);
+        const auto n_embd = m->config().n_embd;
+        const std::vector<std::vector<std::int32_t>> prompts = {prompt_ids(21, 3, m->config().n_vocab), prompt_ids(14, 4, m->config().n_vocab)};
+        for (const hidden_tap tap : {hidden_tap::ffn_input, hidden_tap::final_norm}) {
+            SCOPED_TRACE(std::string(arch) + (tap == hidden_tap::ffn_input ? " ffn_input" : " final_norm"));
+            batch_context bc(m, {.n_ctx = 128, .n_seq_max = 2, .n_batch = 16, .n_threads = 2, .tap = tap});
+            batch b;
+            std::vector<std::pair<int, std::size_t>> who;  // (batch index) sequence and position of each token
+            for (std::size_t i = 0; i < 21; ++i)
+                for (int s = 0; s < 2; ++s)
+                    if (i < prompts[static_cast<std::size_t>(s)].size()) {
+                        b.add(prompts[static_cast<std::size_t>(s)][i], static_cast<std::int64_t>(i), s, i % 5 == 0);
+                        who.emplace_back(s, i);
+                    }
+            bc.decode(b);
+            ASSERT_EQ(bc.tap_output().size(), static_cast<std::size_t>(b.size() * n_embd));
+            std::vector<std::vector<float>> want(2);
+            for (int s = 0; s < 2; ++s) {
+                context ctx(m, {.n_ctx = 128, .n_batch = 16, .n_threads = 2, .tap = tap});
+                ctx.decode(prompts[static_cast<std::size_t>(s)], logits_for::none);
+                want[static_cast<std::size_t>(s)].assign(ctx.tap_output().begin(), ctx.tap_output().end());
+            }
+            float worst = 0;
+            for (std::int64_t i = 0; i < b.size(); ++i) {
+                const auto [s, pos] = who[static_cast<std::size_t>(i)];
+                const auto row = bc.tap_ith(i);
+                const float* w = want[static_cast<std::size_t>(s)].data() + pos * static_cast<std::size_t>(n_embd);
+                for (std::int64_t e = 0; e < n_embd; ++e) worst = std::max(worst, std::abs(row[static_cast<std::size_t>(e)] - w[e]));
+            }
+            EXPECT_LT(worst, 1e-4f);
+            EXPECT_GT(std::abs(bc.tap_ith(0)[0]) + std::abs(bc.tap_ith(0)[1]), 0.0f);
+            EXPECT_THROW(bc.tap_ith(b.size()), error);
+        }
+    }
+    batch_context none(synth_model("llama", 11), {.n_ctx = 64, .n_seq_max = 1});
+    batch one;
+    one.add(1, 0, 0, true);
+    none.decode(one);
+    EXPECT_TRUE(none.tap_output().empty());
+}
+
 TEST(BatchContext, ForksShareThePromptCopyOnWrite) {
     const auto m = synth_model("llama", 21);
     const auto n_vocab = m->config().n_vocab;
@@ -327,6 +461,24 @@ TEST(BatchContext, ForksShareThePromptCopyOnWrite) {
     for (std::int32_t s = 0; s < 8; ++s) b.add(static_cast<std::int32_t>(100 + s), 50, s, true);
     bc.decode(b);
     EXPECT_EQ(bc.memory().blocks_used, used_prompt + 7);  // seven copies of the shared last block, one kept
+    {
+        // The attention of the next step groups the eight forks over the prompt's three full blocks.
+        std::vector<std::span<const std::int32_t>> tables;
+        for (std::int32_t s = 0; s < 8; ++s) tables.push_back(bc.kv().table(s));
+        const std::vector<std::int64_t> next(8, 51);
+        kernels::attention_params ap;
+        ap.n_heads = m->config().n_head;
+        ap.n_kv_heads = m->config().n_head_kv;
+        ap.head_dim = m->config().head_dim;
+        ap.positions = next.data();
+        const kernels::paged_kv pool{nullptr, nullptr, bs, bc.kv().n_blocks(), tables.data()};
+        std::vector<std::int64_t> members, shared;
+        std::vector<kernels::detail::fork_group> groups;
+        kernels::detail::find_fork_groups(ap, pool, 8, members, groups, shared);
+        ASSERT_EQ(groups.size(), 1u);
+        EXPECT_EQ(members.size(), 8u);
+        EXPECT_EQ(groups[0].n_shared, 48);
+    }
     for (std::int32_t s = 0; s < 8; ++s) {
         auto ids = prompt;
         ids.push_back(100 + s);

@@ -4,8 +4,10 @@
 // the few-shot builder's selection with embeddings.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "minigpt/generate/embedding.hpp"
@@ -70,6 +72,32 @@ TEST(Embedding, PoolingMatchesARecomputationFromPerTokenStates) {
     EXPECT_THROW(none.as_function(), error);
     EXPECT_THROW(none.embed_tokens(std::vector<std::int32_t>{}), error);
     EXPECT_THROW(parse_pooling("max"), error);
+}
+
+// Many inputs embedded in batches (each its own sequence, the final-norm states tapped for every
+// token of the batch) equal each embedded alone, for every pooling; more inputs than one pass takes.
+TEST(Embedding, BatchOfInputsEqualsEachAlone) {
+    MINIGPT_REQUIRE_SHARED("models/stories260K.gguf");
+    const llm lm = llm::load(test::shared_path("models/stories260K.gguf"));
+    std::vector<std::vector<std::int32_t>> inputs;
+    for (int i = 0; i < 20; ++i)  // 20 inputs: two passes of at most 16
+        inputs.push_back(lm.vocab->encode(std::string("Tom saw ") + std::to_string(i * 7) + (i % 3 == 0 ? " big red dogs in the park." : " cats."), true));
+    for (const pooling pool : {pooling::mean, pooling::last, pooling::cls, pooling::none}) {
+        SCOPED_TRACE(std::string(pooling_name(pool)));
+        embedder e(lm, {.pool = pool, .normalize = pool == pooling::mean, .n_ctx = 64, .n_threads = 1});
+        const auto got = e.embed_batch(inputs);
+        ASSERT_EQ(got.size(), inputs.size());
+        float worst = 0;
+        for (std::size_t i = 0; i < inputs.size(); ++i) {
+            const auto want = e.embed_tokens(inputs[i]);
+            ASSERT_EQ(got[i].size(), want.size());
+            for (std::size_t d = 0; d < want.size(); ++d) worst = std::max(worst, std::abs(got[i][d] - want[d]));
+        }
+        EXPECT_LT(worst, 1e-4f);
+    }
+    embedder e(lm, {.n_ctx = 16, .n_threads = 1});
+    EXPECT_THROW(e.embed_batch(std::vector<std::vector<std::int32_t>>{{1, 2}, {}}), error);
+    EXPECT_THROW(e.embed_batch(std::vector<std::vector<std::int32_t>>(1, std::vector<std::int32_t>(17, 1))), error);
 }
 
 TEST(Embedding, LastStateTimesOutputMatrixGivesLlama2cLogits) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -19,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "minigpt/model/model.hpp"
 #include "serve_helpers.hpp"
 #include "test_data.hpp"
 
@@ -169,6 +171,43 @@ TEST(Server, EightParallelClients) {
     EXPECT_GE(s.metric("minigpt_requests_total"), 16);
     EXPECT_GT(s.metric("minigpt_tokens_generated_total"), 0);
     EXPECT_GT(s.metric("minigpt_kv_cache_bytes"), 0);
+}
+
+// GET /metrics reports the paged KV cache: blocks (total, used, shared copy-on-write) and their
+// bytes, checked against bytes computed here from the model's shape (K and V of every layer, F32).
+TEST(Server, MetricsReportPagedKvBlocks) {
+    START_SERVER(s, "-np 4 -c 1024");
+    const auto model = minigpt::model::load(minigpt::test::serve_model());
+    const auto& c = model->config();
+    const double block_size = s.metric("minigpt_kv_cache_block_size");
+    ASSERT_GT(block_size, 0);
+    const double bytes_per_block = 2.0 * static_cast<double>(c.n_layer * c.kv_dim()) * 4.0 * block_size;
+    const double blocks = s.metric("minigpt_kv_cache_blocks");
+    EXPECT_GE(blocks * block_size, 1024);
+    EXPECT_EQ(s.metric("minigpt_kv_cache_bytes"), blocks * bytes_per_block);
+    EXPECT_EQ(s.metric("minigpt_kv_cache_blocks_used"), 0);
+    EXPECT_EQ(s.metric("minigpt_kv_cache_blocks_shared"), 0);
+    EXPECT_EQ(s.metric("minigpt_kv_cache_bytes_used"), 0);
+    // Four choices of one prompt several blocks long: the prompt's full blocks are stored once,
+    // shared by the four sequences, and stay cached (for prefix reuse) after the request.
+    json body = greedy_completion("Once upon a time there was a little girl named Lily. She liked to play in the park with her dog "
+                           "Max and her friend Ben every day, and they were very happy.", 4);
+    body["n"] = 4;
+    body["temperature"] = 1.0;
+    body["seed"] = 3;
+    const auto r = s.post("/v1/completions", body);
+    ASSERT_EQ(r["choices"].size(), 4u);
+    const double n_prompt = r["usage"]["prompt_tokens"].get<double>();
+    ASSERT_GE(n_prompt, 2 * block_size);
+    const double used = s.metric("minigpt_kv_cache_blocks_used"), shared = s.metric("minigpt_kv_cache_blocks_shared");
+    EXPECT_GE(shared, std::floor(n_prompt / block_size));
+    EXPECT_LE(shared, used);
+    const double own_copies = 4 * std::ceil((n_prompt + 4) / block_size);  // four unshared sequences
+    EXPECT_LT(used, own_copies);
+    EXPECT_GE(used, std::ceil(n_prompt / block_size));
+    EXPECT_EQ(s.metric("minigpt_kv_cache_bytes_used"), used * bytes_per_block);
+    EXPECT_EQ(s.metric("minigpt_kv_cache_bytes_shared"), shared * bytes_per_block);
+    EXPECT_EQ(s.metric("minigpt_kv_cache_blocks"), blocks);
 }
 
 TEST(Server, CancelledStreamFreesItsSlot) {

@@ -42,17 +42,19 @@ inline batch_run answer_batch(const text_session& session, const batch_prompt& b
 }
 
 // Sends each question in its own few-shot prompt (same instruction and demonstrations as `batch`),
-// each on a fresh fork of `session`.
+// each on a fresh fork of `session`; the forks generate together (text_session::fork_append_generate).
 inline separate_run answer_separately(const text_session& session, const batch_prompt& batch, std::span<const std::string> questions,
                                       const generation_options& options, const few_shot_options& fs = {},
                                       const batch_format& format = {}) {
     separate_run r;
-    for (std::size_t i = 0; i < questions.size(); ++i) {
-        auto s = session.fork();
-        const std::size_t before = s->n_tokens();
-        s->append(separate_prompt(batch, questions, i, fs, format));
-        r.n_prompt_tokens += s->n_tokens() - before;
-        const auto g = s->generate(options);
+    std::vector<std::string> prompts;
+    for (std::size_t i = 0; i < questions.size(); ++i) prompts.push_back(separate_prompt(batch, questions, i, fs, format));
+    const std::vector<generation_options> generations(questions.size(), options);
+    // One fork per prompt, answered together (a model-backed session decodes them in one batch).
+    const auto forks = session.fork_append_generate(prompts, generations);
+    for (const auto& f : forks) {
+        const generation_result& g = f.result;
+        r.n_prompt_tokens += f.n_appended_tokens;
         r.n_generated_tokens += static_cast<std::size_t>(g.n_tokens);
         const std::string first_line = g.text.substr(0, g.text.find('\n'));
         r.answers.push_back(detail::trim(first_line));

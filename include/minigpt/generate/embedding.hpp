@@ -12,6 +12,7 @@
 // selection (text/few_shot.hpp: embedding_cosine).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -22,6 +23,7 @@
 
 #include "minigpt/core/error.hpp"
 #include "minigpt/generate/generation.hpp"
+#include "minigpt/model/batch_context.hpp"
 #include "minigpt/model/context.hpp"
 #include "minigpt/text/few_shot.hpp"
 #include "minigpt/text/tokenizer.hpp"
@@ -118,6 +120,49 @@ public:
         return out;
     }
 
+    // Several inputs at once: each its own sequence of one batch_context, packed into forward
+    // passes of up to max(n_ctx, 512) tokens and 16 inputs, the final-norm states tapped for every
+    // token (batch_context's hidden-state tap) and pooled per input. Vector i equals
+    // embed_tokens(inputs[i]) up to float rounding (the same products, batched).
+    std::vector<std::vector<float>> embed_batch(std::span<const std::vector<std::int32_t>> inputs) {
+        for (std::size_t i = 0; i < inputs.size(); ++i) {
+            if (inputs[i].empty()) throw error("embed_batch: input " + std::to_string(i) + " has no tokens");
+            if (static_cast<std::int64_t>(inputs[i].size()) > ctx_.n_ctx())
+                throw error("embed_batch: input " + std::to_string(i) + " of " + std::to_string(inputs[i].size()) +
+                            " tokens exceeds the context of " + std::to_string(ctx_.n_ctx()));
+        }
+        const std::int64_t budget = std::max<std::int64_t>(ctx_.n_ctx(), 512);
+        const std::int32_t max_inputs = 16;
+        if (!batch_)
+            batch_ = std::make_unique<batch_context>(lm_.weights, batch_context_params{.n_ctx = budget, .n_seq_max = max_inputs,
+                                                                                       .n_threads = params_.n_threads,
+                                                                                       .tap = hidden_tap::final_norm});
+        std::vector<std::vector<float>> out(inputs.size());
+        batch b;
+        for (std::size_t first = 0; first < inputs.size();) {
+            std::size_t end = first;
+            std::int64_t n = 0;
+            while (end < inputs.size() && end - first < static_cast<std::size_t>(max_inputs) &&
+                   n + static_cast<std::int64_t>(inputs[end].size()) <= budget)
+                n += static_cast<std::int64_t>(inputs[end++].size());
+            batch_->clear();
+            b.clear();
+            for (std::size_t i = first; i < end; ++i)
+                for (std::size_t t = 0; t < inputs[i].size(); ++t)
+                    b.add(inputs[i][t], static_cast<std::int64_t>(t), static_cast<std::int32_t>(i - first), false);
+            batch_->decode(b);
+            std::int64_t row = 0;  // the input's first token in the batch
+            for (std::size_t i = first; i < end; ++i) {
+                const auto len = static_cast<std::int64_t>(inputs[i].size());
+                pool_states(batch_->tap_output().subspan(static_cast<std::size_t>(row * n_embd()), static_cast<std::size_t>(len * n_embd())),
+                            len, n_embd(), params_.pool, params_.normalize, out[i]);
+                row += len;
+            }
+            first = end;
+        }
+        return out;
+    }
+
     // For few-shot similarity selection: embedding_cosine(e.as_function()). The embedder must
     // outlive the function (and pooling::none is refused: one vector per text is needed).
     embedding_function as_function() {
@@ -129,6 +174,7 @@ private:
     llm lm_;
     embedding_params params_;
     context ctx_;
+    std::unique_ptr<batch_context> batch_;  // embed_batch's, made at its first call
     std::int64_t last_n_tokens_ = 0;
 };
 

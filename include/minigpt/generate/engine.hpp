@@ -99,7 +99,9 @@ struct engine_stats {
     std::int64_t kv_positions_used = 0, kv_positions_total = 0;  // over all slots
     std::int64_t kv_bytes_total = 0;
     std::int64_t kv_blocks_used = 0, kv_blocks_total = 0;  // of the paged cache (shared blocks once)
-    std::int64_t kv_bytes_used = 0;
+    std::int64_t kv_blocks_shared = 0;        // held by several sequences (forks, reused prompt prefixes)
+    std::int64_t kv_block_size = 0;           // positions per block
+    std::int64_t kv_bytes_used = 0, kv_bytes_shared = 0;
 };
 
 namespace detail {
@@ -511,6 +513,9 @@ private:
         stats_.kv_bytes_used = u.bytes_used;
         stats_.kv_blocks_used = u.blocks_used;
         stats_.kv_blocks_total = u.blocks_total;
+        stats_.kv_blocks_shared = u.blocks_shared;
+        stats_.kv_block_size = u.block_size;
+        stats_.kv_bytes_shared = u.bytes_shared;
     }
 
     // Samples the slot's next token and streams it. Returns the token to feed next, or nothing when

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "minigpt/core/error.hpp"
 #include "minigpt/generate/sampling_params.hpp"
 
 namespace minigpt {
@@ -45,6 +46,7 @@ class text_session;
 struct forked_generation {
     std::unique_ptr<text_session> session;  // the fork, the generated text now in its context
     generation_result result;
+    std::size_t n_appended_tokens = 0;      // tokens its appended text added (fork_append_generate)
 };
 
 class text_session {
@@ -75,6 +77,43 @@ public:
         return out;
     }
 
+    // Path i: a fork of this context, appends[i] appended to it, then options[i] generated there,
+    // i.e. what fork(), append(appends[i]) and generate(options[i]) return. Several prompts
+    // that share this context's prefix (N questions after one set of instructions), answered
+    // together: a model-backed session prefills the appends in one batch and decodes the paths
+    // together. This default runs them one after another.
+    virtual std::vector<forked_generation> fork_append_generate(std::span<const std::string> appends,
+                                                                std::span<const generation_options> options) const {
+        check_path_counts(appends.size(), options.size(), "fork_append_generate");
+        std::vector<forked_generation> out;
+        for (std::size_t i = 0; i < options.size(); ++i) {
+            auto s = fork();
+            const std::size_t before = s->n_tokens();
+            s->append(appends[i]);
+            const std::size_t n_appended = s->n_tokens() - before;
+            auto r = s->generate(options[i]);
+            out.push_back({std::move(s), std::move(r), n_appended});
+        }
+        return out;
+    }
+
+    // For every i: sessions[i]->append(appends[i]), then sessions[i]->generate(options[i]), with
+    // `this` being sessions[0] (called through minigpt::append_generate_each). The default runs
+    // them one after another; model_session decodes them together when every session is a
+    // model_session of the same model.
+    virtual std::vector<generation_result> append_generate_together(std::span<text_session* const> sessions,
+                                                                    std::span<const std::string> appends,
+                                                                    std::span<const generation_options> options) {
+        check_path_counts(appends.size(), options.size(), "append_generate_each");
+        check_path_counts(sessions.size(), options.size(), "append_generate_each");
+        std::vector<generation_result> out;
+        for (std::size_t i = 0; i < sessions.size(); ++i) {
+            sessions[i]->append(appends[i]);
+            out.push_back(sessions[i]->generate(options[i]));
+        }
+        return out;
+    }
+
     // Tokens in the context now, the context's capacity, and the token count of a text.
     virtual std::size_t n_tokens() const = 0;
     virtual std::size_t n_ctx() const = 0;
@@ -82,6 +121,28 @@ public:
 
     // Everything appended or generated so far, as text.
     virtual std::string transcript() const = 0;
+
+protected:
+    static void check_path_counts(std::size_t n_a, std::size_t n_b, const char* fn) {
+        if (n_a != n_b) throw error(std::string(fn) + ": " + std::to_string(n_a) + " texts or sessions for " + std::to_string(n_b) + " generations");
+    }
 };
+
+// Continues several sessions at once: sessions[i] gets appends[i] and then generates options[i]
+// (e.g. the forks of self-consistency each asked for its answer). The sessions must be distinct;
+// model_sessions of one model decode together, one batch per step.
+inline std::vector<generation_result> append_generate_each(std::span<text_session* const> sessions, std::span<const std::string> appends,
+                                                           std::span<const generation_options> options) {
+    if (sessions.empty()) {
+        if (!appends.empty() || !options.empty()) throw error("append_generate_each: texts or generations but no sessions");
+        return {};
+    }
+    for (std::size_t i = 0; i < sessions.size(); ++i) {
+        if (!sessions[i]) throw error("append_generate_each: session " + std::to_string(i) + " is null");
+        for (std::size_t j = 0; j < i; ++j)
+            if (sessions[j] == sessions[i]) throw error("append_generate_each: sessions " + std::to_string(j) + " and " + std::to_string(i) + " are the same");
+    }
+    return sessions[0]->append_generate_together(sessions, appends, options);
+}
 
 }  // namespace minigpt

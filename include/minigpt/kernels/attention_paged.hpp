@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <span>
 #include <string>
@@ -80,11 +81,14 @@ inline void check_paged_attention(const attention_params& p, const paged_kv& kv,
 }
 
 // attn_rows over keys [lo, hi) of one sequence given by its block table; k and v point at the
-// KV head's columns of pool row 0, rows kv_dim apart.
+// KV head's columns of pool row 0, rows kv_dim apart. The online softmax may resume and stop
+// part-way: with m0/l0, o holds the unnormalised sums of earlier keys whose running maximum and
+// denominator are m0/l0 (n_q each); with m1/l1, the state is stored there and o left unnormalised.
 template <class KV>
 inline void attn_rows_paged(const float* q, std::int64_t n_q, const KV* k, const KV* v, std::int64_t kv_dim,
                             std::span<const std::int32_t> table, std::int64_t block_size, std::int64_t lo, std::int64_t hi,
-                            std::int64_t head_dim, float scale, float softcap, float* o) {
+                            std::int64_t head_dim, float scale, float softcap, float* o, const float* m0 = nullptr,
+                            const float* l0 = nullptr, float* m1 = nullptr, float* l1 = nullptr) {
     using B = simd::f32_batch;
     constexpr std::int64_t L = static_cast<std::int64_t>(simd::f32_lanes);
     // (n_q, k_attn_block + L) scores of one step: a segment that starts at an offset that is not a
@@ -93,9 +97,14 @@ inline void attn_rows_paged(const float* q, std::int64_t n_q, const KV* k, const
     float m[k_attn_max_heads], l[k_attn_max_heads], c[k_attn_max_heads];
     bool live[k_attn_max_heads];
     const float ninf = -std::numeric_limits<float>::infinity();
-    std::fill(o, o + n_q * head_dim, 0.0f);
-    std::fill(m, m + n_q, ninf);
-    std::fill(l, l + n_q, 0.0f);
+    if (m0) {
+        std::copy(m0, m0 + n_q, m);
+        std::copy(l0, l0 + n_q, l);
+    } else {
+        std::fill(o, o + n_q * head_dim, 0.0f);
+        std::fill(m, m + n_q, ninf);
+        std::fill(l, l + n_q, 0.0f);
+    }
     // Segment [j, end) of a step lies in one block, or in blocks that follow each other in the pool
     // (a prompt prefilled at once takes consecutive free blocks), so its rows are contiguous.
     auto pool_row = [&](std::int64_t j) {
@@ -155,10 +164,74 @@ inline void attn_rows_paged(const float* q, std::int64_t n_q, const KV* k, const
         }
         j0 = j1;
     }
+    if (m1) {
+        std::copy(m, m + n_q, m1);
+        std::copy(l, l + n_q, l1);
+        return;
+    }
     for (std::int64_t g = 0; g < n_q; ++g) {
         const float inv = 1.0f / l[g];
         for (std::int64_t d = 0; d < head_dim; ++d) o[g * head_dim + d] *= inv;
     }
+}
+
+// Below this many shared keys, attending over a shared prefix together is not worth the gather.
+inline constexpr std::int64_t k_min_shared_keys = 32;
+
+// Tokens of different sequences whose block tables start with the same blocks (forks of one
+// prompt: seq_cp shares the parent's blocks) and that attend from position 0 (no window): their
+// shared keys are read once for all of them. Fills `members` with the groups' tokens, one token
+// per sequence (a sequence is its table's storage), `groups` with (first member, end, shared
+// keys) and shared[t] with the keys token t's group covers (0: none). Every group has at least
+// two tokens and k_min_shared_keys keys, and stops short of each member's own position, whose
+// block is never shared (a sequence writes only into blocks it alone holds).
+struct fork_group {
+    std::size_t begin, end;   // its tokens: members[begin, end)
+    std::int64_t n_shared;    // keys [0, n_shared) shared by all of them
+};
+inline void find_fork_groups(const attention_params& p, const paged_kv& kv, std::int64_t n_tokens, std::vector<std::int64_t>& members,
+                             std::vector<fork_group>& groups, std::vector<std::int64_t>& shared) {
+    members.clear();
+    groups.clear();
+    shared.assign(static_cast<std::size_t>(n_tokens), 0);
+    if (p.window > 0 || n_tokens < 2) return;
+    auto table = [&](std::int64_t t) { return kv.tables[t]; };
+    std::vector<std::int64_t>& order = members;  // sorted candidates, compacted into the groups below
+    for (std::int64_t t = 0; t < n_tokens; ++t)
+        if (p.position(t) >= k_min_shared_keys && !table(t).empty()) order.push_back(t);
+    std::sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+        const auto ta = table(a), tb = table(b);
+        if (ta[0] != tb[0]) return ta[0] < tb[0];
+        if (ta.data() != tb.data()) return std::less<const std::int32_t*>()(ta.data(), tb.data());
+        return a < b;
+    });
+    std::size_t out = 0;
+    for (std::size_t i = 0; i < order.size();) {
+        std::size_t j = i;
+        while (j < order.size() && table(order[j])[0] == table(order[i])[0]) ++j;
+        // One token per sequence: the first of each run of equal tables.
+        const std::size_t begin = out;
+        for (std::size_t r = i; r < j; ++r)
+            if (r == i || table(order[r]).data() != table(order[r - 1]).data()) order[out++] = order[r];
+        const auto first = table(order[begin]);
+        std::int64_t n_blocks = static_cast<std::int64_t>(first.size()), n_shared = std::numeric_limits<std::int64_t>::max();
+        for (std::size_t r = begin; r < out; ++r) {
+            const auto tr = table(order[r]);
+            std::int64_t b = 0;
+            while (b < n_blocks && b < static_cast<std::int64_t>(tr.size()) && tr[static_cast<std::size_t>(b)] == first[static_cast<std::size_t>(b)]) ++b;
+            n_blocks = b;
+            n_shared = std::min(n_shared, p.position(order[r]));  // never a member's own position
+        }
+        n_shared = std::min(n_shared, n_blocks * kv.block_size);
+        if (out - begin >= 2 && n_shared >= k_min_shared_keys) {
+            groups.push_back({begin, out, n_shared});
+            for (std::size_t r = begin; r < out; ++r) shared[static_cast<std::size_t>(order[r])] = n_shared;
+        } else {
+            out = begin;  // not worth it: these tokens attend alone
+        }
+        i = j;
+    }
+    members.resize(out);
 }
 
 template <class KV>
@@ -166,26 +239,102 @@ inline void attention_paged_impl(const attention_params& p, const paged_kv& kv, 
     const std::int64_t n_heads = p.n_heads, n_kv_heads = p.n_kv_heads, head_dim = p.head_dim;
     const std::int64_t q_dim = n_heads * head_dim, kv_dim = n_kv_heads * head_dim;
     const std::int64_t group = n_heads / n_kv_heads;
+    const KV* k = static_cast<const KV*>(kv.k);
+    const KV* v = static_cast<const KV*>(kv.v);
+    // Phase 1, forks of one prompt: the queries of every member of a group (all heads of one KV
+    // head, up to k_attn_max_heads at a time) go over the shared keys together, so those rows are
+    // read once per group instead of once per token; each query's softmax state (running maximum,
+    // denominator, unnormalised sums in out) is kept for phase 2. The scratch is the calling
+    // thread's, named through a reference so the worker threads see that one.
+    struct item {
+        std::size_t g;
+        std::int64_t kvh, q0;  // queries q0.. of the group's (member, head of kvh) list
+    };
+    struct scratch {
+        std::vector<std::int64_t> members, shared;  // see find_fork_groups
+        std::vector<fork_group> groups;
+        std::vector<item> items;
+        std::vector<float> state;  // (n_tokens, n_heads, 2): running maximum and denominator of each query
+    };
+    thread_local scratch scratch_of_thread;
+    scratch& sc = scratch_of_thread;
+    find_fork_groups(p, kv, n_tokens, sc.members, sc.groups, sc.shared);
+    if (!sc.groups.empty()) {
+        sc.state.resize(static_cast<std::size_t>(n_tokens * n_heads * 2));
+        sc.items.clear();
+        double work = 0.0;
+        for (std::size_t gi = 0; gi < sc.groups.size(); ++gi) {
+            const auto n_q = static_cast<std::int64_t>(sc.groups[gi].end - sc.groups[gi].begin) * group;
+            for (std::int64_t kvh = 0; kvh < n_kv_heads; ++kvh)
+                for (std::int64_t q0 = 0; q0 < n_q; q0 += k_attn_max_heads) sc.items.push_back({gi, kvh, q0});
+            work += static_cast<double>(sc.groups[gi].n_shared) * static_cast<double>(n_q * n_kv_heads * head_dim);
+        }
+        const int nt1 = work < 65536.0 ? 1 : resolve_threads(p.n_threads);
+        parallel_for(static_cast<std::int64_t>(sc.items.size()), nt1, [&](std::int64_t begin, std::int64_t end) {
+            constexpr std::int64_t max_inline_dim = 256;
+            alignas(64) float qs[k_attn_max_heads * max_inline_dim], os[k_attn_max_heads * max_inline_dim];  // (n_q, head_dim) each
+            std::vector<float> heap;  // the same two buffers for a wider head
+            float* qb = qs;
+            float* ob = os;
+            if (head_dim > max_inline_dim) {
+                heap.resize(static_cast<std::size_t>(2 * k_attn_max_heads * head_dim));
+                qb = heap.data();
+                ob = qb + k_attn_max_heads * head_dim;
+            }
+            float m1[k_attn_max_heads], l1[k_attn_max_heads];
+            for (std::int64_t i = begin; i < end; ++i) {
+                const item& it = sc.items[static_cast<std::size_t>(i)];
+                const fork_group& gr = sc.groups[it.g];
+                const std::int64_t n_q = std::min(k_attn_max_heads, static_cast<std::int64_t>(gr.end - gr.begin) * group - it.q0);
+                auto token_of = [&](std::int64_t qi) { return sc.members[gr.begin + static_cast<std::size_t>((it.q0 + qi) / group)]; };
+                auto head_of = [&](std::int64_t qi) { return it.kvh * group + (it.q0 + qi) % group; };
+                for (std::int64_t qi = 0; qi < n_q; ++qi) {
+                    const float* src = q + token_of(qi) * q_dim + head_of(qi) * head_dim;
+                    std::copy(src, src + head_dim, qb + qi * head_dim);
+                }
+                attn_rows_paged(qb, n_q, k + it.kvh * head_dim, v + it.kvh * head_dim, kv_dim, kv.tables[sc.members[gr.begin]],
+                                kv.block_size, 0, gr.n_shared, head_dim, p.scale, p.softcap, ob, nullptr, nullptr, m1, l1);
+                for (std::int64_t qi = 0; qi < n_q; ++qi) {
+                    const std::int64_t t = token_of(qi), h = head_of(qi);
+                    std::copy(ob + qi * head_dim, ob + (qi + 1) * head_dim, out + t * q_dim + h * head_dim);
+                    sc.state[static_cast<std::size_t>((t * n_heads + h) * 2)] = m1[qi];
+                    sc.state[static_cast<std::size_t>((t * n_heads + h) * 2 + 1)] = l1[qi];
+                }
+            }
+        });
+    }
     // The same work split as attention_impl: (token, up to eight heads of one KV group) items,
     // tokens dealt in zig-zag order, small passes on the calling thread.
     double pairs = 0.0;
-    for (std::int64_t t = 0; t < n_tokens; ++t) pairs += static_cast<double>(p.position(t) - p.first_key(t) + 1);
+    for (std::int64_t t = 0; t < n_tokens; ++t)
+        pairs += static_cast<double>(p.position(t) - std::max(p.first_key(t), sc.shared[static_cast<std::size_t>(t)]) + 1);
     const int nt = pairs * static_cast<double>(n_heads * head_dim) < 65536.0 ? 1 : resolve_threads(p.n_threads);
     std::int64_t per_item = std::min(group, k_attn_max_heads);
     while (per_item > 1 && n_tokens * n_kv_heads * ((group + per_item - 1) / per_item) < 2 * nt) per_item = (per_item + 1) / 2;
     const std::int64_t chunks = (group + per_item - 1) / per_item;
     const std::int64_t per_token = n_kv_heads * chunks;
-    const KV* k = static_cast<const KV*>(kv.k);
-    const KV* v = static_cast<const KV*>(kv.v);
+    // Phase 2: every token over its own keys (after its group's shared ones, resuming their state).
     parallel_for(n_tokens * per_token, nt, [&](std::int64_t begin, std::int64_t end) {
         for (std::int64_t i = begin; i < end; ++i) {
             const std::int64_t slot = i / per_token, r = i % per_token;
             const std::int64_t t = slot % 2 == 0 ? slot / 2 : n_tokens - 1 - slot / 2;
             const std::int64_t kvh = r / chunks, h0 = kvh * group + (r % chunks) * per_item;
             const std::int64_t n_q = std::min(per_item, (kvh + 1) * group - h0);
+            const std::int64_t n_shared = sc.shared[static_cast<std::size_t>(t)];
+            if (n_shared == 0) {
+                attn_rows_paged(q + t * q_dim + h0 * head_dim, n_q, k + kvh * head_dim, v + kvh * head_dim, kv_dim, kv.tables[t],
+                                kv.block_size, p.first_key(t), p.position(t) + 1, head_dim, p.scale, p.softcap,
+                                out + t * q_dim + h0 * head_dim);
+                continue;
+            }
+            float m0[k_attn_max_heads], l0[k_attn_max_heads];
+            for (std::int64_t g = 0; g < n_q; ++g) {
+                m0[g] = sc.state[static_cast<std::size_t>((t * n_heads + h0 + g) * 2)];
+                l0[g] = sc.state[static_cast<std::size_t>((t * n_heads + h0 + g) * 2 + 1)];
+            }
             attn_rows_paged(q + t * q_dim + h0 * head_dim, n_q, k + kvh * head_dim, v + kvh * head_dim, kv_dim, kv.tables[t],
-                            kv.block_size, p.first_key(t), p.position(t) + 1, head_dim, p.scale, p.softcap,
-                            out + t * q_dim + h0 * head_dim);
+                            kv.block_size, n_shared, p.position(t) + 1, head_dim, p.scale, p.softcap, out + t * q_dim + h0 * head_dim,
+                            m0, l0);
         }
     });
 }

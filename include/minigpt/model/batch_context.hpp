@@ -13,10 +13,12 @@
 // blocks (copy-on-write), seq_rm truncates or clears one and frees its blocks.
 //
 // Positions within a sequence are contiguous: a token of sequence s must sit at s's next
-// position (n_pos(s), then n_pos(s)+1 for its next token in the same batch, ...). Unlike
-// context, a batch_context has no LoRA adapters, hidden-state taps or layer callbacks (those
-// stay on the one-sequence context, whose API and speed this class does not touch). Not
-// thread-safe; one batch_context serves all sequences from one thread.
+// position (n_pos(s), then n_pos(s)+1 for its next token in the same batch, ...). LoRA
+// adapters apply to every sequence of a decode (set_adapters). A hidden-state tap (params().tap,
+// as context's) captures the state of every token of a batch, row i for token i, whatever its
+// sequence (kNN-LM queries, embeddings). Unlike context, a batch_context has no inspection hooks or
+// layer callbacks (those stay on the one-sequence context, whose API and speed this class does not
+// touch). Not thread-safe; one batch_context serves all sequences from one thread.
 #pragma once
 
 #include <algorithm>
@@ -65,6 +67,7 @@ struct batch_context_params {
     dtype kv_type = dtype::f32;     // f32 or f16
     int n_threads = 0;              // 0: physical cores
     bool repack = true;             // as context_params::repack
+    hidden_tap tap = hidden_tap::none;  // hidden state captured for every token of a batch (as context_params::tap)
 };
 
 namespace detail {
@@ -144,16 +147,14 @@ public:
     std::int32_t n_seq_max() const noexcept { return params_.n_seq_max; }
     std::int64_t n_vocab() const noexcept { return model_->config().n_vocab; }
     void set_threads(int n_threads) noexcept { params_.n_threads = n_threads; }
+    void set_tap(hidden_tap tap) noexcept { params_.tap = tap; }
     // LoRA adapters (model/lora.hpp) for the following decode() calls, as context::set_adapters; the
     // engine runs sequences of different adapter sets as separate decodes of one step. Keys and
     // values already cached keep the adapters they were computed with.
     void set_adapters(std::vector<lora_binding> adapters) {
-        projection_deltas d = make_projection_deltas(*model_, adapters);
-        d.reserve(params_.n_batch);
-        deltas_ = std::move(d);
-        adapters_ = std::move(adapters);
+        adapters_.set(*model_, std::move(adapters), params_.n_batch);
     }
-    const std::vector<lora_binding>& adapters() const noexcept { return adapters_; }
+    const std::vector<lora_binding>& adapters() const noexcept { return adapters_.bindings(); }
 
     // Runs the model over every token of `b` (see the top of this file for the rules on positions).
     // Bad tokens, positions or sequence ids, or too few free blocks, throw before anything changes.
@@ -197,6 +198,7 @@ public:
         for (std::int64_t i = 0; i < n; ++i)
             if (b.logits[static_cast<std::size_t>(i)]) out_row_[static_cast<std::size_t>(i)] = n_outputs_++;
         logits_.resize(static_cast<std::size_t>(n_outputs_ * c.n_vocab));  // grows once, then reuses capacity
+        tap_.resize(params_.tap == hidden_tap::none ? 0 : static_cast<std::size_t>(n * c.n_embd));
         for (std::int64_t done = 0; done < n; done += params_.n_batch) forward_chunk(b, done, std::min(params_.n_batch, n - done));
     }
 
@@ -206,6 +208,15 @@ public:
             throw error("batch_context::logits_ith: token " + std::to_string(i) + " of the last batch has no logits");
         return std::span<const float>(logits_).subspan(static_cast<std::size_t>(out_row_[static_cast<std::size_t>(i)] * n_vocab()),
                                                        static_cast<std::size_t>(n_vocab()));
+    }
+    // Hidden states captured at params().tap for every token of the last decode(), in batch order:
+    // (n_tokens, n_embd); empty without a tap.
+    std::span<const float> tap_output() const noexcept { return tap_; }
+    std::span<const float> tap_ith(std::int64_t i) const {
+        const std::int64_t n_embd = model_->config().n_embd;
+        if (i < 0 || (i + 1) * n_embd > static_cast<std::int64_t>(tap_.size()))
+            throw error("batch_context::tap_ith: token " + std::to_string(i) + " of the last batch has no captured state");
+        return std::span<const float>(tap_).subspan(static_cast<std::size_t>(i * n_embd), static_cast<std::size_t>(n_embd));
     }
     // Every computed row, in batch order: (n_outputs, n_vocab).
     std::span<const float> logits() const noexcept { return logits_; }
@@ -265,13 +276,26 @@ private:
                 kernels::add(row, row, pe, c.n_embd);
             }
         }
+        float* tap = tap_.empty() ? nullptr : tap_.data() + i0 * c.n_embd;  // (n, n_embd) this chunk's rows
+        float* ffn_tap = params_.tap == hidden_tap::ffn_input ? tap : nullptr;
         for (std::int64_t l = 0; l < c.n_layer; ++l) {
             layer_pass pass{c, w.layers[static_cast<std::size_t>(l)], *matrices_, l, no_cache_, state_, n, nt, rope_factors_,
-                            nullptr, deltas_.empty() ? nullptr : &deltas_};
+                            l == c.n_layer - 1 ? ffn_tap : nullptr, adapters_.deltas()};
             pass.other_kv = &attention_;
             model_->arch().layer(pass);
         }
         // Final norm of the rows that want logits (consecutive output rows), then one output product.
+        // A final_norm tap needs every row normed: into the tap, the output rows copied from there.
+        auto final_norm = [&](float* dst, const float* src) {
+            if (c.norm == norm_kind::layer)
+                kernels::layernorm(dst, src, w.output_norm.data<float>(), w.output_norm_b.empty() ? nullptr : w.output_norm_b.data<float>(),
+                                   c.n_embd, c.norm_eps);
+            else
+                kernels::rmsnorm(dst, src, w.output_norm.data<float>(), c.n_embd, c.norm_eps);
+        };
+        const bool tap_final = params_.tap == hidden_tap::final_norm;
+        if (tap_final)
+            for (std::int64_t t = 0; t < n; ++t) final_norm(tap + t * c.n_embd, x + t * c.n_embd);
         std::int64_t n_out = 0, first_out = -1;
         float* fin = final_.data<float>();  // (n_out, n_embd)
         for (std::int64_t t = 0; t < n; ++t) {
@@ -279,16 +303,13 @@ private:
             if (r < 0) continue;
             if (first_out < 0) first_out = r;
             float* dst = fin + n_out * c.n_embd;
-            if (c.norm == norm_kind::layer)
-                kernels::layernorm(dst, x + t * c.n_embd, w.output_norm.data<float>(),
-                                   w.output_norm_b.empty() ? nullptr : w.output_norm_b.data<float>(), c.n_embd, c.norm_eps);
-            else
-                kernels::rmsnorm(dst, x + t * c.n_embd, w.output_norm.data<float>(), c.n_embd, c.norm_eps);
+            if (tap_final) std::copy(tap + t * c.n_embd, tap + (t + 1) * c.n_embd, dst);
+            else final_norm(dst, x + t * c.n_embd);
             ++n_out;
         }
         if (n_out == 0) return;
         float* out = logits_.data() + first_out * c.n_vocab;
-        project(*matrices_, -1, {{matrix_role::output, out}}, fin, n_out, nt, deltas_.empty() ? nullptr : &deltas_);
+        project(*matrices_, -1, {{matrix_role::output, out}}, fin, n_out, nt, adapters_.deltas());
         if (c.final_softcap > 0.0f) kernels::softcap(out, c.final_softcap, n_out * c.n_vocab);
     }
 
@@ -301,6 +322,7 @@ private:
     forward_state state_;
     tensor final_;                            // (n_batch, n_embd)
     std::vector<float> logits_;               // (n_outputs, n_vocab)
+    std::vector<float> tap_;                  // (n_tokens of the last batch, n_embd) when params_.tap is set
     std::vector<std::int64_t> out_row_;       // (n_tokens of the last batch) logits row of each token, or -1
     std::int64_t n_outputs_ = 0;
     std::vector<std::int64_t> rows_;          // (n_batch) pool row of each token of a chunk
@@ -308,8 +330,7 @@ private:
     std::vector<std::pair<std::int32_t, std::int64_t>> grow_;  // (sequences of the last batch) new positions of each
     std::vector<std::int32_t> grow_index_;    // (n_seq_max) index of a sequence in grow_, or -1
     const float* rope_factors_ = nullptr;
-    projection_deltas deltas_;                // adapters_ by (layer, role), with their scratch
-    std::vector<lora_binding> adapters_;
+    adapter_set adapters_;                    // LoRA adapters with their scales and low-rank terms (model/lora.hpp)
 };
 
 }  // namespace minigpt

@@ -135,7 +135,7 @@ public:
         c->n_logits_rows_ = n_logits_rows_;
         c->layer_callback_ = layer_callback_;
         if (hooks_) c->set_hooks(hooks_->hooks());
-        if (!adapters_.empty()) c->set_adapters(adapters_);
+        if (!adapters_.empty()) c->set_adapters(adapters_.bindings());
         return c;
     }
 
@@ -148,6 +148,7 @@ public:
     void set_threads(int n_threads) noexcept { params_.n_threads = n_threads; }
     void set_tap(hidden_tap tap) noexcept { params_.tap = tap; }
     void set_layer_callback(layer_callback cb) { layer_callback_ = std::move(cb); }
+    bool has_layer_callback() const noexcept { return static_cast<bool>(layer_callback_); }
 
     // Runs these inspection hooks (model/hooks.hpp: feed-forward activations, attention weights,
     // residual stream; read, and patch where writable) in every following decode(). Throws for a
@@ -163,12 +164,9 @@ public:
     // (model/lora.hpp); an empty list returns to the base. The base is shared, never copied, so other
     // contexts of the model keep their own adapters. The KV cache already filled is kept as it is.
     void set_adapters(std::vector<lora_binding> adapters) {
-        projection_deltas d = make_projection_deltas(*model_, adapters);
-        d.reserve(params_.n_batch);
-        deltas_ = std::move(d);
-        adapters_ = std::move(adapters);
+        adapters_.set(*model_, std::move(adapters), params_.n_batch);
     }
-    const std::vector<lora_binding>& adapters() const noexcept { return adapters_; }
+    const std::vector<lora_binding>& adapters() const noexcept { return adapters_.bindings(); }
 
     // Runs the model over `tokens` at positions n_past().., adding them to the KV cache.
     void decode(std::span<const std::int32_t> tokens, logits_for which = logits_for::last) {
@@ -260,7 +258,7 @@ private:
         float* ffn_tap = params_.tap == hidden_tap::ffn_input ? tap_out : nullptr;
         for (std::int64_t l = 0; l < c.n_layer; ++l) {
             const layer_pass pass{c, w.layers[static_cast<std::size_t>(l)], *matrices_, l, kv_, state_, n, nt, rope_factors_,
-                                  l == c.n_layer - 1 ? ffn_tap : nullptr, deltas_.empty() ? nullptr : &deltas_, hooks_.get()};
+                                  l == c.n_layer - 1 ? ffn_tap : nullptr, adapters_.deltas(), hooks_.get()};
             model_->arch().layer(pass);
             if (hooks_) hooks_->residual(l, x, n, c.n_embd, state_.pos.data());
             if (layer_callback_) layer_callback_(l, std::span<const float>(x, static_cast<std::size_t>(n * c.n_embd)), n);
@@ -282,7 +280,7 @@ private:
         if (!logits_out) return;
         const std::int64_t rows = all_rows ? n : 1;
         project(*matrices_, -1, {{matrix_role::output, logits_out}}, all_rows ? fin : fin + (n - 1) * c.n_embd, rows, nt,
-                deltas_.empty() ? nullptr : &deltas_);
+                adapters_.deltas());
         if (c.final_softcap > 0.0f) kernels::softcap(logits_out, c.final_softcap, rows * c.n_vocab);
     }
 
@@ -298,8 +296,7 @@ private:
     std::int64_t n_past_ = 0;
     layer_callback layer_callback_;
     std::unique_ptr<hook_set> hooks_;      // inspection hooks, or null
-    std::vector<lora_binding> adapters_;   // LoRA adapters with their scales (empty: the base alone)
-    projection_deltas deltas_;             // adapters_ by (layer, role), with their scratch
+    adapter_set adapters_;                 // LoRA adapters with their scales and low-rank terms (model/lora.hpp)
     const float* rope_factors_ = nullptr;  // (n_rot/2) chosen at construction, or null
 };
 

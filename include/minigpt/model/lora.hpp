@@ -168,4 +168,25 @@ inline projection_deltas make_projection_deltas(const model& m, const std::vecto
     return d;
 }
 
+// The adapters a context runs with and their low-rank terms, as context and batch_context hold
+// them. set() validates every binding and builds the new terms (with scratch for n_batch tokens)
+// before replacing anything, so a bad adapter leaves the previous set in place.
+class adapter_set {
+public:
+    void set(const model& m, std::vector<lora_binding> bindings, std::int64_t n_batch) {
+        projection_deltas d = make_projection_deltas(m, bindings);
+        d.reserve(n_batch);
+        deltas_ = std::move(d);
+        bindings_ = std::move(bindings);
+    }
+    const std::vector<lora_binding>& bindings() const noexcept { return bindings_; }
+    bool empty() const noexcept { return bindings_.empty(); }
+    // What project() takes: null when no adapter adds a term.
+    const projection_deltas* deltas() const noexcept { return deltas_.empty() ? nullptr : &deltas_; }
+
+private:
+    std::vector<lora_binding> bindings_;  // with their scales (empty: the base alone)
+    projection_deltas deltas_;            // bindings_ by (layer, role), with their scratch
+};
+
 }  // namespace minigpt

@@ -38,8 +38,10 @@ namespace minigpt {
 // What the cache holds now.
 struct kv_memory_usage {
     std::int64_t blocks_used = 0, blocks_total = 0;
+    std::int64_t blocks_shared = 0;                // held by more than one sequence (copy-on-write)
     std::int64_t block_size = 0;
     std::int64_t bytes_used = 0, bytes_total = 0;  // K and V of every layer
+    std::int64_t bytes_shared = 0;                 // of the shared blocks, stored once
     std::int64_t positions = 0;                    // summed over sequences (a shared block counts once per sequence)
 };
 
@@ -84,6 +86,8 @@ public:
         u.blocks_total = n_blocks_;
         u.blocks_used = n_blocks_ - n_free_blocks();
         u.bytes_used = u.blocks_used * block_bytes();
+        for (const auto r : refs_) u.blocks_shared += r > 1 ? 1 : 0;
+        u.bytes_shared = u.blocks_shared * block_bytes();
         u.bytes_total = k_.n_bytes() + v_.n_bytes();
         for (const auto& s : seqs_) u.positions += s.n_pos;
         return u;

@@ -259,6 +259,16 @@ private:
         metric("kv_cache_usage_ratio", "gauge", "Used over total KV cache positions.",
                s.kv_positions_total > 0 ? static_cast<double>(s.kv_positions_used) / static_cast<double>(s.kv_positions_total) : 0.0);
         metric("kv_cache_bytes", "gauge", "Bytes allocated for the KV caches of all slots.", static_cast<double>(s.kv_bytes_total));
+        metric("kv_cache_bytes_used", "gauge", "Bytes of the paged KV cache blocks in use (a shared block once).",
+               static_cast<double>(s.kv_bytes_used));
+        metric("kv_cache_bytes_shared", "gauge", "Bytes of the blocks held by several sequences (stored once).",
+               static_cast<double>(s.kv_bytes_shared));
+        metric("kv_cache_blocks", "gauge", "Blocks of the paged KV cache.", static_cast<double>(s.kv_blocks_total));
+        metric("kv_cache_blocks_used", "gauge", "Blocks held by at least one sequence (running or cached for prefix reuse).",
+               static_cast<double>(s.kv_blocks_used));
+        metric("kv_cache_blocks_shared", "gauge", "Blocks held by several sequences, copy-on-write (forks, reused prompt prefixes).",
+               static_cast<double>(s.kv_blocks_shared));
+        metric("kv_cache_block_size", "gauge", "Positions per KV cache block.", static_cast<double>(s.kv_block_size));
         if (opt_.cache) out += opt_.cache->metrics_text();
         return out;
     }
