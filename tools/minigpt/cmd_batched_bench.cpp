@@ -52,7 +52,7 @@ int run_batched_bench(const std::vector<std::string>& args) {
         .value({"-npl"}, "numbers of parallel sequences, comma-separated", "1,2,4,8,16,32")
         .boolean({"-pps"}, "one prompt shared by all sequences (prefilled once, then forked)")
         .value({"-t", "--threads"}, "threads", std::to_string(physical_cores()))
-        .value({"-ctk", "--cache-type-k"}, "KV cache type: f32 or f16", "f32")
+        .value({"-ctk", "--cache-type-k"}, "KV cache type: f32 or f16 (llama-batched-bench's default)", "f16")
         .value({"--kv-block"}, "positions per KV cache block", "16")
         .value({"--output-format"}, "md (a table) or jsonl (one JSON object per test)", "md");
     f.parse(args);
