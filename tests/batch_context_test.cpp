@@ -35,6 +35,16 @@ std::int32_t argmax(std::span<const float> v) {
 
 // ---- the kernel ----
 
+// (rows, width) random values stored as `type` (F32 or F16): a K or V pool of a paged cache.
+std::vector<std::byte> random_rows(dtype type, std::int64_t rows, std::int64_t width, unsigned seed) {
+    const auto values = gaussian(rows * width, seed);
+    const std::size_t elem = type == dtype::f32 ? 4 : 2;
+    std::vector<std::byte> out(static_cast<std::size_t>(rows * width) * elem);
+    for (std::int64_t r = 0; r < rows; ++r)
+        quant::quantize_row(type, values.data() + r * width, out.data() + static_cast<std::size_t>(r * width) * elem, width);
+    return out;
+}
+
 struct paged_case {
     dtype kv_type;
     std::int64_t block_size, window;
@@ -51,13 +61,7 @@ TEST(PagedAttention, MatchesReferenceOverScrambledBlocks) {
         for (auto len : lengths) n_blocks += (len + pc.block_size - 1) / pc.block_size;
         n_blocks += 7;  // some blocks nobody uses
         const std::int64_t pool_rows = n_blocks * pc.block_size;
-        const auto kf = gaussian(pool_rows * kv_dim, 1), vf = gaussian(pool_rows * kv_dim, 2);
-        const std::size_t elem = pc.kv_type == dtype::f32 ? 4 : 2;
-        std::vector<std::byte> k(static_cast<std::size_t>(pool_rows * kv_dim) * elem), v(k.size());  // (pool_rows, kv_dim)
-        for (std::int64_t r = 0; r < pool_rows; ++r) {
-            quant::quantize_row(pc.kv_type, kf.data() + r * kv_dim, k.data() + static_cast<std::size_t>(r * kv_dim) * elem, kv_dim);
-            quant::quantize_row(pc.kv_type, vf.data() + r * kv_dim, v.data() + static_cast<std::size_t>(r * kv_dim) * elem, kv_dim);
-        }
+        const auto k = random_rows(pc.kv_type, pool_rows, kv_dim, 1), v = random_rows(pc.kv_type, pool_rows, kv_dim, 2);  // (pool_rows, kv_dim)
         // Scrambled, disjoint block tables.
         std::vector<std::int32_t> ids(static_cast<std::size_t>(n_blocks));
         std::iota(ids.begin(), ids.end(), 0);
@@ -107,13 +111,7 @@ TEST(PagedAttention, ForksSharingPromptBlocksMatchReference) {
         SCOPED_TRACE("block_size " + std::to_string(pc.block_size) + " softcap " + std::to_string(pc.softcap));
         const std::int64_t bs = pc.block_size, n_prompt = 150, n_blocks = 64;  // 150 > k_attn_block: several online steps shared
         const std::int64_t pool_rows = n_blocks * bs;
-        const auto kf = gaussian(pool_rows * kv_dim, 4), vf = gaussian(pool_rows * kv_dim, 5);
-        const std::size_t elem = pc.kv_type == dtype::f32 ? 4 : 2;
-        std::vector<std::byte> k(static_cast<std::size_t>(pool_rows * kv_dim) * elem), v(k.size());  // (pool_rows, kv_dim)
-        for (std::int64_t r = 0; r < pool_rows; ++r) {
-            quant::quantize_row(pc.kv_type, kf.data() + r * kv_dim, k.data() + static_cast<std::size_t>(r * kv_dim) * elem, kv_dim);
-            quant::quantize_row(pc.kv_type, vf.data() + r * kv_dim, v.data() + static_cast<std::size_t>(r * kv_dim) * elem, kv_dim);
-        }
+        const auto k = random_rows(pc.kv_type, pool_rows, kv_dim, 4), v = random_rows(pc.kv_type, pool_rows, kv_dim, 5);  // (pool_rows, kv_dim)
         // Blocks handed out in a scrambled order: the prompt's full blocks, then per fork its copy of
         // the partial block and blocks for up to 12 more positions.
         std::vector<std::int32_t> ids(static_cast<std::size_t>(n_blocks));
