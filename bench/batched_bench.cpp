@@ -78,6 +78,17 @@ void context_decode(benchmark::State& state) {
 }
 BENCHMARK(context_decode)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond);
 
+// Multi-head attention (as many KV heads as heads, scale 1/8 as for 64-wide heads) on one thread.
+kernels::attention_params one_thread_mha(std::int64_t n_heads, std::int64_t head_dim, const std::int64_t* positions) {
+    kernels::attention_params p;
+    p.n_heads = p.n_kv_heads = n_heads;
+    p.head_dim = head_dim;
+    p.scale = 0.125f;
+    p.positions = positions;
+    p.n_threads = 1;
+    return p;
+}
+
 // 8 decode tokens (one per sequence) over 512 keys each, 8 heads of 64, one thread: paged (arg 1)
 // or contiguous (arg 0) keys.
 void attention_paged_vs_contiguous(benchmark::State& state) {
@@ -100,12 +111,7 @@ void attention_paged_vs_contiguous(benchmark::State& state) {
         views.push_back({k.data() + t * n_keys * kv_dim, v.data() + t * n_keys * kv_dim});
     }
     std::vector<std::int64_t> pos(static_cast<std::size_t>(n_tokens), n_keys - 1);
-    kernels::attention_params p;
-    p.n_heads = p.n_kv_heads = n_heads;
-    p.head_dim = head_dim;
-    p.scale = 0.125f;
-    p.positions = pos.data();
-    p.n_threads = 1;
+    kernels::attention_params p = one_thread_mha(n_heads, head_dim, pos.data());
     const kernels::paged_kv pool{k.data(), v.data(), bs, n_blocks, tables.data()};
     if (!paged) p.token_kv = views.data();
     for (auto _ : state) {
@@ -140,12 +146,7 @@ void attention_forks_of_one_prompt(benchmark::State& state) {
     }
     std::vector<std::span<const std::int32_t>> spans(tables.begin(), tables.end());
     std::vector<std::int64_t> pos(static_cast<std::size_t>(n_tokens), n_keys - 1);
-    kernels::attention_params p;
-    p.n_heads = p.n_kv_heads = n_heads;
-    p.head_dim = head_dim;
-    p.scale = 0.125f;
-    p.positions = pos.data();
-    p.n_threads = 1;
+    kernels::attention_params p = one_thread_mha(n_heads, head_dim, pos.data());
     const kernels::paged_kv pool{k.data(), v.data(), bs, n_blocks, spans.data()};
     for (auto _ : state) {
         kernels::attention_paged(p, pool, q.data(), out.data(), n_tokens);
