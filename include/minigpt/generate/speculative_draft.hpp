@@ -182,9 +182,13 @@ public:
     std::int32_t next_length() {
         if (!adaptive_ || draft_max_ == 0) return draft_max_;
         if (verify_[1] <= 0.0) return 0;  // measure plain decoding first
+        // Then one draft to measure the draft's cost and acceptance (a draft of 4 also measures a
+        // verification batch of 5).
+        if (draft_seconds_ < 0.0) return std::min(draft_max_, 4);
         const double a = std::clamp((hits_ + 1.0) / (trials_ + 2.0), 0.0, 0.999);
         std::int32_t best_k = 0;
-        double best_rate = 1.0 / verify_cost(1);
+        const double plain_rate = 1.0 / verify_cost(1);
+        double best_rate = plain_rate;
         double e = 1.0, ak = 1.0;  // expected tokens for k: sum_{i<=k} a^i
         for (std::int32_t k = 1; k <= draft_max_; ++k) {
             ak *= a;
@@ -192,12 +196,23 @@ public:
             const double rate = e / (k * draft_seconds_ + verify_cost(k + 1));
             if (rate > best_rate) { best_rate = rate; best_k = k; }
         }
-        if (best_k == 0 && ++since_probe_ >= k_probe_interval) {
+        // Drafting must promise a clear gain: the costs are measured on a machine whose speed varies,
+        // and a draft that only breaks even loses to plain decoding once its misses are counted.
+        if (best_rate < k_min_gain * plain_rate) best_k = 0;
+        if (best_k > 0) {
             since_probe_ = 0;
+            probe_interval_ = k_probe_min;
+            return best_k;
+        }
+        // Plain decoding, probing now and then in case the draft starts agreeing. Probes that keep
+        // failing come ever more rarely (each costs the draft's catch-up over the tokens it missed,
+        // its steps and a verification batch), so failing drafts cost next to nothing.
+        if (++since_probe_ >= probe_interval_) {
+            since_probe_ = 0;
+            probe_interval_ = std::min(probe_interval_ * 2, k_probe_max);
             return std::min(draft_max_, 2);
         }
-        if (best_k > 0) since_probe_ = 0;
-        return best_k;
+        return 0;
     }
 
     // After a round: n_drafted tokens proposed, n_accepted of them taken, the draft took
@@ -231,13 +246,16 @@ private:
         return verify_[lo] * (1.0 + 0.08 * static_cast<double>(i - lo));
     }
 
-    static constexpr std::int32_t k_probe_interval = 16;
+    static constexpr double k_min_gain = 1.05;        // predicted speed-up drafting must promise
+    static constexpr std::int32_t k_probe_min = 16;   // plain rounds before the first probe
+    static constexpr std::int32_t k_probe_max = 256;  // ... and at most between probes
     std::int32_t draft_max_;
     bool adaptive_;
     double hits_ = 0.0, trials_ = 0.0;   // exponentially decayed counts of accepted drafts and of draft attempts
     double draft_seconds_ = -1.0;        // per drafted token
     std::vector<double> verify_;         // (draft_max + 2) seconds to verify n tokens; -1 unmeasured
     std::int32_t since_probe_ = 0;
+    std::int32_t probe_interval_ = k_probe_min;
 };
 
 }  // namespace minigpt
