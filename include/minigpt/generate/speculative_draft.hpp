@@ -15,8 +15,9 @@
 // draft_controller chooses how many tokens to draft from measured costs: with acceptance
 // rate a, a draft of k tokens yields (1 - a^(k+1)) / (1 - a) tokens per verification, at a
 // cost of k draft steps plus one verification batch of k + 1 tokens. k = 0 is plain decoding,
-// so when drafts keep failing the decoder falls back to it, probing with a short draft now and
-// then to notice when the draft starts agreeing again.
+// so when drafts keep failing the decoder falls back to it (drafting needs a predicted gain of
+// 5%), probing with a short draft ever more rarely (16 rounds, doubling up to 256) to notice when
+// the draft starts agreeing again.
 #pragma once
 
 #include <algorithm>
