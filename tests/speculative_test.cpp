@@ -321,3 +321,28 @@ TEST(Speculative, ControllerDraftsLongWhenDraftsAgree) {
     }
     EXPECT_EQ(k, 0);
 }
+
+// Prompt lookup drafts what followed the last n-gram's most recent earlier occurrence, continued
+// periodically past the end of the history (hand-worked cases).
+TEST(Speculative, LookupContinuesPeriodically) {
+    rng gen(1);
+    std::vector<drafted_token> out;
+    auto tokens = [&] {
+        std::vector<std::int32_t> t;
+        for (const auto& d : out) t.push_back(d.token);
+        return t;
+    };
+    prompt_lookup look(2);
+    const std::vector<std::int32_t> h1{5, 6, 7, 8, 5, 6};  // (5, 6) at 0: then 7 8, then the draft repeats
+    look.draft(h1, 6, 0.0f, true, gen, out);
+    EXPECT_EQ(tokens(), (std::vector<std::int32_t>{7, 8, 5, 6, 7, 8}));
+    const std::vector<std::int32_t> h2{1, 3, 3, 3};  // (3, 3) at 1: period 1
+    look.draft(h2, 4, 0.0f, true, gen, out);
+    EXPECT_EQ(tokens(), (std::vector<std::int32_t>{3, 3, 3, 3}));
+    const std::vector<std::int32_t> h3{9, 4, 2, 9, 4};  // (9, 4) at 0: 2 9 4 2 ...
+    look.draft(h3, 2, 0.0f, true, gen, out);
+    EXPECT_EQ(tokens(), (std::vector<std::int32_t>{2, 9}));
+    const std::vector<std::int32_t> h4{1, 2, 3, 4};  // no earlier occurrence of any suffix
+    look.draft(h4, 4, 0.0f, true, gen, out);
+    EXPECT_TRUE(out.empty());
+}

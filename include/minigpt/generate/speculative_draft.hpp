@@ -8,7 +8,8 @@
 //     and the token is drawn from q with the speculative decoder's own random stream (never
 //     the chain's, so draws stay independent from round to round).
 //   - prompt_lookup: the tokens that followed the most recent earlier occurrence of the last
-//     n-gram of the history (n = lookup_ngram down to 1); q is a point mass on each.
+//     n-gram of the history (n = lookup_ngram down to 1), continued periodically past the end of
+//     the history (a loop of period 2 drafts as many tokens as asked); q is a point mass on each.
 // A draft stops early when the draft is unsure (its best token's probability below p_min),
 // as llama.cpp's common_speculative_gen_draft does.
 //
@@ -161,8 +162,10 @@ public:
             // Most recent start s < n - g with history[s, s+g) == the last g tokens.
             for (std::int64_t s = n - g - 1; s >= 0; --s) {
                 if (!std::equal(history.begin() + s, history.begin() + s + g, history.end() - g)) continue;
-                for (std::int64_t i = s + g; i < n && static_cast<std::int32_t>(out.size()) < n_max; ++i)
-                    out.push_back({history[static_cast<std::size_t>(i)], {}});
+                // Past the end of the history the continuation is the draft itself (the text after
+                // s + g repeated with period n - s - g), so a loop of any period drafts n_max tokens.
+                for (std::int64_t i = s + g; static_cast<std::int32_t>(out.size()) < n_max; ++i)
+                    out.push_back({i < n ? history[static_cast<std::size_t>(i)] : out[static_cast<std::size_t>(i - n)].token, {}});
                 return;
             }
         }
