@@ -288,7 +288,7 @@ TEST(Speculative, ControllerFallsBackToPlainDecodingWhenDraftsFail) {
         c.record(k, 0, k * 1e-3, false, k + 1, 10e-3);
     }
     // A few drafts while the acceptance estimate (prior 1/2) falls below the break-even 0.155 of
-    // a 1-token draft, then probes ever more rarely (16, 32, ... 256 rounds apart): the last 1000
+    // a 1-token draft, then probes ever more rarely (a draft model: 16, 64, 256, 1024 rounds apart): the last 1000
     // rounds hold at most 1000 / 256 + 1 of them.
     EXPECT_GE(drafting_rounds, 2);
     EXPECT_LE(drafting_rounds, 25);

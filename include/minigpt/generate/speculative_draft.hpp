@@ -17,8 +17,9 @@
 // rate a, a draft of k tokens yields (1 - a^(k+1)) / (1 - a) tokens per verification, at a
 // cost of k draft steps plus one verification batch of k + 1 tokens. k = 0 is plain decoding,
 // so when drafts keep failing the decoder falls back to it (drafting needs a predicted gain of
-// 5%), probing with a short draft ever more rarely (16 rounds, doubling up to 256) to notice when
-// the draft starts agreeing again.
+// 5%), probing with a short draft ever more rarely (16 rounds, doubling up to 256; x4 up to 1024
+// for a draft model, which must catch up on the tokens it missed) to notice when the draft starts
+// agreeing again.
 #pragma once
 
 #include <algorithm>
@@ -211,9 +212,11 @@ public:
         // Plain decoding, probing now and then in case the draft starts agreeing. Probes that keep
         // failing come ever more rarely (each costs the draft's catch-up over the tokens it missed,
         // its steps and a verification batch), so failing drafts cost next to nothing.
+        // A draft model first decodes every token it missed (a batch as long as the interval), so
+        // its probes thin out faster (16, 64, 256, 1024 rounds) than free drafts' (doubling up to 256).
         if (++since_probe_ >= probe_interval_) {
             since_probe_ = 0;
-            probe_interval_ = std::min(probe_interval_ * 2, k_probe_max);
+            probe_interval_ = draft_free_ ? std::min(probe_interval_ * 2, k_probe_max) : std::min(probe_interval_ * 4, k_probe_max_costly);
             return std::min(draft_max_, 2);
         }
         return 0;
@@ -225,6 +228,7 @@ public:
                 double verify_s) {
         constexpr double decay = 0.97;
         if (n_drafted > 0) {
+            draft_free_ = draft_free;
             hits_ = hits_ * decay + n_accepted;
             trials_ = trials_ * decay + n_accepted + (n_accepted < n_drafted ? 1 : 0);
             const double per = draft_free ? 0.0 : draft_s / n_drafted;
@@ -252,7 +256,8 @@ private:
 
     static constexpr double k_min_gain = 1.05;        // predicted speed-up drafting must promise
     static constexpr std::int32_t k_probe_min = 16;   // plain rounds before the first probe
-    static constexpr std::int32_t k_probe_max = 256;  // ... and at most between probes
+    static constexpr std::int32_t k_probe_max = 256;  // ... and at most between probes of a free draft
+    static constexpr std::int32_t k_probe_max_costly = 1024;  // ... of a draft model
     std::int32_t draft_max_;
     bool adaptive_;
     double hits_ = 0.0, trials_ = 0.0;   // exponentially decayed counts of accepted drafts and of draft attempts
@@ -260,6 +265,7 @@ private:
     std::vector<double> verify_;         // (draft_max + 2) seconds to verify n tokens; -1 unmeasured
     std::int32_t since_probe_ = 0;
     std::int32_t probe_interval_ = k_probe_min;
+    bool draft_free_ = false;            // the last draft came from a free source (prompt lookup)
 };
 
 }  // namespace minigpt
