@@ -229,6 +229,35 @@ TEST(Matmul, FloatRowKernelsBothCompilations) {
 #endif
 }
 
+// The few-token float path (dot_float_tokens, 2 to 11 tokens split into groups of at most 6): every
+// token's output equals, bit for bit, what a one-token matmul gives for that token alone (speculative
+// decoding verifies drafts in such batches and must reproduce the target's greedy choice exactly), and
+// is within the float budget of the double reference. Several threads, rows split unevenly.
+TEST(Matmul, FloatFewTokensEqualOneTokenAtATime) {
+    for (dtype t : {dtype::f32, dtype::f16, dtype::bf16})
+        for (std::int64_t n_in : {15, 200, 768}) {
+            const std::int64_t n_out = 37;
+            const tensor w = random_weights(t, n_out, n_in, static_cast<unsigned>(n_in + 11));
+            const auto wd = decoded(w);
+            for (std::int64_t n_tokens = 2; n_tokens < K::detail::gemm_min_tokens(t); ++n_tokens) {
+                SCOPED_TRACE(std::string(dtype_name(t)) + " n_in=" + std::to_string(n_in) + " tokens=" + std::to_string(n_tokens));
+                const auto x = gaussian(static_cast<std::size_t>(n_in * n_tokens), static_cast<unsigned>(n_tokens));
+                std::vector<float> y(static_cast<std::size_t>(n_out * n_tokens)), one(static_cast<std::size_t>(n_out));
+                K::matmul(w, x.data(), y.data(), n_tokens, 2);
+                for (std::int64_t k = 0; k < n_tokens; ++k) {
+                    K::matmul(w, x.data() + k * n_in, one.data(), 1, 1);
+                    for (std::int64_t r = 0; r < n_out; ++r) {
+                        ASSERT_EQ(y[static_cast<std::size_t>(k * n_out + r)], one[static_cast<std::size_t>(r)]) << "token " << k << " row " << r;
+                        double ref = 0;
+                        for (std::int64_t i = 0; i < n_in; ++i)
+                            ref += static_cast<double>(wd[static_cast<std::size_t>(r * n_in + i)]) * x[static_cast<std::size_t>(k * n_in + i)];
+                        EXPECT_NEAR(one[static_cast<std::size_t>(r)], ref, budget_for(t, wd, x.data() + k * n_in, n_in, r).plain);
+                    }
+                }
+            }
+        }
+}
+
 // The GEMM micro-kernel in both compilations (kernels/matmul_gemm_micro.inl), every tile shape up to
 // 4 tokens x 4 rows, k with and without a vector tail, against the double reference.
 TEST(Matmul, GemmMicroKernelBothCompilations) {

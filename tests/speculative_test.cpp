@@ -273,3 +273,76 @@ TEST(Speculative, SampledOutputHasTheTargetDistributionWithAnAgreeingDraft) {
 TEST(Speculative, SampledOutputHasTheTargetDistributionWithLookup) {
     check_sampled_distribution(synth(dtype::f32, 7), nullptr, true);
 }
+
+// The draft-length controller against costs and acceptance fed to it (no timing involved).
+TEST(Speculative, ControllerFallsBackToPlainDecodingWhenDraftsFail) {
+    // Every draft rejected; a verification costs 10 ms whatever its size, a draft token 1 ms.
+    draft_controller c(8, true);
+    int drafting_rounds = 0, late_drafting_rounds = 0;
+    for (int round = 0; round < 2000; ++round) {
+        const std::int32_t k = c.next_length();
+        ASSERT_GE(k, 0);
+        ASSERT_LE(k, 8);
+        if (k > 0) ++drafting_rounds;
+        if (k > 0 && round >= 1000) ++late_drafting_rounds;
+        c.record(k, 0, k * 1e-3, false, k + 1, 10e-3);
+    }
+    // A few drafts while the acceptance estimate (prior 1/2) falls below the break-even 0.155 of
+    // a 1-token draft, then probes ever more rarely (a draft model: 16, 64, 256, 1024 rounds apart): the last 1000
+    // rounds hold at most 1000 / 256 + 1 of them.
+    EXPECT_GE(drafting_rounds, 2);
+    EXPECT_LE(drafting_rounds, 25);
+    EXPECT_LE(late_drafting_rounds, 5);
+}
+
+TEST(Speculative, ControllerDraftsLongWhenDraftsAgree) {
+    // Every draft accepted; verifying n tokens costs 10 ms * (1 + 0.05 (n - 1)), a draft token 1 ms.
+    // With acceptance 1, k tokens drafted yield k + 1 per round: the best k maximises
+    // (k + 1) / (k * 1 + 10 * (1 + 0.05 k)), which grows with k up to draft_max.
+    draft_controller c(8, true);
+    std::int32_t k = 0;
+    for (int round = 0; round < 200; ++round) {
+        k = c.next_length();
+        c.record(k, k, k * 1e-3, false, k + 1, 10e-3 * (1 + 0.05 * k));
+    }
+    double best = 0;
+    std::int32_t best_k = 0;
+    for (std::int32_t j = 0; j <= 8; ++j) {
+        const double rate = (j + 1.0) / (j * 1.0 + 10.0 * (1 + 0.05 * j));
+        if (rate > best) { best = rate; best_k = j; }
+    }
+    EXPECT_EQ(best_k, 8);
+    EXPECT_EQ(k, best_k);
+    // A draft only as fast as the target gains nothing: plain decoding.
+    draft_controller slow(8, true);
+    for (int round = 0; round < 200; ++round) {
+        k = slow.next_length();
+        slow.record(k, k / 2, k * 10e-3, false, k + 1, 10e-3);
+    }
+    EXPECT_EQ(k, 0);
+}
+
+// Prompt lookup drafts what followed the last n-gram's most recent earlier occurrence, continued
+// periodically past the end of the history (hand-worked cases).
+TEST(Speculative, LookupContinuesPeriodically) {
+    rng gen(1);
+    std::vector<drafted_token> out;
+    auto tokens = [&] {
+        std::vector<std::int32_t> t;
+        for (const auto& d : out) t.push_back(d.token);
+        return t;
+    };
+    prompt_lookup look(2);
+    const std::vector<std::int32_t> h1{5, 6, 7, 8, 5, 6};  // (5, 6) at 0: then 7 8, then the draft repeats
+    look.draft(h1, 6, 0.0f, true, gen, out);
+    EXPECT_EQ(tokens(), (std::vector<std::int32_t>{7, 8, 5, 6, 7, 8}));
+    const std::vector<std::int32_t> h2{1, 3, 3, 3};  // (3, 3) at 1: period 1
+    look.draft(h2, 4, 0.0f, true, gen, out);
+    EXPECT_EQ(tokens(), (std::vector<std::int32_t>{3, 3, 3, 3}));
+    const std::vector<std::int32_t> h3{9, 4, 2, 9, 4};  // (9, 4) at 0: 2 9 4 2 ...
+    look.draft(h3, 2, 0.0f, true, gen, out);
+    EXPECT_EQ(tokens(), (std::vector<std::int32_t>{2, 9}));
+    const std::vector<std::int32_t> h4{1, 2, 3, 4};  // no earlier occurrence of any suffix
+    look.draft(h4, 4, 0.0f, true, gen, out);
+    EXPECT_TRUE(out.empty());
+}

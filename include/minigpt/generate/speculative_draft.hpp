@@ -8,15 +8,18 @@
 //     and the token is drawn from q with the speculative decoder's own random stream (never
 //     the chain's, so draws stay independent from round to round).
 //   - prompt_lookup: the tokens that followed the most recent earlier occurrence of the last
-//     n-gram of the history (n = lookup_ngram down to 1); q is a point mass on each.
+//     n-gram of the history (n = lookup_ngram down to 1), continued periodically past the end of
+//     the history (a loop of period 2 drafts as many tokens as asked); q is a point mass on each.
 // A draft stops early when the draft is unsure (its best token's probability below p_min),
 // as llama.cpp's common_speculative_gen_draft does.
 //
 // draft_controller chooses how many tokens to draft from measured costs: with acceptance
 // rate a, a draft of k tokens yields (1 - a^(k+1)) / (1 - a) tokens per verification, at a
 // cost of k draft steps plus one verification batch of k + 1 tokens. k = 0 is plain decoding,
-// so when drafts keep failing the decoder falls back to it, probing with a short draft now and
-// then to notice when the draft starts agreeing again.
+// so when drafts keep failing the decoder falls back to it (drafting needs a predicted gain of
+// 5%), probing with a short draft ever more rarely (16 rounds, doubling up to 256; x4 up to 1024
+// for a draft model, which must catch up on the tokens it missed) to notice when the draft starts
+// agreeing again.
 #pragma once
 
 #include <algorithm>
@@ -160,8 +163,10 @@ public:
             // Most recent start s < n - g with history[s, s+g) == the last g tokens.
             for (std::int64_t s = n - g - 1; s >= 0; --s) {
                 if (!std::equal(history.begin() + s, history.begin() + s + g, history.end() - g)) continue;
-                for (std::int64_t i = s + g; i < n && static_cast<std::int32_t>(out.size()) < n_max; ++i)
-                    out.push_back({history[static_cast<std::size_t>(i)], {}});
+                // Past the end of the history the continuation is the draft itself (the text after
+                // s + g repeated with period n - s - g), so a loop of any period drafts n_max tokens.
+                for (std::int64_t i = s + g; static_cast<std::int32_t>(out.size()) < n_max; ++i)
+                    out.push_back({i < n ? history[static_cast<std::size_t>(i)] : out[static_cast<std::size_t>(i - n)].token, {}});
                 return;
             }
         }
@@ -182,9 +187,13 @@ public:
     std::int32_t next_length() {
         if (!adaptive_ || draft_max_ == 0) return draft_max_;
         if (verify_[1] <= 0.0) return 0;  // measure plain decoding first
+        // Then one draft to measure the draft's cost and acceptance (a draft of 4 also measures a
+        // verification batch of 5).
+        if (draft_seconds_ < 0.0) return std::min(draft_max_, 4);
         const double a = std::clamp((hits_ + 1.0) / (trials_ + 2.0), 0.0, 0.999);
         std::int32_t best_k = 0;
-        double best_rate = 1.0 / verify_cost(1);
+        const double plain_rate = 1.0 / verify_cost(1);
+        double best_rate = plain_rate;
         double e = 1.0, ak = 1.0;  // expected tokens for k: sum_{i<=k} a^i
         for (std::int32_t k = 1; k <= draft_max_; ++k) {
             ak *= a;
@@ -192,12 +201,25 @@ public:
             const double rate = e / (k * draft_seconds_ + verify_cost(k + 1));
             if (rate > best_rate) { best_rate = rate; best_k = k; }
         }
-        if (best_k == 0 && ++since_probe_ >= k_probe_interval) {
+        // Drafting must promise a clear gain: the costs are measured on a machine whose speed varies,
+        // and a draft that only breaks even loses to plain decoding once its misses are counted.
+        if (best_rate < k_min_gain * plain_rate) best_k = 0;
+        if (best_k > 0) {
             since_probe_ = 0;
+            probe_interval_ = k_probe_min;
+            return best_k;
+        }
+        // Plain decoding, probing now and then in case the draft starts agreeing. Probes that keep
+        // failing come ever more rarely (each costs the draft's catch-up over the tokens it missed,
+        // its steps and a verification batch), so failing drafts cost next to nothing.
+        // A draft model first decodes every token it missed (a batch as long as the interval), so
+        // its probes thin out faster (16, 64, 256, 1024 rounds) than free drafts' (doubling up to 256).
+        if (++since_probe_ >= probe_interval_) {
+            since_probe_ = 0;
+            probe_interval_ = draft_free_ ? std::min(probe_interval_ * 2, k_probe_max) : std::min(probe_interval_ * 4, k_probe_max_costly);
             return std::min(draft_max_, 2);
         }
-        if (best_k > 0) since_probe_ = 0;
-        return best_k;
+        return 0;
     }
 
     // After a round: n_drafted tokens proposed, n_accepted of them taken, the draft took
@@ -206,6 +228,7 @@ public:
                 double verify_s) {
         constexpr double decay = 0.97;
         if (n_drafted > 0) {
+            draft_free_ = draft_free;
             hits_ = hits_ * decay + n_accepted;
             trials_ = trials_ * decay + n_accepted + (n_accepted < n_drafted ? 1 : 0);
             const double per = draft_free ? 0.0 : draft_s / n_drafted;
@@ -231,13 +254,18 @@ private:
         return verify_[lo] * (1.0 + 0.08 * static_cast<double>(i - lo));
     }
 
-    static constexpr std::int32_t k_probe_interval = 16;
+    static constexpr double k_min_gain = 1.05;        // predicted speed-up drafting must promise
+    static constexpr std::int32_t k_probe_min = 16;   // plain rounds before the first probe
+    static constexpr std::int32_t k_probe_max = 256;  // ... and at most between probes of a free draft
+    static constexpr std::int32_t k_probe_max_costly = 1024;  // ... of a draft model
     std::int32_t draft_max_;
     bool adaptive_;
     double hits_ = 0.0, trials_ = 0.0;   // exponentially decayed counts of accepted drafts and of draft attempts
     double draft_seconds_ = -1.0;        // per drafted token
     std::vector<double> verify_;         // (draft_max + 2) seconds to verify n tokens; -1 unmeasured
     std::int32_t since_probe_ = 0;
+    std::int32_t probe_interval_ = k_probe_min;
+    bool draft_free_ = false;            // the last draft came from a free source (prompt lookup)
 };
 
 }  // namespace minigpt

@@ -128,6 +128,10 @@ inline void rows_by_tokens(const tensor& w, float* y, std::int64_t n_tokens, std
     }
 }
 
+// Most tokens one pass of the float few-token kernel (dot_float_tokens) dots with a row: 6 tokens x 4
+// chains of accumulators + 4 weight vectors fit the 32 vector registers of AVX-512 (256-bit dot_ops).
+inline constexpr std::int64_t k_float_token_group = 6;
+
 inline bool is_float_type(dtype t) { return t == dtype::f32 || t == dtype::f16 || t == dtype::bf16; }
 
 // Rows [r0, r1) of a float-type W against every token.
@@ -142,12 +146,31 @@ inline void float_rows(const tensor& w, const float* x, float* y, std::int64_t n
 #endif
             return native::dot_float_row_range<K>(row, w.stride_bytes(0), x, n_in, y + r0, r1 - r0);
         }
-        rows_by_tokens(w, y, n_tokens, r0, r1, [&]<int R>(const std::byte* row, std::int64_t stride, std::int64_t t, float* out) {
+        // Several tokens: each row read once and dotted with up to k_max_tokens tokens at a time,
+        // the tokens split into near-equal groups (9 = 5 + 4) that re-read the row from L1.
+        const std::int64_t n_groups = (n_tokens + k_float_token_group - 1) / k_float_token_group;
+        const std::int64_t n_out = w.dim(0), stride = w.stride_bytes(0);
+        for (std::int64_t r = r0; r < r1; ++r) {
+            const std::byte* row = w.raw() + r * stride;
+            for (std::int64_t g = 0, t0 = 0; g < n_groups; ++g) {
+                const std::int64_t t1 = n_tokens * (g + 1) / n_groups;
+                auto tokens = [&]<int T>() {
 #if defined(MINIGPT_AVX512F_DISPATCH)
-            if (use_avx512) return avx512::dot_float_rows<K, R>(row, stride, x + t * n_in, n_in, out);
+                    if (use_avx512) return avx512::dot_float_tokens<K, T>(row, x + t0 * n_in, n_in, n_in, y + t0 * n_out + r, n_out);
 #endif
-            native::dot_float_rows<K, R>(row, stride, x + t * n_in, n_in, out);
-        });
+                    native::dot_float_tokens<K, T>(row, x + t0 * n_in, n_in, n_in, y + t0 * n_out + r, n_out);
+                };
+                switch (t1 - t0) {
+                    case 1: tokens.template operator()<1>(); break;
+                    case 2: tokens.template operator()<2>(); break;
+                    case 3: tokens.template operator()<3>(); break;
+                    case 4: tokens.template operator()<4>(); break;
+                    case 5: tokens.template operator()<5>(); break;
+                    default: tokens.template operator()<6>(); break;
+                }
+                t0 = t1;
+            }
+        }
     };
     if (w.type() == dtype::f32) run.template operator()<float_kind::f32>();
     else if (w.type() == dtype::f16) run.template operator()<float_kind::f16>();

@@ -82,3 +82,39 @@ MINIGPT_FLOAT_KERNEL_TARGET inline void dot_float_row_range(const std::byte* w, 
     }
     for (std::int64_t r = 0; r < n_rows; ++r) dot_float_rows<K, 1>(w + r * stride, stride, x, n, out + r);
 }
+
+// out[t * out_stride] = dot(row, x + t * x_stride) for T tokens: one weight row read once, each of
+// its vectors multiplied into every token's chains while in a register. A few-token batch (the
+// verification of speculative decoding) thereby streams W once, as one token does, instead of
+// re-reading groups of rows per token (4 streams side by side, which the prefetchers follow at about
+// half the bandwidth of one). Each token's chains see the same operations in the same order as
+// dot_float_rows<K, 1>, so the same sums: a token's logits do not depend on the batch it was in.
+template <float_kind K, int T>
+MINIGPT_FLOAT_KERNEL_TARGET inline void dot_float_tokens(const std::byte* w, const float* x, std::int64_t x_stride, std::int64_t n,
+                                                         float* out, std::int64_t out_stride) {
+    using ops = dot_ops;
+    using B = ops::reg;
+    constexpr std::int64_t L = ops::lanes;
+    constexpr int U = ops::dot_chains;
+    B acc[T][U];
+    for (int t = 0; t < T; ++t)
+        for (int u = 0; u < U; ++u) acc[t][u] = ops::zero();
+    std::int64_t i = 0;
+    for (; i + U * L <= n; i += U * L) {
+        B ws[U];
+        for (int u = 0; u < U; ++u) ws[u] = load_weights<K>(w, i + u * L);
+        for (int t = 0; t < T; ++t)
+            for (int u = 0; u < U; ++u) acc[t][u] = ops::fma(ws[u], ops::load(x + t * x_stride + i + u * L), acc[t][u]);
+    }
+    for (; i + L <= n; i += L) {
+        const B w0 = load_weights<K>(w, i);
+        for (int t = 0; t < T; ++t) acc[t][0] = ops::fma(w0, ops::load(x + t * x_stride + i), acc[t][0]);
+    }
+    for (int t = 0; t < T; ++t) {
+        B sum = acc[t][0];
+        for (int u = 1; u < U; ++u) sum = ops::add(sum, acc[t][u]);
+        float s = ops::reduce(sum);
+        for (std::int64_t j = i; j < n; ++j) s = std::fma(weight_at<K>(w, j), x[t * x_stride + j], s);
+        out[t * out_stride] = s;
+    }
+}
