@@ -141,6 +141,49 @@ TEST(Speculative, StopsLikePlainGeneration) {
     EXPECT_EQ(r.out.tokens, plain.tokens);
 }
 
+// After a gap of more than 8 tokens the draft model decodes only the last 8 it missed, right
+// after what it holds; within 8 it catches up fully. Reference: a fresh context of the draft model
+// fed exactly those tokens, continued greedily.
+TEST(Speculative, DraftModelSkipsAheadAfterAGap) {
+    auto m = synth(dtype::f32, 9);
+    std::vector<std::int32_t> history{1};
+    for (int i = 1; i < 40; ++i) history.push_back((31 * i + 7) % 512);
+    auto reference = [&](std::vector<std::int32_t> seen, int n) {
+        context ctx(m, {.n_ctx = 256, .n_threads = 1});
+        sampler smp(sampling_params::greedy(), 512);
+        std::vector<std::int32_t> out;
+        ctx.decode(seen);
+        for (int j = 0; j < n; ++j) {
+            out.push_back(smp.choose(ctx.logits(0)));
+            ctx.decode(std::span(&out.back(), 1));
+        }
+        return out;
+    };
+    auto drafted = [](const std::vector<drafted_token>& d) {
+        std::vector<std::int32_t> ids;
+        for (const auto& x : d) ids.push_back(x.token);
+        return ids;
+    };
+    draft_model d(m, sampling_params::greedy(), 512, {.n_ctx = 256, .n_threads = 1});
+    rng gen(1);
+    std::vector<drafted_token> out;
+    const std::span<const std::int32_t> h(history);
+    d.prepare(h.first(10));
+    d.draft(h.first(15), 3, 0.0f, true, gen, out);  // a gap of 5: caught up in full
+    EXPECT_EQ(drafted(out), reference({history.begin(), history.begin() + 15}, 3));
+    d.draft(h, 3, 0.0f, true, gen, out);  // a gap of 25: the last 8 follow the first 15
+    std::vector<std::int32_t> seen(history.begin(), history.begin() + 15);
+    seen.insert(seen.end(), history.end() - 8, history.end());
+    EXPECT_EQ(drafted(out), reference(seen, 3));
+    EXPECT_EQ(d.ctx().n_past(), 15 + 8 + 2);  // the two drafts it decoded follow the 23 it holds
+    // prepare() with a new prompt decodes all of it.
+    d.prepare(h.first(2));
+    d.prepare(h);
+    d.draft(h, 3, 0.0f, true, gen, out);
+    EXPECT_EQ(drafted(out), reference(history, 3));
+    EXPECT_EQ(d.ctx().n_past(), 40 + 2);
+}
+
 TEST(Speculative, RejectsBadParameters) {
     auto target = synth(dtype::f32, 7);
     auto other = synth(dtype::f32, 7, architecture::gpt2);

@@ -18,8 +18,8 @@
 // cost of k draft steps plus one verification batch of k + 1 tokens. k = 0 is plain decoding,
 // so when drafts keep failing the decoder falls back to it (drafting needs a predicted gain of
 // 5%), probing with a short draft ever more rarely (16 rounds, doubling up to 256; x4 up to 1024
-// for a draft model, which must catch up on the tokens it missed) to notice when the draft starts
-// agreeing again.
+// for a draft model, whose probes cost model steps) to notice when the draft starts agreeing
+// again. After such a gap a draft model decodes only the last few tokens it missed.
 #pragma once
 
 #include <algorithm>
@@ -80,7 +80,7 @@ public:
     }
 
     void prepare(std::span<const std::int32_t> history) override {
-        if (!history.empty() && static_cast<std::int64_t>(history.size()) <= ctx_.n_ctx()) sync(history);
+        if (!history.empty() && static_cast<std::int64_t>(history.size()) <= ctx_.n_ctx()) sync(history, false);
     }
 
     void draft(std::span<const std::int32_t> history, std::int32_t n_max, float p_min, bool greedy, rng& gen,
@@ -89,7 +89,7 @@ public:
         const std::int64_t room = ctx_.n_ctx() - static_cast<std::int64_t>(history.size());
         n_max = static_cast<std::int32_t>(std::min<std::int64_t>(n_max, room));
         if (history.empty() || n_max <= 0) return;
-        sync(history);
+        sync(history, true);
         // The penalties see the committed history: bring the base sampler's history up to date
         // and draft with a copy, so rejected drafts leave no trace.
         if (penalties_) {
@@ -120,6 +120,7 @@ public:
             if (j + 1 < n_max) {
                 ctx_.decode(std::span(&out.back().token, 1));
                 in_ctx_.push_back(out.back().token);
+                at_.push_back(at_.back() + 1);
             }
         }
     }
@@ -127,17 +128,32 @@ public:
     context& ctx() noexcept { return ctx_; }
 
 private:
-    // Makes the draft context hold exactly `history`, with the logits of its last token.
-    void sync(std::span<const std::int32_t> history) {
-        // Keep the longest prefix of what the draft context holds that is still in the history.
+    // After a gap (plain rounds while the controller did not draft) a draft decodes only the last
+    // k_catch_up tokens it missed, placed right after what it holds: a draft needs the recent
+    // text, and catching up on hundreds of tokens before a probe cost more than the probe (a
+    // prefill of 80 tokens was ~13% of plain decoding's time for a Q4_0 draft of a Q8_0 target).
+    // prepare(), which sees a new prompt, decodes all of it.
+    static constexpr std::size_t k_catch_up = 8;
+
+    // Makes the draft context end with the history's last tokens, with the logits of the last one.
+    // in_ctx_[i] is the token at the draft's position i and at_[i] the history index it stands
+    // for (increasing; a gap after a skip-ahead).
+    void sync(std::span<const std::int32_t> history, bool skip_ahead) {
+        // Keep the longest prefix of the draft context that is still in the history.
         std::size_t common = 0;
-        while (common < in_ctx_.size() && common < history.size() && in_ctx_[common] == history[common]) ++common;
-        if (common == history.size() && common == in_ctx_.size() && ctx_.n_logits_rows() > 0) return;
-        if (common == history.size()) --common;  // the last token's logits are needed: decode it again
+        while (common < in_ctx_.size() && at_[common] < history.size() && in_ctx_[common] == history[at_[common]]) ++common;
+        std::size_t next = common == 0 ? 0 : at_[common - 1] + 1;  // first history token not represented
+        if (next == history.size() && common == in_ctx_.size() && ctx_.n_logits_rows() > 0) return;
+        if (next == history.size()) { --common; --next; }  // the last token's logits are needed: decode it again
+        if (skip_ahead && history.size() - next > k_catch_up && common > 0) next = history.size() - k_catch_up;
         ctx_.truncate(static_cast<std::int64_t>(common));
         in_ctx_.resize(common);
-        ctx_.decode(history.subspan(common));
-        in_ctx_.insert(in_ctx_.end(), history.begin() + static_cast<std::ptrdiff_t>(common), history.end());
+        at_.resize(common);
+        ctx_.decode(history.subspan(next));
+        for (std::size_t i = next; i < history.size(); ++i) {
+            in_ctx_.push_back(history[i]);
+            at_.push_back(i);
+        }
     }
 
     context ctx_;
@@ -145,7 +161,8 @@ private:
     sampler base_;                       // the chain with the committed history
     std::size_t n_base_ = 0;             // history tokens base_ has accepted
     bool penalties_ = false;
-    std::vector<std::int32_t> in_ctx_;   // tokens in the draft's KV cache, in order
+    std::vector<std::int32_t> in_ctx_;   // (n_ctx_used) tokens in the draft's KV cache, in order
+    std::vector<std::size_t> at_;        // (n_ctx_used) the history index each of them stands for
 };
 
 class prompt_lookup : public draft_source {
@@ -210,10 +227,10 @@ public:
             return best_k;
         }
         // Plain decoding, probing now and then in case the draft starts agreeing. Probes that keep
-        // failing come ever more rarely (each costs the draft's catch-up over the tokens it missed,
-        // its steps and a verification batch), so failing drafts cost next to nothing.
-        // A draft model first decodes every token it missed (a batch as long as the interval), so
-        // its probes thin out faster (16, 64, 256, 1024 rounds) than free drafts' (doubling up to 256).
+        // failing come ever more rarely (each costs the draft's catch-up over the last tokens it
+        // missed, its steps and a verification batch), so failing drafts cost next to nothing.
+        // A draft model's probes cost model steps, so they thin out faster (16, 64, 256, 1024
+        // rounds) than free drafts' (doubling up to 256).
         if (++since_probe_ >= probe_interval_) {
             since_probe_ = 0;
             probe_interval_ = draft_free_ ? std::min(probe_interval_ * 2, k_probe_max) : std::min(probe_interval_ * 4, k_probe_max_costly);
