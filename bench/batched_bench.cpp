@@ -156,4 +156,43 @@ void attention_forks_of_one_prompt(benchmark::State& state) {
 }
 BENCHMARK(attention_forks_of_one_prompt)->Arg(0)->Arg(1)->ArgName("shared");
 
+// GPT-2's decode attention in a batch of 8 sequences: 12 heads of 64, F16 cache (batched-bench's
+// default), 192 keys per sequence in blocks of 16 scattered over the pool, one pool per layer for
+// 12 layers (~57 MB, more than the caches hold, as in a real step), all threads (arg).
+void attention_paged_f16_gpt2_step(benchmark::State& state) {
+    const std::int64_t n_layers = 12, n_tokens = 8, n_keys = 192, n_heads = 12, head_dim = 64, kv_dim = n_heads * head_dim, bs = 16;
+    const std::int64_t n_blocks = n_tokens * n_keys / bs;
+    std::mt19937 rng(3);
+    std::uniform_int_distribution<int> bits(0x3000, 0x3c00);  // f16 patterns of 0.125 .. 1
+    // On huge pages where the system has them, as the cache's pool (heap_buffer).
+    const std::size_t n_elems = static_cast<std::size_t>(n_layers * n_blocks * bs * kv_dim);
+    const auto k_buf = heap_buffer(n_elems * sizeof(std::uint16_t), fill::none), v_buf = heap_buffer(n_elems * sizeof(std::uint16_t), fill::none);
+    const std::span k(reinterpret_cast<std::uint16_t*>(k_buf.get()), n_elems), v(reinterpret_cast<std::uint16_t*>(v_buf.get()), n_elems);
+    for (auto a : {k, v})
+        for (auto& x : a) x = static_cast<std::uint16_t>(bits(rng));
+    std::normal_distribution<float> g;
+    std::vector<float> q(static_cast<std::size_t>(n_tokens * kv_dim)), out(q.size());
+    for (auto& x : q) x = g(rng);
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(n_blocks));
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    std::vector<std::span<const std::int32_t>> tables;
+    for (std::int64_t t = 0; t < n_tokens; ++t) tables.emplace_back(ids.data() + t * (n_keys / bs), static_cast<std::size_t>(n_keys / bs));
+    std::vector<std::int64_t> pos(static_cast<std::size_t>(n_tokens), n_keys - 1);
+    kernels::attention_params p = one_thread_mha(n_heads, head_dim, pos.data());
+    p.kv_type = dtype::f16;
+    p.n_threads = static_cast<int>(state.range(0));
+    const std::size_t layer = static_cast<std::size_t>(n_blocks * bs * kv_dim);
+    for (auto _ : state) {
+        for (std::int64_t l = 0; l < n_layers; ++l) {
+            const kernels::paged_kv pool{k.data() + l * layer, v.data() + l * layer, bs, n_blocks, tables.data()};
+            kernels::attention_paged(p, pool, q.data(), out.data(), n_tokens);
+        }
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.SetItemsProcessed(state.iterations() * n_tokens);
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(2 * k.size() * sizeof(std::uint16_t)));
+}
+BENCHMARK(attention_paged_f16_gpt2_step)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+
 }  // namespace
