@@ -23,6 +23,13 @@
 #include "minigpt/quant/reference_q.hpp"
 #include "minigpt/simd/int8.hpp"
 
+// The AVX2 bodies below are lambdas taking and returning 256-bit vectors; GCC warns (-Wpsabi) that
+// their ABI differs from a build without AVX, which does not matter: they are inlined into
+// functions with the same target attribute and never cross a call boundary compiled without it.
+// Without this, a consumer's plain `-O2` build of the README example printed that warning.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace minigpt::kernels::detail {
 
 using quant::block_iq4_nl;
@@ -449,3 +456,5 @@ MINIGPT_DOT_ROWS(iq4_xs, block_iq4_xs, act_q8_256)
 #undef MINIGPT_DOT_ROWS
 
 }  // namespace minigpt::kernels::detail
+
+#pragma GCC diagnostic pop
