@@ -22,12 +22,7 @@ namespace {
 using namespace minigpt;
 
 const std::shared_ptr<const model>& small_q8() {
-    static std::shared_ptr<const model> m = [] {
-        io::gguf_writer w;
-        synthesize(w, find_synth_preset(architecture::llama, "small"), dtype::q8_0, 3);
-        auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
-        return model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "small")));
-    }();
+    static std::shared_ptr<const model> m = synthesize_model(find_synth_preset(architecture::llama, "small"), dtype::q8_0, 3, "small");
     return m;
 }
 

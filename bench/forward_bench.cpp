@@ -25,10 +25,7 @@ namespace {
 using namespace minigpt;
 
 std::shared_ptr<const model> small_model(dtype type) {
-    io::gguf_writer w;
-    synthesize(w, find_synth_preset(architecture::llama, "small"), type, 3);
-    auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
-    return model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "small")));
+    return synthesize_model(find_synth_preset(architecture::llama, "small"), type, 3, "small");
 }
 
 const std::shared_ptr<const model>& cached(dtype type) {

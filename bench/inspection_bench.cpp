@@ -28,10 +28,7 @@ std::shared_ptr<const model> load(std::int64_t which) {
         if (!std::filesystem::exists(path)) return nullptr;
         models[0] = model::load(path);
     } else {
-        io::gguf_writer w;
-        synthesize(w, find_synth_preset(architecture::llama, "small"), dtype::f32, 3);
-        auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
-        models[1] = model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "small")));
+        models[1] = synthesize_model(find_synth_preset(architecture::llama, "small"), dtype::f32, 3, "small");
     }
     return models[which];
 }

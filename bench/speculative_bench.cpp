@@ -35,10 +35,7 @@ std::shared_ptr<const model> get_model(architecture arch, const std::string& pre
     if (const char* dir = std::getenv("MINIGPT_SPEC_DIR"); dir && std::filesystem::exists(std::string(dir) + "/" + name + ".gguf")) {
         m = model::load(std::string(dir) + "/" + name + ".gguf");
     } else {
-        io::gguf_writer w;
-        synthesize(w, find_synth_preset(arch, preset), type, 1);
-        auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
-        m = model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, name)));
+        m = synthesize_model(find_synth_preset(arch, preset), type, 1, name);
     }
     cache[name] = m;
     return m;

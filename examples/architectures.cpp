@@ -19,10 +19,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         for (const arch_descriptor* d : architectures()) {
-            io::gguf_writer w;
-            synthesize(w, find_synth_preset(d->name, "tiny"), dtype::q8_0, 1);
-            auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
-            const auto m = model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, d->name)));
+            const auto m = synthesize_model(find_synth_preset(d->name, "tiny"), dtype::q8_0, 1, d->name);
             int n_matrices = 0, n_vectors = 0;
             const tensor_visitor count = [&](const tensor_spec& s) {
                 if (s.dst->empty()) return;

@@ -272,10 +272,7 @@ TEST(PagedKvCache, ForkSharesBlocksCopyOnWriteAndSeqRmFrees) {
 // ---- batch_context against one context per sequence ----
 
 std::shared_ptr<const model> synth_model(const std::string& arch, std::uint64_t seed) {
-    io::gguf_writer w;
-    synthesize(w, find_synth_preset(arch, "tiny"), dtype::f32, seed);
-    auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
-    return model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, arch + ".gguf")));
+    return synthesize_model(find_synth_preset(arch, "tiny"), dtype::f32, seed, arch + ".gguf");
 }
 
 std::vector<std::int32_t> prompt_ids(std::int64_t n, int salt, std::int64_t n_vocab) {

@@ -34,10 +34,7 @@ namespace {
 
 std::shared_ptr<const model> synth_llama() {
     static const auto m = [] {
-        io::gguf_writer w;
-        synthesize(w, find_synth_preset(architecture::llama, "tiny"), dtype::f32, 5);
-        auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
-        return model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "synth")));
+        return synthesize_model(find_synth_preset(architecture::llama, "tiny"), dtype::f32, 5);
     }();
     return m;
 }

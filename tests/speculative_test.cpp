@@ -23,10 +23,7 @@ using namespace minigpt;
 namespace {
 
 std::shared_ptr<const model> synth(dtype type, std::uint64_t seed, architecture arch = architecture::llama) {
-    io::gguf_writer w;
-    synthesize(w, find_synth_preset(arch, "tiny"), type, seed);
-    auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
-    return model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "synth")));
+    return synthesize_model(find_synth_preset(arch, "tiny"), type, seed);
 }
 
 const tokenizer& synth_vocab() {
@@ -191,10 +188,7 @@ TEST(Speculative, RejectsBadParameters) {
     prompt_lookup look(2);
     EXPECT_THROW(spec_greedy(target, look, {1, 2}, 4, {.draft_max = 2, .draft_min = 3}), error);
     // A draft with another vocabulary size.
-    io::gguf_writer w;
-    synthesize(w, find_synth_preset(architecture::llama, "tiny"), dtype::f32, 1, 256);
-    auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
-    auto small = model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, "small")));
+    auto small = synthesize_model(find_synth_preset(architecture::llama, "tiny"), dtype::f32, 1, "small", 256);
     EXPECT_THROW(draft_model(small, sampling_params::greedy(), 512), error);
     EXPECT_NO_THROW(draft_model(other, sampling_params::greedy(), 512));
 }

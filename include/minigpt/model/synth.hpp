@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/model/architectures.hpp"
 #include "minigpt/model/config.hpp"
+#include "minigpt/model/model.hpp"
 #include "minigpt/quant/quant.hpp"
 
 namespace minigpt {
@@ -210,6 +212,16 @@ inline model_config synthesize(io::gguf_writer& w, const synth_preset& p, dtype 
     d.tensors(c, scratch, list);
     bar.update(1 + c.n_layer);
     return c;
+}
+
+// A random-weight model of preset p built in memory, no file written: what tests, benchmarks and
+// examples load when they need a model of some shape. `name` is the file name errors would show.
+inline std::shared_ptr<const model> synthesize_model(const synth_preset& p, dtype type, std::uint64_t seed = 1,
+                                                     const std::string& name = "synth", std::int64_t n_vocab_override = 0) {
+    io::gguf_writer w;
+    synthesize(w, p, type, seed, n_vocab_override);
+    auto bytes = std::make_shared<const std::vector<std::byte>>(w.finish_to_memory());
+    return model::from_gguf(std::make_shared<const io::gguf_file>(io::gguf_file::from_memory(bytes, name)));
 }
 
 }  // namespace minigpt
