@@ -18,6 +18,7 @@
 #include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/model.hpp"
 #include "minigpt/model/synth.hpp"
+#include "decode_steps.hpp"
 #include "read_loop.hpp"
 
 namespace {
@@ -44,19 +45,7 @@ dtype type_of(std::int64_t i) {
 void decode(benchmark::State& state) {
     const auto& m = cached(type_of(state.range(0)));
     context ctx(m, {.n_ctx = 1024, .n_threads = static_cast<int>(state.range(1))});
-    std::vector<std::int32_t> prompt(64, 7);
-    ctx.decode(prompt);
-    std::int32_t token = 11;
-    for (auto _ : state) {
-        if (ctx.n_past() >= 1000) {
-            state.PauseTiming();
-            ctx.truncate(64);
-            state.ResumeTiming();
-        }
-        ctx.decode(std::span(&token, 1));
-        benchmark::DoNotOptimize(ctx.logits().data());
-    }
-    state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+    bench::decode_steps(state, ctx, 1000);
     state.SetLabel(std::string(dtype_name(type_of(state.range(0)))));
 }
 

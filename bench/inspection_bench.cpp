@@ -11,9 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/model.hpp"
 #include "minigpt/model/synth.hpp"
+
+#include "decode_steps.hpp"
 
 namespace {
 
@@ -68,19 +69,7 @@ void decode(benchmark::State& state) {
     std::vector<float> sink;
     context ctx(m, {.n_ctx = 128, .n_threads = 1});
     ctx.set_hooks(hooks_of(state.range(1), sink));
-    std::vector<std::int32_t> prompt(64, 7);
-    ctx.decode(prompt);
-    std::int32_t token = 11;
-    for (auto _ : state) {
-        if (ctx.n_past() >= 120) {
-            state.PauseTiming();
-            ctx.truncate(64);
-            state.ResumeTiming();
-        }
-        ctx.decode(std::span(&token, 1));
-        benchmark::DoNotOptimize(ctx.logits().data());
-    }
-    state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+    bench::decode_steps(state, ctx, 120);
     state.SetLabel(std::string(state.range(0) == 0 ? "stories260K, " : "small, ") + k_kinds[state.range(1)]);
 }
 

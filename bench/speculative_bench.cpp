@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "minigpt/generate/speculative.hpp"
-#include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/model/synth.hpp"
 #include "minigpt/text/vocab.hpp"
 

@@ -15,7 +15,6 @@
 #include <random>
 #include <vector>
 
-#include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/kernels/attention_paged.hpp"
 #include "minigpt/model.hpp"
 #include "minigpt/model/batch_context.hpp"

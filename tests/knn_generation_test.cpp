@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "minigpt/generate/generation.hpp"
-#include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/knn.hpp"
 #include "minigpt/knn/adaptive.hpp"
 #include "minigpt/knn/pca.hpp"
