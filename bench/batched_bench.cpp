@@ -189,4 +189,36 @@ void attention_paged_f16_gpt2_step(benchmark::State& state) {
 }
 BENCHMARK(attention_paged_f16_gpt2_step)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// One sequence's decode attention at a long context, through the contiguous cache of `context`:
+// GPT-2's 12 heads of 64, F16, one token at position 2047 over its 2,048 keys, 12 layers (~151 MB,
+// as much as the Q8_0 weights of a step), all threads (arg).
+void attention_f16_gpt2_long_decode(benchmark::State& state) {
+    const std::int64_t n_layers = 12, n_keys = 2048, n_heads = 12, head_dim = 64, kv_dim = n_heads * head_dim;
+    std::mt19937 rng(4);
+    std::uniform_int_distribution<int> bits(0x3000, 0x3c00);  // f16 patterns of 0.125 .. 1
+    const std::size_t n_elems = static_cast<std::size_t>(n_layers * n_keys * kv_dim);
+    const auto k_buf = heap_buffer(n_elems * sizeof(std::uint16_t), fill::none), v_buf = heap_buffer(n_elems * sizeof(std::uint16_t), fill::none);
+    const std::span k(reinterpret_cast<std::uint16_t*>(k_buf.get()), n_elems), v(reinterpret_cast<std::uint16_t*>(v_buf.get()), n_elems);
+    for (auto a : {k, v})
+        for (auto& x : a) x = static_cast<std::uint16_t>(bits(rng));
+    std::normal_distribution<float> g;
+    std::vector<float> q(static_cast<std::size_t>(kv_dim)), out(q.size());
+    for (auto& x : q) x = g(rng);
+    kernels::attention_params p = one_thread_mha(n_heads, head_dim, nullptr);
+    p.pos0 = n_keys - 1;
+    p.kv_type = dtype::f16;
+    p.n_threads = static_cast<int>(state.range(0));
+    const std::size_t layer = static_cast<std::size_t>(n_keys * kv_dim);
+    for (auto _ : state) {
+        for (std::int64_t l = 0; l < n_layers; ++l) {
+            p.k = k.data() + l * layer;
+            p.v = v.data() + l * layer;
+            kernels::attention(p, q.data(), out.data(), 1);
+        }
+        benchmark::DoNotOptimize(out.data());
+    }
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(2 * n_elems * sizeof(std::uint16_t)));
+}
+BENCHMARK(attention_f16_gpt2_long_decode)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
+
 }  // namespace
