@@ -85,10 +85,15 @@ TEST(ServerEmbeddings, EqualTheEmbedCommandInBothEncodings) {
         double norm = 0;
         for (float x : got) norm += static_cast<double>(x) * x;
         EXPECT_NEAR(norm, 1.0, 1e-5);
-        // Base64 of the same input decodes to the same floats.
+        // The input alone (one sequence, not the list's batch), in base64: the same vector up to
+        // the rounding of batched products, and exactly the floats of the same input in JSON.
         auto [st64, r64] = s.post_text("/v1/embeddings", json{{"input", texts[i]}, {"encoding_format", "base64"}}.dump());
         ASSERT_EQ(st64, 200) << r64;
-        EXPECT_EQ(decode_base64_floats(r64["data"][0]["embedding"].get<std::string>()), got);
+        const auto alone = decode_base64_floats(r64["data"][0]["embedding"].get<std::string>());
+        EXPECT_LT(max_abs_diff(alone, got), 1e-6f);
+        auto [st_alone, r_alone] = s.post_text("/v1/embeddings", json{{"input", texts[i]}}.dump());
+        ASSERT_EQ(st_alone, 200) << r_alone;
+        EXPECT_EQ(r_alone["data"][0]["embedding"].get<std::vector<float>>(), alone);
     }
     EXPECT_EQ(r["usage"]["prompt_tokens"], total);
     EXPECT_EQ(r["usage"]["total_tokens"], total);
@@ -98,10 +103,26 @@ TEST(ServerEmbeddings, EqualTheEmbedCommandInBothEncodings) {
     const auto ids = tok.encode(texts[0], tok.add_bos_default());
     auto [st_ids, r_ids] = s.post_text("/v1/embeddings", json{{"input", ids}}.dump());
     ASSERT_EQ(st_ids, 200) << r_ids;
-    EXPECT_EQ(r_ids["data"][0]["embedding"], r["data"][0]["embedding"]);
+    EXPECT_LT(max_abs_diff(r_ids["data"][0]["embedding"].get<std::vector<float>>(), r["data"][0]["embedding"].get<std::vector<float>>()),
+              1e-6f);
     auto [st_nested, r_nested] = s.post_text("/v1/embeddings", json{{"input", json::array({ids, ids})}}.dump());
     ASSERT_EQ(st_nested, 200) << r_nested;
     EXPECT_EQ(r_nested["data"].size(), 2u);
+    // More inputs than one forward pass takes (16 sequences): every vector still equals its input
+    // embedded alone.
+    std::vector<std::string> many;
+    for (int i = 0; i < 21; ++i) many.push_back(texts[static_cast<std::size_t>(i) % 2] + std::string(static_cast<std::size_t>(i % 5), '!'));
+    auto [st_many, r_many] = s.post_text("/v1/embeddings", json{{"input", many}}.dump());
+    ASSERT_EQ(st_many, 200) << r_many;
+    ASSERT_EQ(r_many["data"].size(), many.size());
+    for (std::size_t i = 0; i < many.size(); i += 4) {
+        auto [st1, r1] = s.post_text("/v1/embeddings", json{{"input", many[i]}}.dump());
+        ASSERT_EQ(st1, 200) << r1;
+        EXPECT_EQ(r_many["data"][i]["index"], i);
+        EXPECT_LT(max_abs_diff(r_many["data"][i]["embedding"].get<std::vector<float>>(), r1["data"][0]["embedding"].get<std::vector<float>>()),
+                  1e-6f)
+            << i;
+    }
 }
 
 TEST(ServerEmbeddings, BadRequestsNameTheField) {

@@ -4,7 +4,7 @@
 // Endpoints: POST /v1/completions, POST /v1/chat/completions (stream: true as server-sent
 // events ending with `data: [DONE]`), POST /v1/embeddings (serve/embeddings_api.hpp: pooled
 // final hidden states, L2-normalised, computed on the connection's thread by one embedder shared
-// under a lock, beside the engine), GET /v1/models, GET /health, GET /metrics (Prometheus text),
+// under a lock, beside the engine; the inputs of one request share forward passes), GET /v1/models, GET /health, GET /metrics (Prometheus text),
 // GET and POST /lora-adapters (serve/adapters_api.hpp: per-request LoRA adapters, llama-server's way).
 // Errors are OpenAI error objects: 400 malformed JSON or bad fields (a prompt longer than a slot:
 // code context_length_exceeded), 401 a missing or wrong API key, 404 unknown path, 413 a body
@@ -213,9 +213,12 @@ private:
                 if (static_cast<std::int64_t>(ids.size()) > engine_.n_ctx_slot())
                     return send_error(res, bad_request("an input of " + std::to_string(ids.size()) + " tokens exceeds the context of " +
                                                        std::to_string(engine_.n_ctx_slot()), "input", "context_length_exceeded"));
-                vectors.push_back(embedder_->embed_tokens(ids));
                 n_tokens += static_cast<std::int64_t>(ids.size());
             }
+            // Several inputs share forward passes (each its own sequence of one batch); one input
+            // takes the single-sequence path.
+            if (r.inputs.size() == 1) vectors.push_back(embedder_->embed_tokens(r.inputs.front()));
+            else vectors = embedder_->embed_batch(r.inputs);
         }
         send_json(res, 200, embedding_response_json(vectors, r.base64, n_tokens, opt_.model_name));
     }
