@@ -21,6 +21,7 @@
 #include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/model.hpp"
 #include "minigpt/model/synth.hpp"
+#include "double_tensors.hpp"
 #include "test_data.hpp"
 
 using namespace minigpt;
@@ -89,34 +90,10 @@ struct recipe {
     double rope_base_local = 0.0; // base of the sliding-window layers (Gemma 3: 10000)
 };
 
-struct ref_model {
-    const io::gguf_file& f;
+struct ref_model : minigpt::test::double_tensors {
     model_config c;  // sizes and keys as the file states them
     recipe r;
 
-    mutable std::map<std::string, std::vector<vec>> cache;
-
-    bool has(const std::string& n) const { return f.find_tensor(n) != nullptr; }
-    // (rows, cols) as doubles.
-    const std::vector<vec>& matrix(const std::string& n) const {
-        if (auto it = cache.find(n); it != cache.end()) return it->second;
-        const tensor t = f.get_tensor(n);
-        const std::int64_t rows = t.shape().size() == 2 ? t.dim(0) : 1, cols = t.shape().back();
-        std::vector<vec> out(static_cast<std::size_t>(rows));
-        std::vector<float> row(static_cast<std::size_t>(cols));
-        for (std::int64_t i = 0; i < rows; ++i) {
-            quant::dequantize_row(t.type(), t.row_ptr(i), row.data(), cols);
-            out[static_cast<std::size_t>(i)].assign(row.begin(), row.end());
-        }
-        return cache[n] = std::move(out);
-    }
-    vec vector(const std::string& n) const { return matrix(n)[0]; }
-    static vec mv(const std::vector<vec>& w, const vec& x) {
-        vec y(w.size(), 0.0);
-        for (std::size_t i = 0; i < w.size(); ++i)
-            for (std::size_t j = 0; j < x.size(); ++j) y[i] += w[i][j] * x[j];
-        return y;
-    }
     static void add_to(vec& y, const vec& b) { for (std::size_t i = 0; i < y.size(); ++i) y[i] += b[i]; }
     vec norm(const vec& x, const std::string& w, const std::string& b) const {
         const vec g = vector(w);
@@ -272,7 +249,7 @@ void check_synth(const std::string& arch, synth_preset preset, const recipe& r, 
     for (int i = 0; i < 40; ++i) ids.push_back((i * 97 + 5) % 500);
     context ctx(m, {.n_ctx = n_ctx, .n_batch = 16});  // several chunks: the cache and positions carry over
     ctx.decode(ids, logits_for::all);
-    const ref_model ref{*file, m->config(), r, {}};
+    const ref_model ref{{*file, {}}, m->config(), r};
     const auto want = ref.forward(ids);
     float scale = 0;
     for (float v : want) scale = std::max(scale, std::fabs(v));

@@ -21,6 +21,7 @@
 #include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/model.hpp"
 #include "minigpt/model/synth.hpp"
+#include "double_tensors.hpp"
 #include "test_data.hpp"
 
 using namespace minigpt;
@@ -34,32 +35,10 @@ using minigpt::test::max_abs_diff;
 enum class ffn_kind { swiglu, gelu_mlp, geglu, fused_swiglu };
 
 // One layer's pieces in double, from the file's tensors and the config's hyper-parameters.
-struct reference {
-    const io::gguf_file& f;
+struct reference : minigpt::test::double_tensors {
     const model_config& c;
     ffn_kind ffn;
-    mutable std::map<std::string, std::vector<vec>> cache;
 
-    bool has(const std::string& n) const { return f.find_tensor(n) != nullptr; }
-    const std::vector<vec>& matrix(const std::string& n) const {  // (rows, cols)
-        if (auto it = cache.find(n); it != cache.end()) return it->second;
-        const tensor t = f.get_tensor(n);
-        const std::int64_t rows = t.shape().size() == 2 ? t.dim(0) : 1, cols = t.shape().back();
-        std::vector<vec> out(static_cast<std::size_t>(rows));
-        std::vector<float> row(static_cast<std::size_t>(cols));
-        for (std::int64_t i = 0; i < rows; ++i) {
-            quant::dequantize_row(t.type(), t.row_ptr(i), row.data(), cols);
-            out[static_cast<std::size_t>(i)].assign(row.begin(), row.end());
-        }
-        return cache[n] = std::move(out);
-    }
-    const vec& vector(const std::string& n) const { return matrix(n)[0]; }
-    static vec mv(const std::vector<vec>& w, const vec& x) {
-        vec y(w.size(), 0.0);
-        for (std::size_t i = 0; i < w.size(); ++i)
-            for (std::size_t j = 0; j < x.size(); ++j) y[i] += w[i][j] * x[j];
-        return y;
-    }
     void add_bias(vec& y, const std::string& n) const {
         if (has(n)) for (std::size_t i = 0; i < y.size(); ++i) y[i] += vector(n)[i];
     }
@@ -232,7 +211,7 @@ void check_ffn(const subject& s) {
     const auto ids = prompt_ids(*s.m, 40);
     feed(ctx, ids);
     ASSERT_EQ(act.size(), static_cast<std::size_t>(c.n_layer) * ids.size());
-    const reference ref{*s.file, c, s.ffn, {}};
+    const reference ref{{*s.file, {}}, c, s.ffn};
     double worst = 0, scale = 0;
     for (const auto& [key, a] : act) {
         const auto& n = input.at(key);
@@ -284,7 +263,7 @@ void check_attention(const subject& s) {
     feed(ctx, ids);
     EXPECT_LT(worst_sum, 1e-5);
     EXPECT_EQ(worst_outside, 0.0);
-    const reference ref{*s.file, c, s.ffn, {}};
+    const reference ref{{*s.file, {}}, c, s.ffn};
     double worst = 0;
     for (std::int64_t l = 0; l < c.n_layer; ++l) {
         std::vector<vec> xs;
@@ -461,7 +440,7 @@ TEST(Inspection, ResidualStreamReadAndPatch) {
         if (site.layer == 1) donor.insert(donor.end(), x.begin(), x.end());
     };
     const auto logits_a = logits_of(s.m, a, &rec);
-    const reference ref{*s.file, c, s.ffn, {}};
+    const reference ref{{*s.file, {}}, c, s.ffn};
     double worst = 0;
     for (std::int64_t t = 0; t < static_cast<std::int64_t>(a.size()); ++t) {
         const vec want = ref.logits(vec(last.begin() + t * c.n_embd, last.begin() + (t + 1) * c.n_embd));
