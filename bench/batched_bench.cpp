@@ -150,6 +150,22 @@ void attention_forks_of_one_prompt(benchmark::State& state) {
 }
 BENCHMARK(attention_forks_of_one_prompt)->Arg(0)->Arg(1)->ArgName("shared");
 
+// n random F16 values (bit patterns of 0.125 .. 1) on huge pages where the system has them, as the
+// KV cache's pools are (heap_buffer).
+class f16_pool {
+public:
+    f16_pool(std::size_t n, std::mt19937& rng) : buf_(heap_buffer(n * sizeof(std::uint16_t), fill::none)), n_(n) {
+        std::uniform_int_distribution<int> bits(0x3000, 0x3c00);
+        for (std::size_t i = 0; i < n; ++i) data()[i] = static_cast<std::uint16_t>(bits(rng));
+    }
+    std::uint16_t* data() const { return reinterpret_cast<std::uint16_t*>(buf_.get()); }
+    std::size_t size() const { return n_; }
+
+private:
+    std::shared_ptr<std::byte> buf_;
+    std::size_t n_;
+};
+
 // GPT-2's decode attention in a batch of 8 sequences: 12 heads of 64, F16 cache (batched-bench's
 // default), 192 keys per sequence in blocks of 16 scattered over the pool, one pool per layer for
 // 12 layers (~57 MB, more than the caches hold, as in a real step), all threads (arg).
@@ -157,13 +173,7 @@ void attention_paged_f16_gpt2_step(benchmark::State& state) {
     const std::int64_t n_layers = 12, n_tokens = 8, n_keys = 192, n_heads = 12, head_dim = 64, kv_dim = n_heads * head_dim, bs = 16;
     const std::int64_t n_blocks = n_tokens * n_keys / bs;
     std::mt19937 rng(3);
-    std::uniform_int_distribution<int> bits(0x3000, 0x3c00);  // f16 patterns of 0.125 .. 1
-    // On huge pages where the system has them, as the cache's pool (heap_buffer).
-    const std::size_t n_elems = static_cast<std::size_t>(n_layers * n_blocks * bs * kv_dim);
-    const auto k_buf = heap_buffer(n_elems * sizeof(std::uint16_t), fill::none), v_buf = heap_buffer(n_elems * sizeof(std::uint16_t), fill::none);
-    const std::span k(reinterpret_cast<std::uint16_t*>(k_buf.get()), n_elems), v(reinterpret_cast<std::uint16_t*>(v_buf.get()), n_elems);
-    for (auto a : {k, v})
-        for (auto& x : a) x = static_cast<std::uint16_t>(bits(rng));
+    const f16_pool k(static_cast<std::size_t>(n_layers * n_blocks * bs * kv_dim), rng), v(k.size(), rng);
     std::normal_distribution<float> g;
     std::vector<float> q(static_cast<std::size_t>(n_tokens * kv_dim)), out(q.size());
     for (auto& x : q) x = g(rng);
@@ -195,12 +205,7 @@ BENCHMARK(attention_paged_f16_gpt2_step)->Arg(1)->Arg(2)->ArgName("threads")->Un
 void attention_f16_gpt2_long_decode(benchmark::State& state) {
     const std::int64_t n_layers = 12, n_keys = 2048, n_heads = 12, head_dim = 64, kv_dim = n_heads * head_dim;
     std::mt19937 rng(4);
-    std::uniform_int_distribution<int> bits(0x3000, 0x3c00);  // f16 patterns of 0.125 .. 1
-    const std::size_t n_elems = static_cast<std::size_t>(n_layers * n_keys * kv_dim);
-    const auto k_buf = heap_buffer(n_elems * sizeof(std::uint16_t), fill::none), v_buf = heap_buffer(n_elems * sizeof(std::uint16_t), fill::none);
-    const std::span k(reinterpret_cast<std::uint16_t*>(k_buf.get()), n_elems), v(reinterpret_cast<std::uint16_t*>(v_buf.get()), n_elems);
-    for (auto a : {k, v})
-        for (auto& x : a) x = static_cast<std::uint16_t>(bits(rng));
+    const f16_pool k(static_cast<std::size_t>(n_layers * n_keys * kv_dim), rng), v(k.size(), rng);
     std::normal_distribution<float> g;
     std::vector<float> q(static_cast<std::size_t>(kv_dim)), out(q.size());
     for (auto& x : q) x = g(rng);
@@ -217,7 +222,7 @@ void attention_f16_gpt2_long_decode(benchmark::State& state) {
         }
         benchmark::DoNotOptimize(out.data());
     }
-    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(2 * n_elems * sizeof(std::uint16_t)));
+    state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(2 * k.size() * sizeof(std::uint16_t)));
 }
 BENCHMARK(attention_f16_gpt2_long_decode)->Arg(1)->Arg(2)->ArgName("threads")->Unit(benchmark::kMillisecond)->UseRealTime();
 
