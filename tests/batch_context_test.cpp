@@ -50,6 +50,23 @@ struct paged_case {
     float softcap;
 };
 
+// The attention shape of a case: scale 1/sqrt(head_dim), the case's cap, window and cache type,
+// token t at pos[t], two threads.
+kernels::attention_params case_params(const paged_case& pc, std::int64_t n_heads, std::int64_t n_kv_heads, std::int64_t head_dim,
+                                      const std::vector<std::int64_t>& pos) {
+    kernels::attention_params p;
+    p.n_heads = n_heads;
+    p.n_kv_heads = n_kv_heads;
+    p.head_dim = head_dim;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    p.softcap = pc.softcap;
+    p.window = pc.window;
+    p.kv_type = pc.kv_type;
+    p.positions = pos.data();
+    p.n_threads = 2;
+    return p;
+}
+
 TEST(PagedAttention, MatchesReferenceOverScrambledBlocks) {
     const std::int64_t n_heads = 8, n_kv_heads = 2, head_dim = 40, kv_dim = n_kv_heads * head_dim;  // head_dim 40: the tail paths
     for (const paged_case pc : {paged_case{dtype::f32, 4, 0, 0.0f}, paged_case{dtype::f16, 16, 0, 0.0f}, paged_case{dtype::f32, 16, 21, 0.0f},
@@ -80,16 +97,7 @@ TEST(PagedAttention, MatchesReferenceOverScrambledBlocks) {
         const auto n = static_cast<std::int64_t>(pos.size());
         std::vector<std::span<const std::int32_t>> token_tables;
         for (int s : seq) token_tables.emplace_back(tables[static_cast<std::size_t>(s)]);
-        kernels::attention_params p;
-        p.n_heads = n_heads;
-        p.n_kv_heads = n_kv_heads;
-        p.head_dim = head_dim;
-        p.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-        p.softcap = pc.softcap;
-        p.window = pc.window;
-        p.kv_type = pc.kv_type;
-        p.positions = pos.data();
-        p.n_threads = 2;
+        kernels::attention_params p = case_params(pc, n_heads, n_kv_heads, head_dim, pos);
         const kernels::paged_kv pool{k.data(), v.data(), pc.block_size, n_blocks, token_tables.data()};
         const auto q = gaussian(n * n_heads * head_dim, 3);
         std::vector<float> fast(q.size()), want(q.size());
@@ -142,15 +150,7 @@ TEST(PagedAttention, ForksSharingPromptBlocksMatchReference) {
         pos.push_back(59);
         token_tables.emplace_back(tables.back());
         const auto n = static_cast<std::int64_t>(pos.size());
-        kernels::attention_params p;
-        p.n_heads = n_heads;
-        p.n_kv_heads = n_kv_heads;
-        p.head_dim = head_dim;
-        p.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-        p.softcap = pc.softcap;
-        p.kv_type = pc.kv_type;
-        p.positions = pos.data();
-        p.n_threads = 2;
+        kernels::attention_params p = case_params(pc, n_heads, n_kv_heads, head_dim, pos);
         const kernels::paged_kv pool{k.data(), v.data(), bs, n_blocks, token_tables.data()};
         // The five forks form one group over the prompt's full blocks; the rest attend alone.
         std::vector<std::int64_t> members, shared;

@@ -51,6 +51,14 @@ private:
     std::unique_ptr<text_session> s_;
 };
 
+// Text, token count, stop reason and matched stop string equal.
+void expect_same_result(const generation_result& got, const generation_result& want) {
+    EXPECT_EQ(got.text, want.text);
+    EXPECT_EQ(got.n_tokens, want.n_tokens);
+    EXPECT_EQ(got.reason, want.reason);
+    EXPECT_EQ(got.stop_string, want.stop_string);
+}
+
 }  // namespace
 
 TEST(ParallelGeneration, EveryPathEqualsGeneratingItAlone) {
@@ -109,9 +117,7 @@ TEST(ParallelGeneration, ForkGenerateEqualsForkThenGenerateAndForksContinue) {
     more.sampling = sampling_params::greedy();
     for (std::size_t i = 0; i < got.size(); ++i) {
         SCOPED_TRACE("path " + std::to_string(i));
-        EXPECT_EQ(got[i].result.text, want[i].result.text);
-        EXPECT_EQ(got[i].result.n_tokens, want[i].result.n_tokens);
-        EXPECT_EQ(got[i].result.reason, want[i].result.reason);
+        expect_same_result(got[i].result, want[i].result);
         EXPECT_EQ(got[i].session->n_tokens(), want[i].session->n_tokens());
         EXPECT_EQ(got[i].session->transcript(), want[i].session->transcript());
         // Each fork continues as the sequentially generated fork does.
@@ -161,13 +167,6 @@ std::vector<generation_options> mixed_options(std::size_t n, std::int32_t base_t
         if (i == 1) opts[i].stop = {"."};
     }
     return opts;
-}
-
-void expect_same_result(const generation_result& got, const generation_result& want) {
-    EXPECT_EQ(got.text, want.text);
-    EXPECT_EQ(got.n_tokens, want.n_tokens);
-    EXPECT_EQ(got.reason, want.reason);
-    EXPECT_EQ(got.stop_string, want.stop_string);
 }
 
 }  // namespace
