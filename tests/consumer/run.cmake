@@ -61,6 +61,13 @@ run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/app -G ${GEN
     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release -DCMAKE_DISABLE_FIND_PACKAGE_faiss=ON)
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/app)
 run(${WORK_DIR}/app/consumer ${model_arg})
+run(${WORK_DIR}/app/consumer_compiled ${model_arg})  # minigpt_add_library from the installed package
+
+foreach(f share/minigpt/minigptCompiled.cmake include/minigpt/src.hpp)
+  if(NOT EXISTS ${prefix}/${f})
+    message(FATAL_ERROR "install layout: missing ${f}")
+  endif()
+endforeach()
 
 # 2. The faiss component: REQUIRED fails clearly without FAISS, OPTIONAL leaves minigpt::faiss undefined.
 run_fails("component 'faiss'" ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/app-faiss-absent -G ${GENERATOR}
@@ -92,4 +99,4 @@ endif()
 if(NOT EXISTS ${WORK_DIR}/app-subdir-prefix/bin/consumer)
   message(FATAL_ERROR "the consumer's install did not install the consumer")
 endif()
-message(STATUS "consumer builds (find_package without FAISS, faiss component, add_subdirectory) passed")
+message(STATUS "consumer builds (find_package without FAISS, compiled once with minigpt_add_library, faiss component, add_subdirectory) passed")

@@ -31,19 +31,10 @@
 #include "minigpt/model/config.hpp"
 #include "minigpt/model/hooks.hpp"
 #include "minigpt/model/kv_cache.hpp"
+#include "minigpt/model/taps.hpp"
 #include "minigpt/model/weights.hpp"
 
 namespace minigpt {
-
-// Where a hidden state can be captured for kNN-LM or inspection.
-enum class hidden_tap {
-    none,
-    ffn_input,   // the input to the last layer's feed-forward block, after its norm (Khandelwal et al.)
-    final_norm,  // the final normed state that the output matrix turns into logits
-};
-
-// Called after each layer with the residual stream (n_tokens, n_embd) of the current batch.
-using layer_callback = std::function<void(std::int64_t layer, std::span<const float> residual, std::int64_t n_tokens)>;
 
 struct forward_state {
     std::int64_t n_batch = 0;
