@@ -85,10 +85,11 @@ TEST(Engine, SeededSamplingEqualsGenerate) {
         EXPECT_EQ(got.reason, want.reason);
         EXPECT_EQ(got.stop_string, want.stop_string);
         ASSERT_EQ(got.logprobs.size(), want.logprobs.size());
-        // A later request reuses a slot's cached BOS, so its prompt runs as a shorter matrix product:
-        // equal up to float rounding, not bit for bit.
+        // A later request reuses a slot's cached BOS, so its prompt runs as a shorter matrix product
+        // (or on the row kernels instead of the blocked GEMM): equal up to float rounding, not bit for
+        // bit. 1e-4, the tolerance for batched logits (1.05e-5 apart on an AVX2 machine).
         for (std::size_t t = 0; t < got.logprobs.size(); ++t) {
-            EXPECT_NEAR(got.logprobs[t].logprob, want.logprobs[t].logprob, 1e-5);
+            EXPECT_NEAR(got.logprobs[t].logprob, want.logprobs[t].logprob, 1e-4);
             EXPECT_EQ(got.logprobs[t].top[1].id, want.logprobs[t].top[1].id);
         }
     }

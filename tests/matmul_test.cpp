@@ -290,6 +290,43 @@ TEST(Matmul, GemmMicroKernelBothCompilations) {
     }
 }
 
+// A token's row of a GEMM does not depend on where in the batch it sits: every tile shape (4 x 4, and
+// the 3-, 2- and 1-token edges) reduces each accumulator in the same order. On AVX2 the accumulators
+// of a 3 x 4 edge tile were summed eight at a time and the last four one by one, with two different
+// addition trees, so the same prompt token got logits a rounding apart depending on the sequences
+// batched with it (and seeded sampling then drew different tokens). Both compilations of the kernel.
+TEST(Matmul, GemmRowsDoNotDependOnTheirPlaceInTheBatch) {
+    for (dtype t : {dtype::f32, dtype::f16}) {
+        const std::int64_t n_out = 29, n_in = 200, n_tokens = 19;  // 19 = 4 x 4 + 3
+        ASSERT_GE(n_tokens - 5, K::detail::gemm_min_tokens(t));   // every batch below takes the GEMM
+        const tensor w = random_weights(t, n_out, n_in, 31);
+        const auto x = gaussian(static_cast<std::size_t>(n_in * n_tokens), 32);
+        std::vector<float> all(static_cast<std::size_t>(n_out * n_tokens));
+        K::matmul(w, x.data(), all.data(), n_tokens, 1);
+        for (std::int64_t skip = 1; skip <= 5; ++skip) {  // the same tokens shifted by 1..5 places in their tiles
+            const std::int64_t n = n_tokens - skip;
+            std::vector<float> part(static_cast<std::size_t>(n_out * n));
+            K::matmul(w, x.data() + skip * n_in, part.data(), n, 1);
+            for (std::int64_t k = 0; k < n; ++k)
+                for (std::int64_t r = 0; r < n_out; ++r)
+                    ASSERT_EQ(part[static_cast<std::size_t>(k * n_out + r)], all[static_cast<std::size_t>((k + skip) * n_out + r)])
+                        << dtype_name(t) << " skip " << skip << " token " << k << " row " << r;
+        }
+    }
+    // The reduction itself: eight at a time and one by one agree.
+    std::vector<simd::f32_batch> v;
+    for (int i = 0; i < 11; ++i) {
+        const auto lanes = gaussian(simd::f32_lanes, static_cast<unsigned>(40 + i), 1e3f);
+        v.push_back(simd::f32_batch::load_unaligned(lanes.data()));
+    }
+    float grouped[11], alone[1];
+    simd::reduce_add_each(v.data(), 11, grouped);
+    for (int i = 0; i < 11; ++i) {
+        simd::reduce_add_each(v.data() + i, 1, alone);
+        EXPECT_EQ(grouped[i], alone[0]) << "accumulator " << i;
+    }
+}
+
 TEST(Matmul, Block32TypesAllShapes) {
     // 70 tokens: more than one cache block of the packed kernels (64) and a partial register tile.
     for (dtype t : {dtype::q8_0, dtype::q4_0})

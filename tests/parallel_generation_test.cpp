@@ -173,41 +173,61 @@ std::vector<generation_options> mixed_options(std::size_t n, std::int32_t base_t
 
 // Different texts appended to one shared prompt (answer_separately's N questions): prefilled
 // together, then decoded together, equal to fork + append + generate one at a time.
+//
+// Long appends: their batched prefill (all paths' tokens in one matrix product, the blocked GEMM)
+// and each path's prefill alone (a few tokens: the row kernels) add in different orders, so the
+// caches differ by float rounding; greedy text is identical (the criterion) but a seeded
+// draw may land on the other side of a rounding difference (it did on an AVX2 machine). So long
+// appends are checked with greedy paths, and short appends, whose batched prefill stays under
+// gemm_min_tokens and so on the row kernels (the same sums, whatever the batch), with the mixed
+// greedy and seeded options. (stories260K's synthetic vocabulary spells every word start as three
+// byte tokens, so only a prompted session with tiny appends stays under that.)
 TEST(ParallelGeneration, ForkAppendGenerateEqualsOneAtATime) {
     MINIGPT_REQUIRE_SHARED(k_model);
     const llm lm = llm::load(shared_path(k_model));
-    const std::vector<std::string> appends = {" Lily saw a big dog.", "", " The sun was hot and the sky was blue. Tom", " She",
-                                              " Once, a bird sang in the tree near the house where they lived."};
-    for (const bool empty_parent : {false, true}) {
-        SCOPED_TRACE(empty_parent ? "fresh session" : "after a prompt");
-        model_session batched(lm, {.n_ctx = 256, .n_threads = 1});
-        sequential_session sequential(std::make_unique<model_session>(lm, context_params{.n_ctx = 256, .n_threads = 1}));
-        std::vector<std::string> texts = appends;
-        if (empty_parent) texts[1] = "Ben";  // a fresh session has no logits to start an empty append from
-        else {
-            batched.append("Tom had a red ball. He");
-            sequential.append("Tom had a red ball. He");
+    const std::vector<std::string> long_appends = {" Lily saw a big dog.", "", " The sun was hot and the sky was blue. Tom", " She",
+                                                   " Once, a bird sang in the tree near the house where they lived."};
+    const std::vector<std::string> short_appends = {"x", "", ".", ""};
+    for (const bool short_texts : {false, true})
+        for (const bool empty_parent : {false, true}) {
+            if (short_texts && empty_parent) continue;  // BOS and "Ben" alone take 8 tokens
+            SCOPED_TRACE(std::string(short_texts ? "short appends, mixed sampling" : "long appends, greedy") +
+                         (empty_parent ? ", fresh session" : ", after a prompt"));
+            model_session batched(lm, {.n_ctx = 256, .n_threads = 1});
+            sequential_session sequential(std::make_unique<model_session>(lm, context_params{.n_ctx = 256, .n_threads = 1}));
+            std::vector<std::string> texts = short_texts ? short_appends : long_appends;
+            if (empty_parent) texts[1] = "Ben";  // a fresh session has no logits to start an empty append from
+            else {
+                batched.append("Tom had a red ball. He");
+                sequential.append("Tom had a red ball. He");
+            }
+            auto opts = mixed_options(texts.size(), 18);
+            if (!short_texts)
+                for (auto& o : opts) o.sampling = sampling_params::greedy();
+            else {
+                std::size_t n_prefill = 0;
+                for (const auto& t : texts) n_prefill += lm.vocab->encode(t, empty_parent).size();
+                ASSERT_LT(n_prefill, static_cast<std::size_t>(kernels::detail::gemm_min_tokens(dtype::f32)));
+            }
+            auto got = batched.fork_append_generate(texts, opts);
+            auto want = sequential.fork_append_generate(texts, opts);
+            EXPECT_EQ(batched.n_batched_paths(), texts.size());  // decoded together, not one at a time
+            ASSERT_EQ(got.size(), want.size());
+            generation_options more;
+            more.max_tokens = 8;
+            more.sampling = sampling_params::greedy();
+            for (std::size_t i = 0; i < got.size(); ++i) {
+                SCOPED_TRACE("path " + std::to_string(i));
+                expect_same_result(got[i].result, want[i].result);
+                EXPECT_EQ(got[i].n_appended_tokens, want[i].n_appended_tokens);
+                EXPECT_EQ(got[i].session->n_tokens(), want[i].session->n_tokens());
+                EXPECT_EQ(got[i].session->transcript(), want[i].session->transcript());
+                got[i].session->append(" And");
+                want[i].session->append(" And");
+                EXPECT_EQ(got[i].session->generate(more).text, want[i].session->generate(more).text);
+            }
+            if (!short_texts) EXPECT_GT(got[4].n_appended_tokens, got[3].n_appended_tokens);
         }
-        const auto opts = mixed_options(texts.size(), 18);
-        auto got = batched.fork_append_generate(texts, opts);
-        auto want = sequential.fork_append_generate(texts, opts);
-        EXPECT_EQ(batched.n_batched_paths(), texts.size());  // decoded together, not one at a time
-        ASSERT_EQ(got.size(), want.size());
-        generation_options more;
-        more.max_tokens = 8;
-        more.sampling = sampling_params::greedy();
-        for (std::size_t i = 0; i < got.size(); ++i) {
-            SCOPED_TRACE("path " + std::to_string(i));
-            expect_same_result(got[i].result, want[i].result);
-            EXPECT_EQ(got[i].n_appended_tokens, want[i].n_appended_tokens);
-            EXPECT_EQ(got[i].session->n_tokens(), want[i].session->n_tokens());
-            EXPECT_EQ(got[i].session->transcript(), want[i].session->transcript());
-            got[i].session->append(" And");
-            want[i].session->append(" And");
-            EXPECT_EQ(got[i].session->generate(more).text, want[i].session->generate(more).text);
-        }
-        EXPECT_GT(got[4].n_appended_tokens, got[3].n_appended_tokens);
-    }
 }
 
 // Several sessions continued at once (self-consistency's answer stage): each its own sequence,
