@@ -65,6 +65,21 @@ TEST(Findings, ToolCallNumberOverflowIsMalformedCall) {
     EXPECT_FALSE(call.ok);
 }
 
+// Fuzzer finding (fuzz_chat_json, after the issue's list): {"name": ""} came back as a call to tool ""
+// with no error text; an empty name is a malformed call like a missing one.
+TEST(Findings, ToolCallWithEmptyNameIsMalformedCall) {
+    tool_use_options o;
+    o.json = json_call_tags{};
+    for (const char* body : {R"({"name":""})", R"({"name": "", "arguments": {"q": 1}})"}) {
+        SCOPED_TRACE(body);
+        std::string error_text;
+        const tool_call_record call = detail::parse_tool_call(std::string("<tool_call>") + body, o.json->close, o, error_text);
+        EXPECT_EQ(error_text, "error: a tool call must be a JSON object with a non-empty string \"name\"");
+        EXPECT_TRUE(call.tool.empty());
+        EXPECT_FALSE(call.ok);
+    }
+}
+
 // Finding: a 32 KB GGUF whose context_length is 2^24 made the default context reserve 2 x 8 GiB of KV
 // cache. The default is now llama.cpp's 4096 when the model was trained on more.
 TEST(Findings, DefaultContextIsCappedAt4096) {

@@ -156,7 +156,7 @@ TEST(ToolUse, ErrorsAreFedBackAsResults) {
     EXPECT_EQ(r.calls[0].result, "error: unknown tool 'weather' (available: calc, search)");
     EXPECT_EQ(r.calls[0].arguments, "{\"city\":\"Paris\"}");
     EXPECT_EQ(r.calls[1].result.rfind("error: malformed tool call JSON: ", 0), 0u) << r.calls[1].result;
-    EXPECT_EQ(r.calls[2].result, "error: a tool call must be a JSON object with a string \"name\"");
+    EXPECT_EQ(r.calls[2].result, "error: a tool call must be a JSON object with a non-empty string \"name\"");
     EXPECT_EQ(r.calls[3].result, "error: '[END]' without an opening marker before it");
     EXPECT_EQ(r.calls[4].result, "error: tool 'calc' failed: division by zero");
     EXPECT_EQ(t.n_calc, 1);

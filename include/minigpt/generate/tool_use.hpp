@@ -156,9 +156,10 @@ inline tool_call_record parse_tool_call(std::string_view segment, const std::str
         error_text = "error: malformed tool call JSON: " + std::string(e.what());
         return call;
     }
-    if (!j.is_object() || !j.contains("name") || !j["name"].is_string()) {
+    if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || j["name"].get_ref<const std::string&>().empty()) {
+        // An empty name is no call either: the caller would look up tool "" (fuzz_chat_json finding).
         call.arguments = body;
-        error_text = "error: a tool call must be a JSON object with a string \"name\"";
+        error_text = "error: a tool call must be a JSON object with a non-empty string \"name\"";
         return call;
     }
     call.tool = j["name"].get<std::string>();
