@@ -268,4 +268,6 @@ BENCHMARK(BM_matmul<dtype::q3_k>)->Name("matmul_small/q3_k")->Apply(small_batch_
 BENCHMARK(BM_matmul<dtype::q4_k>)->Name("matmul_small/q4_k")->Apply(small_batch_args);
 BENCHMARK(BM_matmul<dtype::f32>)->Name("matmul_small/f32")->Apply(small_batch_args);
 BENCHMARK(BM_matmul<dtype::q4_0>)->Name("matmul_small/q4_0")->Apply(small_batch_args);
+BENCHMARK(BM_matmul<dtype::q8_0>)->Name("matmul_small/q8_0")->Apply(small_batch_args);
+BENCHMARK(BM_matmul<dtype::q8_0, rows>)->Name("matmul_small_rows/q8_0")->Apply(small_batch_args);
 BENCHMARK(BM_matmul<dtype::q4_0, rows>)->Name("matmul_small_rows/q4_0")->Apply(small_batch_args);

@@ -327,6 +327,34 @@ TEST(Matmul, GemmRowsDoNotDependOnTheirPlaceInTheBatch) {
     }
 }
 
+// Below the GEMM's hand-over every token of a batch gets exactly the sums it gets alone (one-token
+// kernel): the several-token kernels (dot_q8_0_tokens_avx2 / dot_q4_0_tokens_avx2 on AVX2 machines, the row kernels run per
+// token elsewhere) share the weights' loads, not the arithmetic. Batched decoding relies on it for
+// seeded sampling to draw what a sequence decoded alone draws.
+TEST(Matmul, FewTokenRowsEqualOneTokenAtATime) {
+    for (dtype t : {dtype::q8_0, dtype::q4_0, dtype::q4_k}) {
+        const std::int64_t n_out = 37, n_in = 512;
+        const tensor w = random_weights(t, n_out, n_in, 51);
+        // Q8_0 on AVX2 never hands over (gemm_min_tokens is the int64 maximum): also a prefill-sized
+        // batch of 8-token groups in 32-row pieces, and one that splits 41 = 6 x 7 - 1 unevenly.
+        std::vector<std::int64_t> counts;
+        for (std::int64_t n = 2; n < std::min<std::int64_t>(K::detail::gemm_min_tokens(t), 20); ++n) counts.push_back(n);
+        for (std::int64_t n : {41, 100})
+            if (n < K::detail::gemm_min_tokens(t)) counts.push_back(n);
+        for (std::int64_t n_tokens : counts) {
+            const auto x = gaussian(static_cast<std::size_t>(n_in * n_tokens), 52 + static_cast<unsigned>(n_tokens));
+            std::vector<float> all(static_cast<std::size_t>(n_out * n_tokens)), one(static_cast<std::size_t>(n_out));
+            K::matmul(w, x.data(), all.data(), n_tokens, 2);
+            for (std::int64_t k = 0; k < n_tokens; ++k) {
+                K::matmul(w, x.data() + k * n_in, one.data(), 1, 1);
+                for (std::int64_t r = 0; r < n_out; ++r)
+                    ASSERT_EQ(all[static_cast<std::size_t>(k * n_out + r)], one[static_cast<std::size_t>(r)])
+                        << dtype_name(t) << " of " << n_tokens << " tokens: token " << k << " row " << r;
+            }
+        }
+    }
+}
+
 TEST(Matmul, Block32TypesAllShapes) {
     // 70 tokens: more than one cache block of the packed kernels (64) and a partial register tile.
     for (dtype t : {dtype::q8_0, dtype::q4_0})

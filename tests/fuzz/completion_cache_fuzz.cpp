@@ -68,9 +68,7 @@ void fuzz_record(std::string_view rest) {
 }
 
 #ifdef MINIGPT_HAVE_SQLITE
-std::string scratch_db(const char* name) {
-    return (std::filesystem::temp_directory_path() / ("minigpt-fuzz-" + std::to_string(::getpid()) + name)).string();
-}
+std::string scratch_db(const char* name) { return fuzz::scratch_path(name); }
 
 void remove_db(const std::string& path) {
     for (const char* suffix : {"", "-wal", "-shm", "-journal"}) std::filesystem::remove(path + suffix);

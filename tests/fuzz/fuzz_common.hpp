@@ -78,10 +78,28 @@ inline std::shared_ptr<const std::vector<std::byte>> bytes_of(const std::uint8_t
     return v;
 }
 
+// A per-process scratch file name under /tmp, removed (with SQLite's -wal, -shm and -journal
+// companions) when the fuzzer exits; they had been left behind by every CI run.
+inline std::string scratch_path(const char* suffix) {
+    struct registry {
+        std::vector<std::string> paths;
+        ~registry() {
+            for (const auto& p : paths)
+                for (const char* companion : {"", "-wal", "-shm", "-journal"}) std::remove((p + companion).c_str());
+        }
+    };
+    static registry files;
+    std::string path = "/tmp/minigpt-fuzz-" + std::to_string(::getpid()) + suffix;
+    for (const auto& p : files.paths)
+        if (p == path) return path;
+    files.paths.push_back(path);
+    return path;
+}
+
 // For readers that only take a path: the input written to a per-process scratch file.
 inline const std::string& write_scratch(const std::uint8_t* data, std::size_t size, const char* suffix) {
     static std::string path;
-    path = "/tmp/minigpt-fuzz-" + std::to_string(::getpid()) + suffix;
+    path = scratch_path(suffix);
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
     f.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
     return path;

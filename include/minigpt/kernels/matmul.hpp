@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -45,7 +46,12 @@ namespace detail {
 // kernels stay ahead longer for the 4-bit types, whose tiles cost more to decode to f32.
 inline std::int64_t gemm_min_tokens(dtype t) {
     switch (t) {
-        case dtype::q8_0: return 8;
+        // On AVX2 without VNNI the several-token Q8_0 kernel (dot_q8_0_tokens_avx2, pmaddubsw on
+        // 8-bit activations) beats the f32 GEMM at every batch size, 512-token prefill included, so
+        // Q8_0 never hands over there. Q4_0's (dot_q4_0_tokens_avx2) does too (110 against 96
+        // GFLOP/s at 512 tokens) but prefill through it is not yet validated end to end, so Q4_0
+        // keeps the GEMM from 24 tokens.
+        case dtype::q8_0: return int8_token_kernels_available() ? std::numeric_limits<std::int64_t>::max() : 8;
         case dtype::q4_0: return 24;
         case dtype::q6_k: return 16;
         default: return 12;  // f32, f16, bf16, q4_k
@@ -177,6 +183,48 @@ inline void float_rows(const tensor& w, const float* x, float* y, std::int64_t n
     else run.template operator()<float_kind::bf16>();
 }
 
+// Several tokens on Q8_0 or Q4_0 where dot_q8_0_tokens_avx2 / dot_q4_0_tokens_avx2 exist: up to 8
+// tokens share each load (and unpacking) of a weight block; more tokens are split into near-equal
+// groups (9 = 5 + 4). With several groups each piece of rows (32 rows, ~140 KiB of Q8_0 at n_in
+// 4096) stays in L2 while the groups take turns on it, so a 512-token prefill reads the weights once
+// from memory. Same sums as the row kernel per token.
+inline void int8_token_rows(const tensor& w, const float* x, float* y, std::int64_t n_tokens, int threads) {
+#if defined(MINIGPT_SIMD_INT8_AVX2) && !defined(MINIGPT_SIMD_INT8_512)
+    const std::int64_t n_out = w.dim(0), nb = w.dim(1) / quant::k_qk, stride = w.stride_bytes(0);
+    const quant::act_q8_32* act = quantize_activations<quant::act_q8_32>(x, n_tokens, w.dim(1));
+    const std::int64_t n_groups = (n_tokens + 7) / 8;
+    const auto run = [&]<bool Q8>() {
+        parallel_for_balanced(n_out, threads, [&](std::int64_t r0, std::int64_t r1) {
+            for (std::int64_t g = 0, t0 = 0; g < n_groups; ++g) {
+                const std::int64_t t1 = n_tokens * (g + 1) / n_groups;
+                const quant::act_q8_32* a = act + t0 * nb;
+                const auto group = [&]<int T>() {
+                    for (std::int64_t r = r0; r < r1; ++r) {
+                        if constexpr (Q8) dot_q8_0_tokens_avx2<T>(w.raw() + r * stride, a, nb, nb, y + t0 * n_out + r, n_out);
+                        else dot_q4_0_tokens_avx2<T>(w.raw() + r * stride, a, nb, nb, y + t0 * n_out + r, n_out);
+                    }
+                };
+                switch (t1 - t0) {
+                    case 1: group.template operator()<1>(); break;
+                    case 2: group.template operator()<2>(); break;
+                    case 3: group.template operator()<3>(); break;
+                    case 4: group.template operator()<4>(); break;
+                    case 5: group.template operator()<5>(); break;
+                    case 6: group.template operator()<6>(); break;
+                    case 7: group.template operator()<7>(); break;
+                    default: group.template operator()<8>(); break;
+                }
+                t0 = t1;
+            }
+        }, n_groups > 1 ? std::max<std::int64_t>(balanced_chunk(stride), 32) : balanced_chunk(stride));
+    };
+    if (w.type() == dtype::q8_0) run.template operator()<true>();
+    else run.template operator()<false>();
+#else
+    (void)w, (void)x, (void)y, (void)n_tokens, (void)threads;
+#endif
+}
+
 // The few-token path for every dtype (validation done by the caller; nothing here throws).
 inline void matmul_dots(const tensor& w, const float* x, float* y, std::int64_t n_tokens, int n_threads) {
     const std::int64_t n_out = w.dim(0), n_in = w.dim(1);
@@ -208,6 +256,8 @@ inline void matmul_dots(const tensor& w, const float* x, float* y, std::int64_t 
 #define MINIGPT_KERNEL(NAME) []<int R>(const std::byte* row, std::int64_t stride, const auto* act, std::int64_t nb, float* out) { \
         NAME<R>(row, stride, act, nb, out);                                                                                   \
     }
+    if ((w.type() == dtype::q8_0 || w.type() == dtype::q4_0) && n_tokens > 1 && int8_token_kernels_available())
+        return int8_token_rows(w, x, y, n_tokens, threads);
     switch (w.type()) {
         case dtype::q8_0: return rows_32(MINIGPT_KERNEL(dot_q8_0_rows));
         case dtype::q4_0: return rows_32(MINIGPT_KERNEL(dot_q4_0_rows));

@@ -108,6 +108,25 @@ MINIGPT_INT8_OP i32x8 dot_u8i8(i32x8 acc, u8x32 a, i8x32 b) {
 #endif
 }
 
+// Pieces of dot_i8i8 for kernels that share |a| among several b (dot_i8i8(0, a, b) ==
+// dot_abs_signed(abs_i8(a), sign_like(b, a)), the same int32 lanes).
+MINIGPT_INT8_OP u8x32 abs_i8(i8x32 a) { return _mm256_abs_epi8(a); }
+MINIGPT_INT8_OP i8x32 sign_like(i8x32 b, i8x32 a) { return _mm256_sign_epi8(b, a); }
+MINIGPT_INT8_OP i32x8 dot_abs_signed(u8x32 abs_a, i8x32 signed_b) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), abs_a, signed_b);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), abs_a, signed_b);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(abs_a, signed_b), _mm256_set1_epi16(1));
+#endif
+}
+MINIGPT_INT8_OP f32x8 splat_f32(float v) { return _mm256_set1_ps(v); }
+MINIGPT_INT8_OP f32x8 broadcast_f32(const float* p) { return _mm256_broadcast_ss(p); }
+MINIGPT_INT8_OP f32x8 mul(f32x8 a, f32x8 b) { return _mm256_mul_ps(a, b); }
+// acc + float(v) * s.
+MINIGPT_INT8_OP f32x8 fma_i32(f32x8 acc, i32x8 v, f32x8 s) { return _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), s, acc); }
+
 // As dot_u8i8 with both operands signed. Moves a's sign onto b (|a| <= 128 fits the unsigned
 // side); requires b in -127..127 so that negating b cannot overflow.
 MINIGPT_INT8_OP i32x8 dot_i8i8(i32x8 acc, i8x32 a, i8x32 b) {
