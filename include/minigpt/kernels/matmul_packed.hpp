@@ -40,6 +40,7 @@
 #include "minigpt/core/tensor.hpp"
 #include "minigpt/core/threads.hpp"
 #include "minigpt/kernels/matmul_dot.hpp"
+#include "minigpt/kernels/packed_avx2.hpp"
 #include "minigpt/quant/blocks.hpp"
 #include "minigpt/quant/repack.hpp"
 #include "minigpt/simd/avx512_vnni.hpp"
@@ -52,13 +53,21 @@ using quant::act_q8_32_seeded;
 using quant::k_pack_rows;
 using quant::packed_layout;
 
-// True when the packed kernels run vectorised on this CPU (AVX-512 VNNI, checked at run time).
-inline bool packed_kernels_vectorised() {
+// True when the packed kernels run on AVX-512 VNNI (checked at run time).
+inline bool packed_kernels_vnni() {
 #if defined(MINIGPT_AVX512_VNNI_DISPATCH)
     return simd::vnni512::supported();
 #else
     return false;
 #endif
+}
+
+// True when the packed kernels run vectorised on this CPU: AVX-512 VNNI, else AVX2 (packed_avx2.hpp).
+inline bool packed_kernels_vectorised() {
+#if defined(MINIGPT_SIMD_INT8_AVX2)
+    if (simd::int8_avx2_supported()) return true;
+#endif
+    return packed_kernels_vnni();
 }
 
 inline constexpr int k_pack_mt = 8;                     // tokens per register tile
@@ -167,7 +176,8 @@ MINIGPT_TARGET_AVX512_VNNI inline void packed_tile_any(int mt, const packed_layo
 inline void packed_groups(const packed_layout& L, const std::byte* data, const act_q8_32_seeded* a, std::int64_t n_tokens,
                           float* y, std::int64_t ldy, std::int64_t g0, std::int64_t g1) {
     const std::int64_t nb = L.n_blocks;
-    [[maybe_unused]] const bool vectorised = packed_kernels_vectorised();
+    [[maybe_unused]] const bool vnni = packed_kernels_vnni();
+    [[maybe_unused]] const bool avx2 = !vnni && packed_kernels_vectorised();
     for (std::int64_t t0 = 0; t0 < n_tokens; t0 += k_pack_token_block) {
         const std::int64_t t1 = std::min(n_tokens, t0 + k_pack_token_block);
         for (std::int64_t g = g0; g < g1; ++g) {
@@ -176,9 +186,16 @@ inline void packed_groups(const packed_layout& L, const std::byte* data, const a
                 const int mt = static_cast<int>(std::min<std::int64_t>(k_pack_mt, t1 - t));
                 float* yt = y + t * ldy + g * k_pack_rows;
 #if defined(MINIGPT_AVX512_VNNI_DISPATCH)
-                if (vectorised) {
+                if (vnni) {
                     if (L.type == dtype::q4_0) packed_tile_any<dtype::q4_0>(mt, L, data, g, a + t * nb, nb, yt, ldy, n_rows);
                     else packed_tile_any<dtype::q8_0>(mt, L, data, g, a + t * nb, nb, yt, ldy, n_rows);
+                    continue;
+                }
+#endif
+#if defined(MINIGPT_SIMD_INT8_AVX2)
+                if (avx2) {
+                    if (L.type == dtype::q4_0) packed_tile_avx2<dtype::q4_0>(mt, L, data, g, a + t * nb, nb, yt, ldy, n_rows);
+                    else packed_tile_avx2<dtype::q8_0>(mt, L, data, g, a + t * nb, nb, yt, ldy, n_rows);
                     continue;
                 }
 #endif
