@@ -9,7 +9,6 @@
 //   sqlite_file: (built with SQLite) the rest is a whole database file opened as the cache
 //                (PRAGMA quick_check, table creation) and looked up.
 // Seeds: records and rows under the fixed request's key and a small cache database (make_seeds.cpp).
-#include <filesystem>
 
 #include "completion_cache_fixture.hpp"
 #include "fuzz_common.hpp"
@@ -70,9 +69,6 @@ void fuzz_record(std::string_view rest) {
 #ifdef MINIGPT_HAVE_SQLITE
 std::string scratch_db(const char* name) { return fuzz::scratch_path(name); }
 
-void remove_db(const std::string& path) {
-    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) std::filesystem::remove(path + suffix);
-}
 
 // One cache (through its API) and one raw connection (to write rows the API never would) on one file.
 struct row_fixture {
@@ -80,7 +76,7 @@ struct row_fixture {
     completion_cache* cache = nullptr;
     sqlite3* raw = nullptr;
     row_fixture() {
-        remove_db(path);
+        fuzz::remove_sqlite_files(path);
         cache = new completion_cache(std::make_unique<sqlite_cache>(path, sqlite_cache_options{.ttl_seconds = 3600}), semantic_options());
         if (sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) std::abort();
     }
@@ -119,7 +115,7 @@ void fuzz_sqlite_row(std::string_view rest) {
 
 void fuzz_sqlite_file(std::string_view rest) {
     const std::string& path = fuzz::write_scratch(reinterpret_cast<const std::uint8_t*>(rest.data()), rest.size(), "-file.db");
-    for (const char* suffix : {"-wal", "-shm", "-journal"}) std::filesystem::remove(path + suffix);  // the last input's
+    fuzz::remove_sqlite_companions(path);  // the last input's
     std::unique_ptr<sqlite_cache> backend;
     fuzz::guarded("sqlite cache open", [&] { backend = std::make_unique<sqlite_cache>(path, sqlite_cache_options{.busy_timeout_ms = 0}); });
     if (!backend) return;

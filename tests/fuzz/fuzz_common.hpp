@@ -78,14 +78,23 @@ inline std::shared_ptr<const std::vector<std::byte>> bytes_of(const std::uint8_t
     return v;
 }
 
-// A per-process scratch file name under /tmp, removed (with SQLite's -wal, -shm and -journal
-// companions) when the fuzzer exits; they had been left behind by every CI run.
+// The files SQLite may create beside a database at `path`.
+inline void remove_sqlite_companions(const std::string& path) {
+    for (const char* companion : {"-wal", "-shm", "-journal"}) std::remove((path + companion).c_str());
+}
+// A database file and its companions.
+inline void remove_sqlite_files(const std::string& path) {
+    std::remove(path.c_str());
+    remove_sqlite_companions(path);
+}
+
+// A per-process scratch file name under /tmp, removed (with SQLite's companions, for the ones that
+// are databases) when the fuzzer exits; they had been left behind by every CI run.
 inline std::string scratch_path(const char* suffix) {
     struct registry {
         std::vector<std::string> paths;
         ~registry() {
-            for (const auto& p : paths)
-                for (const char* companion : {"", "-wal", "-shm", "-journal"}) std::remove((p + companion).c_str());
+            for (const auto& p : paths) remove_sqlite_files(p);
         }
     };
     static registry files;

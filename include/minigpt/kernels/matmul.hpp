@@ -46,11 +46,11 @@ namespace detail {
 // kernels stay ahead longer for the 4-bit types, whose tiles cost more to decode to f32.
 inline std::int64_t gemm_min_tokens(dtype t) {
     switch (t) {
-        // On AVX2 without VNNI the several-token Q8_0 kernel (dot_q8_0_tokens_avx2, pmaddubsw on
-        // 8-bit activations) beats the f32 GEMM at every batch size, 512-token prefill included, so
-        // Q8_0 never hands over there. Q4_0's (dot_q4_0_tokens_avx2) does too (110 against 96
-        // GFLOP/s at 512 tokens) but prefill through it is not yet validated end to end, so Q4_0
-        // keeps the GEMM from 24 tokens.
+        // Weights used in place (not packed) on AVX2 without VNNI: the several-token Q8_0 kernel
+        // (dot_q8_0_tokens_avx2, pmaddubsw on 8-bit activations) beats the f32 GEMM at every batch
+        // size, 512-token prefill included, so Q8_0 never hands over there. Q4_0 keeps the GEMM
+        // from 24 tokens (its token kernel is faster there too, 110 against 96 GFLOP/s at 512
+        // tokens, but packed Q4_0 is what models use on such CPUs).
         case dtype::q8_0: return int8_token_kernels_available() ? std::numeric_limits<std::int64_t>::max() : 8;
         case dtype::q4_0: return 24;
         case dtype::q6_k: return 16;

@@ -13,13 +13,14 @@
 //
 // Activations are quantised to 8-bit blocks (act_q8_32_seeded) exactly as for the per-row
 // kernels, so the results are the same sums; packed_dot_scalar is the portable twin that
-// computes them without SIMD (and the fallback where AVX-512 VNNI is missing, though there
-// packed_matrix does not pack by default: the per-row kernels are faster).
+// computes them without SIMD (and the fallback on a CPU without AVX2, where packed_matrix does
+// not pack by default: the per-row kernels are faster there).
 //
 // The vector kernel is chosen at run time: it is compiled for AVX-512 VNNI through target
 // attributes (simd/avx512_vnni.hpp) whatever the flags of the program, and used when the CPU
 // has it, so a build for baseline x86-64 gets the same decode and prefill speed on quantised
-// models as a -march=native one.
+// models as a -march=native one. CPUs with AVX2 but not VNNI run packed_avx2.hpp's kernel on
+// the same layout, with the same sums.
 #pragma once
 
 #include <algorithm>
@@ -231,7 +232,7 @@ inline const act_q8_32_seeded* quantize_activations_seeded(const float* x, std::
 
 // How packed_matrix decides whether to repack a Q4_0 / Q8_0 tensor.
 enum class pack_policy {
-    when_faster,  // only where the packed kernels are vectorised (a CPU with AVX-512 VNNI); default
+    when_faster,  // only where the packed kernels are vectorised (a CPU with AVX2 or AVX-512 VNNI); default
     always,       // whenever the type has a packed layout (tests use it for the scalar fallback)
     never,
 };

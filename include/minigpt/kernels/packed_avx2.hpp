@@ -34,6 +34,8 @@
 #if defined(MINIGPT_SIMD_INT8_AVX2)
 namespace minigpt::kernels::detail {
 
+inline constexpr std::int64_t k_packed_avx2_chunk = 16;  // blocks per pass of the tiles (512 columns)
+
 // The 4 bytes at p in every 32-bit lane. vbroadcastss from memory is a load alone, where
 // vpbroadcastd also takes a vector pipe on AMD Zen.
 MINIGPT_TARGET_AVX2 __attribute__((always_inline)) inline __m256i bytes4(const std::int8_t* p) {
@@ -44,14 +46,14 @@ MINIGPT_TARGET_AVX2 __attribute__((always_inline)) inline __m256i bytes4(const s
 // t < NT tokens and 8i + r < n_rows.
 template <dtype T, int NT, int NH>
 MINIGPT_TARGET_AVX2 inline void packed_half_avx2(const quant::packed_layout& L, const std::byte* data, std::int64_t g, int h0,
-                                                 const quant::act_q8_32_seeded* a, std::int64_t a_stride, float* y,
-                                                 std::int64_t ldy, int n_rows) {
+                                                 const quant::act_q8_32_seeded* a, std::int64_t a_stride, std::int64_t b0,
+                                                 std::int64_t b1, float (*sums)[8][8]) {
     static_assert(NT >= 1 && NH >= 1 && NH <= 2 && NT * NH <= 4);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[NH][NT];
-    for (auto& row : acc)
-        for (auto& v : row) v = _mm256_setzero_ps();
-    for (std::int64_t b = 0; b < L.n_blocks; ++b) {
+    for (int i = 0; i < NH; ++i)
+        for (int t = 0; t < NT; ++t) acc[i][t] = _mm256_load_ps(sums[h0 + i][t]);
+    for (std::int64_t b = b0; b < b1; ++b) {
         const std::byte* qb = data + L.quants_of(g, b) + 32 * h0;  // column group c of half h0 + i at qb + 64c + 32i
         __m256i isum[NH][NT];
         if constexpr (T == dtype::q4_0) {
@@ -94,18 +96,8 @@ MINIGPT_TARGET_AVX2 inline void packed_half_avx2(const quant::packed_layout& L, 
                 acc[i][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[i][t]), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a[t * a_stride + b].d)), acc[i][t]);
         }
     }
-    for (int i = 0; i < NH; ++i) {
-        const int rows = n_rows - 8 * i;
-        for (int t = 0; t < NT; ++t) {
-            if (rows >= 8) {
-                _mm256_storeu_ps(y + t * ldy + 8 * i, acc[i][t]);
-            } else {
-                alignas(32) float lanes[8];
-                _mm256_store_ps(lanes, acc[i][t]);
-                for (int r = 0; r < rows; ++r) y[t * ldy + 8 * i + r] = lanes[r];
-            }
-        }
-    }
+    for (int i = 0; i < NH; ++i)
+        for (int t = 0; t < NT; ++t) _mm256_store_ps(sums[h0 + i][t], acc[i][t]);
 }
 
 // y[t * ldy + r] = row 16g + r times token t, for t < mt (<= 8) and r < n_rows (<= 16).
@@ -113,28 +105,36 @@ template <dtype T>
 MINIGPT_TARGET_AVX2 inline void packed_tile_avx2(int mt, const quant::packed_layout& L, const std::byte* data, std::int64_t g,
                                                  const quant::act_q8_32_seeded* a, std::int64_t a_stride, float* y,
                                                  std::int64_t ldy, int n_rows) {
-    // One or two tokens take both halves in one pass over the group (decode reads each weight byte
-    // once from memory); more take 4 tokens of one half at a time.
-    if (mt <= 2 && n_rows > 8) {
-        if (mt == 2) packed_half_avx2<T, 2, 2>(L, data, g, 0, a, a_stride, y, ldy, n_rows);
-        else packed_half_avx2<T, 1, 2>(L, data, g, 0, a, a_stride, y, ldy, n_rows);
-        return;
-    }
-    for (int h = 0; h < 2 && 8 * h < n_rows; ++h) {
-        const int rows = n_rows - 8 * h < 8 ? n_rows - 8 * h : 8;
-        for (int t = 0; t < mt;) {
-            const int nt = mt - t >= 4 ? 4 : mt - t;
-            const auto* at = a + t * a_stride;
-            float* yt = y + t * ldy + 8 * h;
-            switch (nt) {
-                case 4: packed_half_avx2<T, 4, 1>(L, data, g, h, at, a_stride, yt, ldy, rows); break;
-                case 3: packed_half_avx2<T, 3, 1>(L, data, g, h, at, a_stride, yt, ldy, rows); break;
-                case 2: packed_half_avx2<T, 2, 1>(L, data, g, h, at, a_stride, yt, ldy, rows); break;
-                default: packed_half_avx2<T, 1, 1>(L, data, g, h, at, a_stride, yt, ldy, rows); break;
+    // sums[h][t][r]: row 8h + r, token t. The blocks are taken k_packed_avx2_chunk at a time so that
+    // the group's bytes for those blocks (~9 KiB of Q8_0) and the tokens' activations stay in L1
+    // while every tile passes over them.
+    alignas(32) float sums[2][8][8] = {};
+    for (std::int64_t b0 = 0; b0 < L.n_blocks; b0 += k_packed_avx2_chunk) {
+        const std::int64_t b1 = b0 + k_packed_avx2_chunk < L.n_blocks ? b0 + k_packed_avx2_chunk : L.n_blocks;
+        // One or two tokens take both halves in one pass (decode reads each weight byte once from
+        // memory); more take 4 tokens of one half at a time.
+        if (mt <= 2 && n_rows > 8) {
+            if (mt == 2) packed_half_avx2<T, 2, 2>(L, data, g, 0, a, a_stride, b0, b1, sums);
+            else packed_half_avx2<T, 1, 2>(L, data, g, 0, a, a_stride, b0, b1, sums);
+            continue;
+        }
+        for (int h = 0; h < 2 && 8 * h < n_rows; ++h) {
+            for (int t = 0; t < mt;) {
+                const int nt = mt - t >= 4 ? 4 : mt - t;
+                const auto* at = a + t * a_stride;
+                float (*st)[8][8] = reinterpret_cast<float (*)[8][8]>(&sums[0][t][0]);
+                switch (nt) {
+                    case 4: packed_half_avx2<T, 4, 1>(L, data, g, h, at, a_stride, b0, b1, st); break;
+                    case 3: packed_half_avx2<T, 3, 1>(L, data, g, h, at, a_stride, b0, b1, st); break;
+                    case 2: packed_half_avx2<T, 2, 1>(L, data, g, h, at, a_stride, b0, b1, st); break;
+                    default: packed_half_avx2<T, 1, 1>(L, data, g, h, at, a_stride, b0, b1, st); break;
+                }
+                t += nt;
             }
-            t += nt;
         }
     }
+    for (int t = 0; t < mt; ++t)
+        for (int r = 0; r < n_rows; ++r) y[t * ldy + r] = sums[r / 8][t][r % 8];
 }
 
 }  // namespace minigpt::kernels::detail

@@ -41,7 +41,7 @@ struct context_params {
     dtype kv_type = dtype::f32;        // f32 or f16
     int n_threads = 0;                 // 0: physical cores
     hidden_tap tap = hidden_tap::none; // hidden state captured for every token fed
-    // Q4_0 / Q8_0 matrices repacked 16 rows at a time for the AVX-512 VNNI kernels (a copy of those
+    // Q4_0 / Q8_0 matrices repacked 16 rows at a time for the AVX2 / AVX-512 VNNI kernels (a copy of those
     // weights, made once per model; faster decode and ~3x faster prefill). false: every weight is
     // used in place from the file (llama.cpp's --no-repack).
     bool repack = true;
