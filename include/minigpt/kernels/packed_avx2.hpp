@@ -108,9 +108,11 @@ MINIGPT_TARGET_AVX2 inline void packed_tile_avx2(int mt, const quant::packed_lay
     // sums[h][t][r]: row 8h + r, token t. The blocks are taken k_packed_avx2_chunk at a time so that
     // the group's bytes for those blocks (~9 KiB of Q8_0) and the tokens' activations stay in L1
     // while every tile passes over them.
+    // (One or two tokens over both halves make a single pass: nothing is read twice.)
     alignas(32) float sums[2][8][8] = {};
-    for (std::int64_t b0 = 0; b0 < L.n_blocks; b0 += k_packed_avx2_chunk) {
-        const std::int64_t b1 = b0 + k_packed_avx2_chunk < L.n_blocks ? b0 + k_packed_avx2_chunk : L.n_blocks;
+    const std::int64_t chunk = mt <= 2 && n_rows > 8 ? L.n_blocks : k_packed_avx2_chunk;
+    for (std::int64_t b0 = 0; b0 < L.n_blocks; b0 += chunk) {
+        const std::int64_t b1 = b0 + chunk < L.n_blocks ? b0 + chunk : L.n_blocks;
         // One or two tokens take both halves in one pass (decode reads each weight byte once from
         // memory); more take 4 tokens of one half at a time.
         if (mt <= 2 && n_rows > 8) {
