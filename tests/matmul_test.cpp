@@ -328,7 +328,7 @@ TEST(Matmul, GemmRowsDoNotDependOnTheirPlaceInTheBatch) {
 }
 
 // Below the GEMM's hand-over every token of a batch gets exactly the sums it gets alone (one-token
-// kernel): the several-token kernels (dot_q8_0_tokens_avx2 / dot_q4_0_tokens_avx2 on AVX2 machines, the row kernels run per
+// kernel): the several-token kernels (dot_tokens_avx2 on AVX2 machines, the row kernels run per
 // token elsewhere) share the weights' loads, not the arithmetic. Batched decoding relies on it for
 // seeded sampling to draw what a sequence decoded alone draws.
 TEST(Matmul, FewTokenRowsEqualOneTokenAtATime) {

@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "minigpt/core/dtype.hpp"
@@ -47,7 +48,7 @@ namespace detail {
 inline std::int64_t gemm_min_tokens(dtype t) {
     switch (t) {
         // Weights used in place (not packed) on AVX2 without VNNI: the several-token Q8_0 kernel
-        // (dot_q8_0_tokens_avx2, pmaddubsw on 8-bit activations) beats the f32 GEMM at every batch
+        // (dot_tokens_avx2, pmaddubsw on 8-bit activations) beats the f32 GEMM at every batch
         // size, 512-token prefill included, so Q8_0 never hands over there. Q4_0 keeps the GEMM
         // from 24 tokens (its token kernel is faster there too, 110 against 96 GFLOP/s at 512
         // tokens, but packed Q4_0 is what models use on such CPUs).
@@ -138,6 +139,15 @@ inline void rows_by_tokens(const tensor& w, float* y, std::int64_t n_tokens, std
 // chains of accumulators + 4 weight vectors fit the 32 vector registers of AVX-512 (256-bit dot_ops).
 inline constexpr std::int64_t k_float_token_group = 6;
 
+// f.template operator()<N>() with N the run-time count n of a token group, 1 <= n <= Max (Max for
+// anything larger): from a group's size to the kernels' compile-time token count.
+template <int Max, class F>
+inline void with_token_count(std::int64_t n, F&& f) {
+    [&]<int... I>(std::integer_sequence<int, I...>) {
+        (void)((n == I + 1 || I + 1 == Max ? (f.template operator()<I + 1>(), true) : false) || ...);
+    }(std::make_integer_sequence<int, Max>{});
+}
+
 inline bool is_float_type(dtype t) { return t == dtype::f32 || t == dtype::f16 || t == dtype::bf16; }
 
 // Rows [r0, r1) of a float-type W against every token.
@@ -166,14 +176,7 @@ inline void float_rows(const tensor& w, const float* x, float* y, std::int64_t n
 #endif
                     native::dot_float_tokens<K, T>(row, x + t0 * n_in, n_in, n_in, y + t0 * n_out + r, n_out);
                 };
-                switch (t1 - t0) {
-                    case 1: tokens.template operator()<1>(); break;
-                    case 2: tokens.template operator()<2>(); break;
-                    case 3: tokens.template operator()<3>(); break;
-                    case 4: tokens.template operator()<4>(); break;
-                    case 5: tokens.template operator()<5>(); break;
-                    default: tokens.template operator()<6>(); break;
-                }
+                with_token_count<6>(t1 - t0, tokens);
                 t0 = t1;
             }
         }
@@ -183,7 +186,7 @@ inline void float_rows(const tensor& w, const float* x, float* y, std::int64_t n
     else run.template operator()<float_kind::bf16>();
 }
 
-// Several tokens on Q8_0 or Q4_0 where dot_q8_0_tokens_avx2 / dot_q4_0_tokens_avx2 exist: up to 8
+// Several tokens on Q8_0 or Q4_0 where dot_tokens_avx2 exists: up to 8
 // tokens share each load (and unpacking) of a weight block; more tokens are split into near-equal
 // groups (9 = 5 + 4). With several groups each piece of rows (32 rows, ~140 KiB of Q8_0 at n_in
 // 4096) stays in L2 while the groups take turns on it, so a 512-token prefill reads the weights once
@@ -193,33 +196,23 @@ inline void int8_token_rows(const tensor& w, const float* x, float* y, std::int6
     const std::int64_t n_out = w.dim(0), nb = w.dim(1) / quant::k_qk, stride = w.stride_bytes(0);
     const quant::act_q8_32* act = quantize_activations<quant::act_q8_32>(x, n_tokens, w.dim(1));
     const std::int64_t n_groups = (n_tokens + 7) / 8;
-    const auto run = [&]<bool Q8>() {
+    const auto run = [&]<class Ops>() {
         parallel_for_balanced(n_out, threads, [&](std::int64_t r0, std::int64_t r1) {
             for (std::int64_t g = 0, t0 = 0; g < n_groups; ++g) {
                 const std::int64_t t1 = n_tokens * (g + 1) / n_groups;
                 const quant::act_q8_32* a = act + t0 * nb;
                 const auto group = [&]<int T>() {
                     for (std::int64_t r = r0; r < r1; ++r) {
-                        if constexpr (Q8) dot_q8_0_tokens_avx2<T>(w.raw() + r * stride, a, nb, nb, y + t0 * n_out + r, n_out);
-                        else dot_q4_0_tokens_avx2<T>(w.raw() + r * stride, a, nb, nb, y + t0 * n_out + r, n_out);
+                        dot_tokens_avx2<Ops, T>(w.raw() + r * stride, a, nb, nb, y + t0 * n_out + r, n_out);
                     }
                 };
-                switch (t1 - t0) {
-                    case 1: group.template operator()<1>(); break;
-                    case 2: group.template operator()<2>(); break;
-                    case 3: group.template operator()<3>(); break;
-                    case 4: group.template operator()<4>(); break;
-                    case 5: group.template operator()<5>(); break;
-                    case 6: group.template operator()<6>(); break;
-                    case 7: group.template operator()<7>(); break;
-                    default: group.template operator()<8>(); break;
-                }
+                with_token_count<8>(t1 - t0, group);
                 t0 = t1;
             }
         }, n_groups > 1 ? std::max<std::int64_t>(balanced_chunk(stride), 32) : balanced_chunk(stride));
     };
-    if (w.type() == dtype::q8_0) run.template operator()<true>();
-    else run.template operator()<false>();
+    if (w.type() == dtype::q8_0) run.template operator()<q8_0_token_ops>();
+    else run.template operator()<q4_0_token_ops>();
 #else
     (void)w, (void)x, (void)y, (void)n_tokens, (void)threads;
 #endif

@@ -137,31 +137,6 @@ MINIGPT_TARGET_AVX2 inline void dot_q8_0_rows_avx2(const std::byte* w, std::int6
     }
     for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]);
 }
-// One row against T tokens (token t's blocks at a + t * a_stride): y[t * ldy] = dot_q8_0_rows_avx2<1> of
-// that token, bit for bit (the same int32 lanes, scale products, FMAs and reduction), so a token's
-// result does not depend on how many others share its batch. The row's bytes, their absolute values
-// and the block scale are loaded and computed once for the T tokens: per token and block 6 vector
-// operations remain instead of the row kernel's 9, which is what several tokens in a batch are
-// bound by once the row is in L1. T <= 8 keeps the accumulators and the row in the 16 registers.
-template <int T>
-MINIGPT_TARGET_AVX2 inline void dot_q8_0_tokens_avx2(const std::byte* w, const act_q8_32* a, std::int64_t a_stride,
-                                                     std::int64_t n_blocks, float* y, std::int64_t ldy) {
-    static_assert(T >= 1 && T <= 8);
-    simd::f32x8 acc[T];
-    for (int t = 0; t < T; ++t) acc[t] = simd::zero_f32x8();
-    const auto* wb = reinterpret_cast<const block_q8_0*>(w);
-    for (std::int64_t b = 0; b < n_blocks; ++b) {
-        const simd::i8x32 wq = simd::load_i8x32(wb[b].qs);
-        const simd::u8x32 abs_w = simd::abs_i8(wq);
-        const simd::f32x8 dw = simd::splat_f32(simd::f16_scale(wb[b].d));
-        for (int t = 0; t < T; ++t) {
-            const act_q8_32& x = a[t * a_stride + b];
-            const simd::i32x8 p = simd::dot_abs_signed(abs_w, simd::sign_like(simd::load_i8x32(x.qs), wq));
-            acc[t] = simd::fma_i32(acc[t], p, simd::mul(dw, simd::broadcast_f32(&x.d)));
-        }
-    }
-    for (int t = 0; t < T; ++t) y[t * ldy] = simd::reduce_add(acc[t]);
-}
 #endif
 
 template <int R>
@@ -232,29 +207,57 @@ MINIGPT_TARGET_AVX2 inline void dot_q4_0_rows_avx2(const std::byte* w, std::int6
     }
     for (int r = 0; r < R; ++r) out[r] = simd::reduce_add(acc[r]);
 }
-// One Q4_0 row against T tokens, as dot_q8_0_tokens_avx2: y[t * ldy] = dot_q4_0_rows_avx2<1> of token
-// t bit for bit, with the nibbles unpacked and the block scale widened once for the T tokens.
-template <int T>
-MINIGPT_TARGET_AVX2 inline void dot_q4_0_tokens_avx2(const std::byte* w, const act_q8_32* a, std::int64_t a_stride,
-                                                     std::int64_t n_blocks, float* y, std::int64_t ldy) {
+// One row against T tokens (token t's blocks at a + t * a_stride): y[t * ldy] = the one-token row
+// kernel (dot_q8_0_rows_avx2<1> / dot_q4_0_rows_avx2<1>) of that token, bit for bit (the same int32
+// lanes, scale products, FMAs and reduction), so a token's result does not depend on how many others
+// share its batch. Each weight block is prepared once for the T tokens (Q8_0: its bytes and their
+// absolute values; Q4_0: its nibbles unpacked) with its scale: per token and block 6 vector
+// operations remain instead of the row kernel's 9, which is what several tokens in a batch are
+// bound by once the row is in L1. T <= 8 keeps the accumulators and the block in the 16 registers.
+// Ops: the weight type's two steps, prepare(block) and dot(prepared, activation block).
+struct q8_0_token_ops {
+    using block = block_q8_0;
+    struct prepared {
+        simd::i8x32 q;
+        simd::u8x32 abs_q;
+    };
+    MINIGPT_TARGET_AVX2 static prepared prepare(const block& b) {
+        const simd::i8x32 q = simd::load_i8x32(b.qs);
+        return {q, simd::abs_i8(q)};
+    }
+    MINIGPT_TARGET_AVX2 static simd::i32x8 dot(const prepared& w, const act_q8_32& x) {
+        return simd::dot_abs_signed(w.abs_q, simd::sign_like(simd::load_i8x32(x.qs), w.q));
+    }
+};
+struct q4_0_token_ops {
+    using block = block_q4_0;
+    using prepared = simd::u8x32;
+    MINIGPT_TARGET_AVX2 static prepared prepare(const block& b) { return simd::unpack_nibbles_16(b.qs); }
+    MINIGPT_TARGET_AVX2 static simd::i32x8 dot(const prepared& w, const act_q8_32& x) {
+        return simd::dot_u8i8(simd::lane0(-8 * x.sum), w, simd::load_i8x32(x.qs));
+    }
+};
+
+template <class Ops, int T>
+MINIGPT_TARGET_AVX2 inline void dot_tokens_avx2(const std::byte* w, const act_q8_32* a, std::int64_t a_stride, std::int64_t n_blocks,
+                                                float* y, std::int64_t ldy) {
     static_assert(T >= 1 && T <= 8);
     simd::f32x8 acc[T];
     for (int t = 0; t < T; ++t) acc[t] = simd::zero_f32x8();
-    const auto* wb = reinterpret_cast<const block_q4_0*>(w);
+    const auto* wb = reinterpret_cast<const typename Ops::block*>(w);
     for (std::int64_t b = 0; b < n_blocks; ++b) {
-        const simd::u8x32 wq = simd::unpack_nibbles_16(wb[b].qs);
+        const typename Ops::prepared wq = Ops::prepare(wb[b]);
         const simd::f32x8 dw = simd::splat_f32(simd::f16_scale(wb[b].d));
         for (int t = 0; t < T; ++t) {
             const act_q8_32& x = a[t * a_stride + b];
-            const simd::i32x8 p = simd::dot_u8i8(simd::lane0(-8 * x.sum), wq, simd::load_i8x32(x.qs));
-            acc[t] = simd::fma_i32(acc[t], p, simd::mul(dw, simd::broadcast_f32(&x.d)));
+            acc[t] = simd::fma_i32(acc[t], Ops::dot(wq, x), simd::mul(dw, simd::broadcast_f32(&x.d)));
         }
     }
     for (int t = 0; t < T; ++t) y[t * ldy] = simd::reduce_add(acc[t]);
 }
 #endif
 
-// True where dot_q8_0_tokens_avx2 and dot_q4_0_tokens_avx2 serve several tokens (AVX2 at run time,
+// True where dot_tokens_avx2 serves several tokens (AVX2 at run time,
 // in builds without the 512-bit kernels, which have no such form).
 inline bool int8_token_kernels_available() {
 #if defined(MINIGPT_SIMD_INT8_AVX2) && !defined(MINIGPT_SIMD_INT8_512)
