@@ -20,6 +20,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "minigpt/kernels/matmul.hpp"
@@ -327,6 +328,27 @@ TEST(Matmul, GemmRowsDoNotDependOnTheirPlaceInTheBatch) {
     }
 }
 
+// Every token of each batch size in `counts` gets from matmul(w) exactly what it gets alone.
+template <class Weights>
+void expect_tokens_equal_alone(const Weights& w, const std::vector<std::int64_t>& counts, unsigned seed) {
+    const tensor& shape = [&]() -> const tensor& {
+        if constexpr (std::is_same_v<Weights, tensor>) return w;
+        else return w.source();
+    }();
+    const std::int64_t n_out = shape.dim(0), n_in = shape.dim(1);
+    for (std::int64_t n_tokens : counts) {
+        SCOPED_TRACE(std::string(dtype_name(w.type())) + " of " + std::to_string(n_tokens) + " tokens");
+        const auto x = gaussian(static_cast<std::size_t>(n_in * n_tokens), seed + static_cast<unsigned>(n_tokens));
+        std::vector<float> all(static_cast<std::size_t>(n_out * n_tokens)), one(static_cast<std::size_t>(n_out));
+        K::matmul(w, x.data(), all.data(), n_tokens, 2);
+        for (std::int64_t k = 0; k < n_tokens; ++k) {
+            K::matmul(w, x.data() + k * n_in, one.data(), 1, 1);
+            for (std::int64_t r = 0; r < n_out; ++r)
+                ASSERT_EQ(all[static_cast<std::size_t>(k * n_out + r)], one[static_cast<std::size_t>(r)]) << "token " << k << " row " << r;
+        }
+    }
+}
+
 // Below the GEMM's hand-over every token of a batch gets exactly the sums it gets alone (one-token
 // kernel): the several-token kernels (dot_tokens_avx2 on AVX2 machines, the row kernels run per
 // token elsewhere) share the weights' loads, not the arithmetic. Batched decoding relies on it for
@@ -341,17 +363,7 @@ TEST(Matmul, FewTokenRowsEqualOneTokenAtATime) {
         for (std::int64_t n = 2; n < std::min<std::int64_t>(K::detail::gemm_min_tokens(t), 20); ++n) counts.push_back(n);
         for (std::int64_t n : {41, 100})
             if (n < K::detail::gemm_min_tokens(t)) counts.push_back(n);
-        for (std::int64_t n_tokens : counts) {
-            const auto x = gaussian(static_cast<std::size_t>(n_in * n_tokens), 52 + static_cast<unsigned>(n_tokens));
-            std::vector<float> all(static_cast<std::size_t>(n_out * n_tokens)), one(static_cast<std::size_t>(n_out));
-            K::matmul(w, x.data(), all.data(), n_tokens, 2);
-            for (std::int64_t k = 0; k < n_tokens; ++k) {
-                K::matmul(w, x.data() + k * n_in, one.data(), 1, 1);
-                for (std::int64_t r = 0; r < n_out; ++r)
-                    ASSERT_EQ(all[static_cast<std::size_t>(k * n_out + r)], one[static_cast<std::size_t>(r)])
-                        << dtype_name(t) << " of " << n_tokens << " tokens: token " << k << " row " << r;
-            }
-        }
+        expect_tokens_equal_alone(w, counts, 52);
     }
 }
 
@@ -363,17 +375,7 @@ TEST(Matmul, PackedTokensEqualOneTokenAtATime) {
         const std::int64_t n_out = 37, n_in = 512;
         const K::packed_matrix w(random_weights(t, n_out, n_in, 61), K::pack_policy::always);
         ASSERT_TRUE(w.is_packed());
-        for (std::int64_t n_tokens : {2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 16, 19, 70, 100}) {
-            const auto x = gaussian(static_cast<std::size_t>(n_in * n_tokens), 62 + static_cast<unsigned>(n_tokens));
-            std::vector<float> all(static_cast<std::size_t>(n_out * n_tokens)), one(static_cast<std::size_t>(n_out));
-            K::matmul(w, x.data(), all.data(), n_tokens, 2);
-            for (std::int64_t k = 0; k < n_tokens; ++k) {
-                K::matmul(w, x.data() + k * n_in, one.data(), 1, 1);
-                for (std::int64_t r = 0; r < n_out; ++r)
-                    ASSERT_EQ(all[static_cast<std::size_t>(k * n_out + r)], one[static_cast<std::size_t>(r)])
-                        << dtype_name(t) << " of " << n_tokens << " tokens: token " << k << " row " << r;
-            }
-        }
+        expect_tokens_equal_alone(w, {2, 3, 4, 5, 6, 7, 8, 9, 11, 13, 16, 19, 70, 100}, 62);
     }
 }
 
