@@ -67,12 +67,10 @@ void fuzz_record(std::string_view rest) {
 }
 
 #ifdef MINIGPT_HAVE_SQLITE
-std::string scratch_db(const char* name) { return fuzz::scratch_path(name); }
-
 
 // One cache (through its API) and one raw connection (to write rows the API never would) on one file.
 struct row_fixture {
-    std::string path = scratch_db("-rows.db");
+    std::string path = fuzz::scratch_path("-rows.db");
     completion_cache* cache = nullptr;
     sqlite3* raw = nullptr;
     row_fixture() {

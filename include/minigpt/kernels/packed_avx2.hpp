@@ -19,12 +19,12 @@
 //   the same integer as seed + sum((q + 128) x).
 // A tile is 8 rows (half a group) by up to 4 tokens, which keeps the int32 / int16 block sums
 // and the f32 accumulators in the 16 registers; packed_tile_avx2 covers a group's 16 rows and up
-// to 8 tokens with such tiles, re-reading the group's bytes from cache.
+// to 8 tokens with such tiles, re-reading the group's bytes from L1 (or, for one or two tokens,
+// both halves in one tile).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #include "minigpt/core/dtype.hpp"
 #include "minigpt/quant/blocks.hpp"
@@ -42,17 +42,18 @@ MINIGPT_TARGET_AVX2 __attribute__((always_inline)) inline __m256i bytes4(const s
     return _mm256_castps_si256(_mm256_broadcast_ss(reinterpret_cast<const float*>(p)));
 }
 
-// y[t * ldy + 8i + r] = row 8(h0 + i) + r of group g times token t (a + t * a_stride), for i < NH halves,
-// t < NT tokens and 8i + r < n_rows.
+// sums[h0 + i][t0 + t][r] += blocks [b0, b1) of row 8(h0 + i) + r of group g times token t0 + t
+// (activations at a + (t0 + t) * a_stride), for i < NH halves and t < NT tokens, in block order.
 template <dtype T, int NT, int NH>
-MINIGPT_TARGET_AVX2 inline void packed_half_avx2(const quant::packed_layout& L, const std::byte* data, std::int64_t g, int h0,
+MINIGPT_TARGET_AVX2 inline void packed_half_avx2(const quant::packed_layout& L, const std::byte* data, std::int64_t g, int h0, int t0,
                                                  const quant::act_q8_32_seeded* a, std::int64_t a_stride, std::int64_t b0,
-                                                 std::int64_t b1, float (*sums)[8][8]) {
+                                                 std::int64_t b1, float (&sums)[2][8][8]) {
     static_assert(NT >= 1 && NH >= 1 && NH <= 2 && NT * NH <= 4);
     const __m256i ones = _mm256_set1_epi16(1);
+    a += t0 * a_stride;
     __m256 acc[NH][NT];
     for (int i = 0; i < NH; ++i)
-        for (int t = 0; t < NT; ++t) acc[i][t] = _mm256_load_ps(sums[h0 + i][t]);
+        for (int t = 0; t < NT; ++t) acc[i][t] = _mm256_load_ps(sums[h0 + i][t0 + t]);
     for (std::int64_t b = b0; b < b1; ++b) {
         const std::byte* qb = data + L.quants_of(g, b) + 32 * h0;  // column group c of half h0 + i at qb + 64c + 32i
         __m256i isum[NH][NT];
@@ -97,7 +98,7 @@ MINIGPT_TARGET_AVX2 inline void packed_half_avx2(const quant::packed_layout& L, 
         }
     }
     for (int i = 0; i < NH; ++i)
-        for (int t = 0; t < NT; ++t) _mm256_store_ps(sums[h0 + i][t], acc[i][t]);
+        for (int t = 0; t < NT; ++t) _mm256_store_ps(sums[h0 + i][t0 + t], acc[i][t]);
 }
 
 // y[t * ldy + r] = row 16g + r times token t, for t < mt (<= 8) and r < n_rows (<= 16).
@@ -105,31 +106,28 @@ template <dtype T>
 MINIGPT_TARGET_AVX2 inline void packed_tile_avx2(int mt, const quant::packed_layout& L, const std::byte* data, std::int64_t g,
                                                  const quant::act_q8_32_seeded* a, std::int64_t a_stride, float* y,
                                                  std::int64_t ldy, int n_rows) {
-    // sums[h][t][r]: row 8h + r, token t. The blocks are taken k_packed_avx2_chunk at a time so that
-    // the group's bytes for those blocks (~9 KiB of Q8_0) and the tokens' activations stay in L1
-    // while every tile passes over them.
-    // (One or two tokens over both halves make a single pass: nothing is read twice.)
+    // sums[h][t][r]: row 8h + r, token t. One or two tokens take both halves of the group in one pass
+    // over all its blocks (decode reads each weight byte once from memory). More take 4 tokens of
+    // one half at a time, k_packed_avx2_chunk blocks at a time, so that the group's bytes for those
+    // blocks (~9 KiB of Q8_0) and the tokens' activations stay in L1 while every tile passes.
     alignas(32) float sums[2][8][8] = {};
-    const std::int64_t chunk = mt <= 2 && n_rows > 8 ? L.n_blocks : k_packed_avx2_chunk;
+    const bool one_pass = mt <= 2 && n_rows > 8;
+    const std::int64_t chunk = one_pass ? L.n_blocks : k_packed_avx2_chunk;
     for (std::int64_t b0 = 0; b0 < L.n_blocks; b0 += chunk) {
         const std::int64_t b1 = b0 + chunk < L.n_blocks ? b0 + chunk : L.n_blocks;
-        // One or two tokens take both halves in one pass (decode reads each weight byte once from
-        // memory); more take 4 tokens of one half at a time.
-        if (mt <= 2 && n_rows > 8) {
-            if (mt == 2) packed_half_avx2<T, 2, 2>(L, data, g, 0, a, a_stride, b0, b1, sums);
-            else packed_half_avx2<T, 1, 2>(L, data, g, 0, a, a_stride, b0, b1, sums);
+        if (one_pass) {
+            if (mt == 2) packed_half_avx2<T, 2, 2>(L, data, g, 0, 0, a, a_stride, b0, b1, sums);
+            else packed_half_avx2<T, 1, 2>(L, data, g, 0, 0, a, a_stride, b0, b1, sums);
             continue;
         }
         for (int h = 0; h < 2 && 8 * h < n_rows; ++h) {
             for (int t = 0; t < mt;) {
                 const int nt = mt - t >= 4 ? 4 : mt - t;
-                const auto* at = a + t * a_stride;
-                float (*st)[8][8] = reinterpret_cast<float (*)[8][8]>(&sums[0][t][0]);
                 switch (nt) {
-                    case 4: packed_half_avx2<T, 4, 1>(L, data, g, h, at, a_stride, b0, b1, st); break;
-                    case 3: packed_half_avx2<T, 3, 1>(L, data, g, h, at, a_stride, b0, b1, st); break;
-                    case 2: packed_half_avx2<T, 2, 1>(L, data, g, h, at, a_stride, b0, b1, st); break;
-                    default: packed_half_avx2<T, 1, 1>(L, data, g, h, at, a_stride, b0, b1, st); break;
+                    case 4: packed_half_avx2<T, 4, 1>(L, data, g, h, t, a, a_stride, b0, b1, sums); break;
+                    case 3: packed_half_avx2<T, 3, 1>(L, data, g, h, t, a, a_stride, b0, b1, sums); break;
+                    case 2: packed_half_avx2<T, 2, 1>(L, data, g, h, t, a, a_stride, b0, b1, sums); break;
+                    default: packed_half_avx2<T, 1, 1>(L, data, g, h, t, a, a_stride, b0, b1, sums); break;
                 }
                 t += nt;
             }
