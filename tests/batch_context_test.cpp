@@ -107,6 +107,38 @@ TEST(PagedAttention, MatchesReferenceOverScrambledBlocks) {
     }
 }
 
+// A work item takes the query heads of several KV heads (whole rows of the cache), part of one
+// large KV group, or is split further so that a single token still keeps both threads busy: every
+// head of every token must come out right whatever the split. MHA (12 of 12), GQA (15 over 5,
+// 32 over 8), and MQA with a group larger than an item (24 over 1: chunks of 16 and 8), for 1, 3
+// and 8 tokens of their own sequences.
+TEST(PagedAttention, EveryWorkSplitCoversEveryHead) {
+    const std::int64_t head_dim = 32, bs = 16;
+    for (const auto [n_heads, n_kv_heads] : {std::pair<std::int64_t, std::int64_t>{12, 12}, {15, 5}, {32, 8}, {24, 1}}) {
+        for (const std::int64_t n : {1, 3, 8}) {
+            SCOPED_TRACE(std::to_string(n_heads) + " heads over " + std::to_string(n_kv_heads) + ", " + std::to_string(n) + " tokens");
+            const std::int64_t kv_dim = n_kv_heads * head_dim, n_keys = 200, per_seq = (n_keys + bs - 1) / bs, n_blocks = n * per_seq;
+            const auto k = random_rows(dtype::f16, n_blocks * bs, kv_dim, 11), v = random_rows(dtype::f16, n_blocks * bs, kv_dim, 12);
+            std::vector<std::int32_t> ids(static_cast<std::size_t>(n_blocks));
+            std::iota(ids.begin(), ids.end(), 0);
+            std::shuffle(ids.begin(), ids.end(), std::mt19937(13));
+            std::vector<std::span<const std::int32_t>> tables;
+            std::vector<std::int64_t> pos;
+            for (std::int64_t t = 0; t < n; ++t) {
+                tables.emplace_back(ids.data() + t * per_seq, static_cast<std::size_t>(per_seq));
+                pos.push_back(n_keys - 1 - t);  // different lengths, two online steps, enough work for two threads
+            }
+            kernels::attention_params p = case_params({dtype::f16, bs, 0, 0.0f}, n_heads, n_kv_heads, head_dim, pos);
+            const kernels::paged_kv pool{k.data(), v.data(), bs, n_blocks, tables.data()};
+            const auto q = gaussian(n * n_heads * head_dim, 14);
+            std::vector<float> fast(q.size()), want(q.size());
+            kernels::attention_paged(p, pool, q.data(), fast.data(), n);
+            kernels::ref::attention_paged(p, pool, q.data(), want.data(), n);
+            EXPECT_LT(max_abs_diff(fast, want), 2e-5f);
+        }
+    }
+}
+
 // Forks of one prompt (tables that start with the same blocks, then blocks of their own, as seq_cp
 // and copy-on-write leave them) attend over the shared blocks together; the result must equal the
 // double-precision reference as for any tables. Also in the batch: two tokens of one fork (one

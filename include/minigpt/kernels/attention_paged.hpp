@@ -80,41 +80,54 @@ inline void check_paged_attention(const attention_params& p, const paged_kv& kv,
     }
 }
 
-// Asks for one head's slice (head_dim values) of the rows of positions [a, b) ahead of use. The
-// slices are short pieces a whole row apart, in blocks scattered over the pool; the hardware
-// prefetchers do not follow that, and every slice waited for memory (GPT-2's batched decode
-// attention ran at ~7 GB/s per thread). attn_rows_paged asks for each step's value rows before
-// its scores and the next step's key rows; the caller asks for the next item's first keys and
-// values one item ahead. The kernel asks for its first step again: leaving that to the caller's
-// earlier request alone made the GPT-2 step benchmark 15-20% slower (measured; probably lines
-// requested a whole item ahead are dropped or evicted before use).
+// Asks for `width` columns (from base) of the rows of positions [a, b) ahead of use. The rows
+// sit in blocks scattered over the pool, a whole row apart; the hardware prefetchers do not
+// follow that, and without these requests every row waited for memory. attn_rows_paged asks for
+// each step's value rows before its scores and the next step's key rows; the caller asks for the
+// next item's first keys and values one item ahead. The kernel asks for its first step again:
+// leaving that to the caller's earlier request alone made the GPT-2 step benchmark 15-20% slower
+// (measured; probably lines requested a whole item ahead are dropped or evicted before use).
 template <class KV>
 inline void prefetch_slices(const KV* base, std::int64_t kv_dim, std::span<const std::int32_t> table, std::int64_t block_size,
-                            std::int64_t a, std::int64_t b, std::int64_t head_dim) {
-    const std::int64_t slice_bytes = head_dim * static_cast<std::int64_t>(sizeof(KV));
+                            std::int64_t a, std::int64_t b, std::int64_t width) {
+    const auto bytes = static_cast<std::uintptr_t>(width) * sizeof(KV);
     for (std::int64_t j = a; j < b; ++j) {
         const std::int64_t row = static_cast<std::int64_t>(table[static_cast<std::size_t>(j / block_size)]) * block_size + j % block_size;
-        const char* r = reinterpret_cast<const char*>(base + row * kv_dim);
-        for (std::int64_t off = 0; off < slice_bytes; off += 64) __builtin_prefetch(r + off);
+        const auto first = reinterpret_cast<std::uintptr_t>(base + row * kv_dim);
+        for (std::uintptr_t line = first & ~std::uintptr_t{63}; line < first + bytes; line += 64)
+            __builtin_prefetch(reinterpret_cast<const void*>(line));
     }
 }
 
-// attn_rows over keys [lo, hi) of one sequence given by its block table; k and v point at the
-// KV head's columns of pool row 0, rows kv_dim apart. The online softmax may resume and stop
-// part-way: with m0/l0, o holds the unnormalised sums of earlier keys whose running maximum and
-// denominator are m0/l0 (n_q each); with m1/l1, the state is stored there and o left unnormalised.
+// Query heads of consecutive KV heads handled together by one work item (at most).
+inline constexpr std::int64_t k_paged_max_queries = 16;
+
+// attn_rows over keys [lo, hi) of one sequence given by its block table, for n_q (<=
+// k_paged_max_queries) queries stored back to back from q (and o), head_dim apart, of which
+// each run of q_per_kv shares a KV head: query g reads the KV head at column (g / q_per_kv) *
+// head_dim from k and v, which point at the first KV head's columns of pool row 0, rows kv_dim
+// apart. The online softmax may resume and stop part-way: with m0/l0, o holds the unnormalised
+// sums of earlier keys whose running maximum and denominator are m0/l0 (n_q each); with m1/l1,
+// the state is stored there and o left unnormalised.
+// All the queries walk the keys together, step by step, so a step's rows are read whole (every
+// KV head of the item) and in pool order: a decode token of GPT-2 takes all 12 heads at once and
+// streams 1,536-byte rows, where one head at a time fetched a 128-byte slice per row (a strided
+// pattern the hardware prefetchers did not follow; see docs/benchmarks.md for the figures).
 template <class KV>
-inline void attn_rows_paged(const float* q, std::int64_t n_q, const KV* k, const KV* v, std::int64_t kv_dim,
+inline void attn_rows_paged(const float* q, std::int64_t n_q, std::int64_t q_per_kv, const KV* k, const KV* v, std::int64_t kv_dim,
                             std::span<const std::int32_t> table, std::int64_t block_size, std::int64_t lo, std::int64_t hi,
                             std::int64_t head_dim, float scale, float softcap, float* o, const float* m0 = nullptr,
                             const float* l0 = nullptr, float* m1 = nullptr, float* l1 = nullptr) {
     using B = simd::f32_batch;
     constexpr std::int64_t L = static_cast<std::int64_t>(simd::f32_lanes);
-    // (n_q, k_attn_block + L) scores of one step: a segment that starts at an offset that is not a
-    // multiple of L writes up to L - 1 scores past its end (attn_scores works in whole batches).
-    alignas(64) float s[k_attn_max_heads][k_attn_block + L];
-    float m[k_attn_max_heads], l[k_attn_max_heads], c[k_attn_max_heads];
-    bool live[k_attn_max_heads];
+    // (n_q, k_attn_block + L) scores of one step: a chunk that starts at an offset that is not a
+    // multiple of L writes up to L - 1 scores past its end (attn_scores works in whole batches);
+    // the next chunk overwrites them.
+    alignas(64) float s[k_paged_max_queries][k_attn_block + L];
+    float m[k_paged_max_queries], l[k_paged_max_queries], rescale[k_paged_max_queries];
+    bool live[k_paged_max_queries];
+    const std::int64_t width = (n_q + q_per_kv - 1) / q_per_kv * head_dim;  // columns of a row the item reads
+    auto kv_col = [&](std::int64_t g) { return g / q_per_kv * head_dim; };
     const float ninf = -std::numeric_limits<float>::infinity();
     if (m0) {
         std::copy(m0, m0 + n_q, m);
@@ -137,27 +150,37 @@ inline void attn_rows_paged(const float* q, std::int64_t n_q, const KV* k, const
         }
         return std::min(j1, end);
     };
-    auto prefetch_rows = [&](const KV* base, std::int64_t a, std::int64_t b) {
-        prefetch_slices(base, kv_dim, table, block_size, a, b, head_dim);
-    };
     auto step_end = [&](std::int64_t j0) {
         std::int64_t j1 = std::min(hi, j0 + k_attn_block);
         if (j1 < hi && j1 / block_size * block_size > j0) j1 = j1 / block_size * block_size;  // end on a block boundary
         return j1;
     };
-    prefetch_rows(k, lo, step_end(lo));
+    // A step's keys are visited in chunks of up to L rows (within a segment): every query over a
+    // chunk of K rows, then (after the softmax) every query over the chunk's V rows. While query g
+    // works on a chunk, its KV head's slice of the next chunk's rows is requested: the requests are
+    // spread over the work a chunk ahead, instead of bursts that stall on the core's few
+    // outstanding misses, and a chunk's rows are consumed whole before the next.
+    auto prefetch_chunk = [&](const KV* base, std::int64_t a, std::int64_t g) {
+        if (g % q_per_kv == 0) prefetch_slices(base + kv_col(g), kv_dim, table, block_size, a, std::min(hi, a + L), head_dim);
+    };
+    auto for_chunks = [&](std::int64_t j0, std::int64_t j1, auto&& f) {  // f(first key, keys, pool row of the first)
+        for (std::int64_t j = j0; j < j1;) {
+            const std::int64_t end = segment_end(j, j1), row = pool_row(j);
+            for (std::int64_t c = j; c < end; c += L) f(c, std::min(L, end - c), row + (c - j));
+            j = end;
+        }
+    };
+    prefetch_slices(k, kv_dim, table, block_size, lo, std::min(hi, lo + L), width);
     for (std::int64_t j0 = lo; j0 < hi;) {
         const std::int64_t j1 = step_end(j0);
         const std::int64_t nb = j1 - j0;
-        prefetch_rows(v, j0, j1);
-        if (j1 < hi) prefetch_rows(k, j1, step_end(j1));
-        for (std::int64_t j = j0; j < j1;) {
-            const std::int64_t end = segment_end(j, j1);
-            const std::int64_t row = pool_row(j);
-            for (std::int64_t g = 0; g < n_q; ++g)
-                attn_scores(q + g * head_dim, k + row * kv_dim, kv_dim, end - j, head_dim, scale, s[g] + (j - j0));
-            j = end;
-        }
+        for_chunks(j0, j1, [&](std::int64_t c, std::int64_t n, std::int64_t row) {
+            const bool last = c + n == j1;  // then the step's first V rows come next
+            for (std::int64_t g = 0; g < n_q; ++g) {
+                prefetch_chunk(last ? v : k, last ? j0 : c + n, g);
+                attn_scores(q + g * head_dim, k + row * kv_dim + kv_col(g), kv_dim, n, head_dim, scale, s[g] + (c - j0));
+            }
+        });
         if (softcap > 0.0f)
             for (std::int64_t g = 0; g < n_q; ++g) softcap_scores(s[g], nb, softcap);
         for (std::int64_t g = 0; g < n_q; ++g) {  // the online-softmax update of attention.hpp's attn_rows
@@ -166,7 +189,7 @@ inline void attn_rows_paged(const float* q, std::int64_t n_q, const KV* k, const
             live[g] = bm != ninf;
             if (!live[g]) continue;
             const float m_new = std::max(m[g], bm);
-            c[g] = simd::exp_scalar(m[g] - m_new);
+            rescale[g] = simd::exp_scalar(m[g] - m_new);
             const B mv(m_new);
             B sum(0.0f);
             std::int64_t j = 0;
@@ -181,16 +204,18 @@ inline void attn_rows_paged(const float* q, std::int64_t n_q, const KV* k, const
                 e.store_aligned(sg + j);
                 sum += e;
             }
-            l[g] = l[g] * c[g] + simd::hsum(sum);
+            l[g] = l[g] * rescale[g] + simd::hsum(sum);
             m[g] = m_new;
         }
-        for (std::int64_t j = j0; j < j1;) {
-            const std::int64_t end = segment_end(j, j1);
-            const std::int64_t row = pool_row(j);
-            for (std::int64_t g = 0; g < n_q; ++g)  // the rescale by c applies once per step, with its first segment
-                if (live[g]) attn_accumulate(o + g * head_dim, s[g] + (j - j0), v + row * kv_dim, kv_dim, end - j, head_dim, j == j0 ? c[g] : 1.0f);
-            j = end;
-        }
+        for_chunks(j0, j1, [&](std::int64_t c, std::int64_t n, std::int64_t row) {
+            const bool last = c + n == j1;  // then the next step's first K rows come next
+            for (std::int64_t g = 0; g < n_q; ++g) {
+                if (!last) prefetch_chunk(v, c + n, g);
+                else if (j1 < hi) prefetch_chunk(k, j1, g);
+                if (live[g])  // the rescale by c applies once per step, with its first chunk
+                    attn_accumulate(o + g * head_dim, s[g] + (c - j0), v + row * kv_dim + kv_col(g), kv_dim, n, head_dim, c == j0 ? rescale[g] : 1.0f);
+            }
+        });
         j0 = j1;
     }
     if (m1) {
@@ -321,7 +346,7 @@ inline void attention_paged_impl(const attention_params& p, const paged_kv& kv, 
                     const float* src = q + token_of(qi) * q_dim + head_of(qi) * head_dim;
                     std::copy(src, src + head_dim, qb + qi * head_dim);
                 }
-                attn_rows_paged(qb, n_q, k + it.kvh * head_dim, v + it.kvh * head_dim, kv_dim, kv.tables[sc.members[gr.begin]],
+                attn_rows_paged(qb, n_q, n_q, k + it.kvh * head_dim, v + it.kvh * head_dim, kv_dim, kv.tables[sc.members[gr.begin]],
                                 kv.block_size, 0, gr.n_shared, head_dim, p.scale, p.softcap, ob, nullptr, nullptr, m1, l1);
                 for (std::int64_t qi = 0; qi < n_q; ++qi) {
                     const std::int64_t t = token_of(qi), h = head_of(qi);
@@ -332,48 +357,60 @@ inline void attention_paged_impl(const attention_params& p, const paged_kv& kv, 
             }
         });
     }
-    // The same work split as attention_impl: (token, up to eight heads of one KV group) items,
-    // tokens dealt in zig-zag order, small passes on the calling thread.
+    // Phase 2: every token over its own keys (after its group's shared ones, resuming their state).
+    // An item is one token and the query heads of up to k_paged_max_queries / group consecutive
+    // KV heads (whole rows of GPT-2's cache), or part of one KV group when a group alone is larger;
+    // items are halved until every thread has two (a single decode token). Tokens are dealt in
+    // zig-zag order as in attention_impl; small passes stay on the calling thread.
     double pairs = 0.0;
     for (std::int64_t t = 0; t < n_tokens; ++t)
         pairs += static_cast<double>(p.position(t) - std::max(p.first_key(t), sc.shared[static_cast<std::size_t>(t)]) + 1);
     const int nt = pairs * static_cast<double>(n_heads * head_dim) < 65536.0 ? 1 : resolve_threads(p.n_threads);
-    std::int64_t per_item = std::min(group, k_attn_max_heads);
-    while (per_item > 1 && n_tokens * n_kv_heads * ((group + per_item - 1) / per_item) < 2 * nt) per_item = (per_item + 1) / 2;
-    const std::int64_t chunks = (group + per_item - 1) / per_item;
-    const std::int64_t per_token = n_kv_heads * chunks;
-    // Phase 2: every token over its own keys (after its group's shared ones, resuming their state).
+    std::int64_t q_per = std::min(group, k_paged_max_queries);                        // queries per item within a KV head
+    std::int64_t kv_per = q_per == group ? std::min(n_kv_heads, k_paged_max_queries / group) : 1;  // KV heads per item
+    auto n_items_per_token = [&] { return (n_kv_heads + kv_per - 1) / kv_per * ((group + q_per - 1) / q_per); };
+    while (n_tokens * n_items_per_token() < 2 * nt && (kv_per > 1 || q_per > 1)) {
+        if (kv_per > 1) kv_per = (kv_per + 1) / 2;
+        else q_per = (q_per + 1) / 2;
+    }
+    const std::int64_t q_chunks = (group + q_per - 1) / q_per;  // items per KV head (kv_per is 1 when > 1)
+    const std::int64_t per_token = n_items_per_token();
+    struct work {
+        std::int64_t t, kvh, h0, n_q;  // token, first KV head, first query head, queries
+    };
+    auto item_at = [&](std::int64_t i) {
+        const std::int64_t slot = i / per_token, r = i % per_token;
+        const std::int64_t t = slot % 2 == 0 ? slot / 2 : n_tokens - 1 - slot / 2;
+        const std::int64_t kvh = r / q_chunks * kv_per, h0 = kvh * group + r % q_chunks * q_per;
+        const std::int64_t n_q = kv_per > 1 ? std::min(kv_per, n_kv_heads - kvh) * group : std::min(q_per, (kvh + 1) * group - h0);
+        return work{t, kvh, h0, n_q};
+    };
     parallel_for(n_tokens * per_token, nt, [&](std::int64_t begin, std::int64_t end) {
-        auto token_of_item = [&](std::int64_t i) {
-            const std::int64_t slot = i / per_token;
-            return slot % 2 == 0 ? slot / 2 : n_tokens - 1 - slot / 2;
-        };
         for (std::int64_t i = begin; i < end; ++i) {
-            const std::int64_t r = i % per_token, t = token_of_item(i);
-            const std::int64_t kvh = r / chunks, h0 = kvh * group + (r % chunks) * per_item;
-            const std::int64_t n_q = std::min(per_item, (kvh + 1) * group - h0);
-            const std::int64_t n_shared = sc.shared[static_cast<std::size_t>(t)];
+            const work w = item_at(i);
+            const std::int64_t t = w.t, n_shared = sc.shared[static_cast<std::size_t>(t)];
+            const std::int64_t q_per_kv = std::min(w.n_q, group);
             if (i + 1 < end) {  // the next item's first key rows, while this one runs
-                const std::int64_t t1 = token_of_item(i + 1), kvh1 = (i + 1) % per_token / chunks;
-                const std::int64_t lo1 = std::max(p.first_key(t1), sc.shared[static_cast<std::size_t>(t1)]);
-                const std::int64_t hi1 = std::min(p.position(t1) + 1, lo1 + k_attn_block);
-                prefetch_slices(k + kvh1 * head_dim, kv_dim, kv.tables[t1], kv.block_size, lo1, hi1, head_dim);
-                prefetch_slices(v + kvh1 * head_dim, kv_dim, kv.tables[t1], kv.block_size, lo1, hi1, head_dim);
+                const work w1 = item_at(i + 1);
+                const std::int64_t lo1 = std::max(p.first_key(w1.t), sc.shared[static_cast<std::size_t>(w1.t)]);
+                const std::int64_t hi1 = std::min(p.position(w1.t) + 1, lo1 + static_cast<std::int64_t>(simd::f32_lanes));
+                const std::int64_t width1 = (w1.n_q + group - 1) / group * head_dim;
+                prefetch_slices(k + w1.kvh * head_dim, kv_dim, kv.tables[w1.t], kv.block_size, lo1, hi1, width1);
             }
+            const float* qt = q + t * q_dim + w.h0 * head_dim;
+            float* ot = out + t * q_dim + w.h0 * head_dim;
             if (n_shared == 0) {
-                attn_rows_paged(q + t * q_dim + h0 * head_dim, n_q, k + kvh * head_dim, v + kvh * head_dim, kv_dim, kv.tables[t],
-                                kv.block_size, p.first_key(t), p.position(t) + 1, head_dim, p.scale, p.softcap,
-                                out + t * q_dim + h0 * head_dim);
+                attn_rows_paged(qt, w.n_q, q_per_kv, k + w.kvh * head_dim, v + w.kvh * head_dim, kv_dim, kv.tables[t], kv.block_size,
+                                p.first_key(t), p.position(t) + 1, head_dim, p.scale, p.softcap, ot);
                 continue;
             }
-            float m0[k_attn_max_heads], l0[k_attn_max_heads];
-            for (std::int64_t g = 0; g < n_q; ++g) {
-                m0[g] = sc.state[static_cast<std::size_t>((t * n_heads + h0 + g) * 2)];
-                l0[g] = sc.state[static_cast<std::size_t>((t * n_heads + h0 + g) * 2 + 1)];
+            float m0[k_paged_max_queries], l0[k_paged_max_queries];
+            for (std::int64_t g = 0; g < w.n_q; ++g) {
+                m0[g] = sc.state[static_cast<std::size_t>((t * n_heads + w.h0 + g) * 2)];
+                l0[g] = sc.state[static_cast<std::size_t>((t * n_heads + w.h0 + g) * 2 + 1)];
             }
-            attn_rows_paged(q + t * q_dim + h0 * head_dim, n_q, k + kvh * head_dim, v + kvh * head_dim, kv_dim, kv.tables[t],
-                            kv.block_size, n_shared, p.position(t) + 1, head_dim, p.scale, p.softcap, out + t * q_dim + h0 * head_dim,
-                            m0, l0);
+            attn_rows_paged(qt, w.n_q, q_per_kv, k + w.kvh * head_dim, v + w.kvh * head_dim, kv_dim, kv.tables[t], kv.block_size,
+                            n_shared, p.position(t) + 1, head_dim, p.scale, p.softcap, ot, m0, l0);
         }
     });
 }
