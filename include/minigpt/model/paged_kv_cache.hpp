@@ -64,6 +64,11 @@ public:
         const auto n_rows = static_cast<std::int64_t>(rows);
         k_ = tensor::empty(type, {n_layer, n_rows, kv_dim});  // (n_layer, n_blocks*block_size, kv_dim)
         v_ = tensor::empty(type, {n_layer, n_rows, kv_dim});  // (n_layer, n_blocks*block_size, kv_dim)
+        // Written once now, as llama.cpp clears its cache buffer at creation: the pool's pages are
+        // mapped lazily, and otherwise the first decodes into fresh blocks take the page faults
+        // (and the kernel's zeroing of each huge page) in the middle of generation.
+        std::memset(k_.raw(), 0, static_cast<std::size_t>(k_.n_bytes()));
+        std::memset(v_.raw(), 0, static_cast<std::size_t>(v_.n_bytes()));
         refs_.assign(static_cast<std::size_t>(n_blocks), 0);
         free_.reserve(static_cast<std::size_t>(n_blocks));
         for (std::int64_t b = n_blocks - 1; b >= 0; --b) free_.push_back(static_cast<std::int32_t>(b));  // block 0 is taken first
