@@ -116,6 +116,21 @@ inline void packed_dot_scalar(const packed_layout& L, const std::byte* data, std
     }
 }
 
+// With many tokens a tile is compute-bound, and the hardware prefetchers alone left the weight
+// stream behind (a GPT-2 124M step's layer matrices at 8 tokens drew ~21 GB/s where the cores'
+// streams reach ~45): a tile of more than 4 tokens asks for the bytes k_packed_prefetch_bytes
+// ahead of the block it starts (2 KiB, ~4 Q8_0 or ~7 Q4_0 blocks: the best of 1-4 KiB measured,
+// see docs/benchmarks.md). One or two tokens are bound by memory, where the extra requests made
+// the products slower, so they are left to the hardware.
+inline constexpr std::int64_t k_packed_prefetch_bytes = 2048;
+
+template <dtype T>
+inline void prefetch_packed_ahead(const std::byte* block_quants) {
+    const char* p = reinterpret_cast<const char*>(block_quants) + k_packed_prefetch_bytes;
+    constexpr int bytes = (T == dtype::q4_0 ? 256 : 512) + 2 * k_pack_rows;  // a block's quants and scales
+    for (int i = 0; i < bytes; i += 64) __builtin_prefetch(p + i);
+}
+
 #if defined(MINIGPT_AVX512_VNNI_DISPATCH)
 // y[t * ldy + r] = row 16g + r of W times token t's activations (a + t * a_stride), for t < MT and
 // the first n_rows rows of the group. Runs only where simd::vnni512::supported().
@@ -130,6 +145,7 @@ MINIGPT_TARGET_AVX512_VNNI inline void packed_tile(const packed_layout& L, const
         v::i32 isum[MT];
         for (int t = 0; t < MT; ++t) isum[t] = v::splat(a[t * a_stride + b].seed);
         const std::byte* qb = data + L.quants_of(g, b);
+        if constexpr (MT > 4) prefetch_packed_ahead<T>(qb);
         if constexpr (T == dtype::q4_0) {
             for (int c = 0; c < 4; ++c) {
                 const v::bytes q = v::load(qb + 64 * c);
