@@ -114,7 +114,7 @@ TEST(PagedAttention, MatchesReferenceOverScrambledBlocks) {
 // and 8 tokens of their own sequences.
 TEST(PagedAttention, EveryWorkSplitCoversEveryHead) {
     const std::int64_t head_dim = 32, bs = 16;
-    for (const auto [n_heads, n_kv_heads] : {std::pair<std::int64_t, std::int64_t>{12, 12}, {15, 5}, {32, 8}, {24, 1}}) {
+    for (const auto& [n_heads, n_kv_heads] : {std::pair<std::int64_t, std::int64_t>{12, 12}, {15, 5}, {32, 8}, {24, 1}}) {
         for (const std::int64_t n : {1, 3, 8}) {
             SCOPED_TRACE(std::to_string(n_heads) + " heads over " + std::to_string(n_kv_heads) + ", " + std::to_string(n) + " tokens");
             const std::int64_t kv_dim = n_kv_heads * head_dim, n_keys = 200, per_seq = (n_keys + bs - 1) / bs, n_blocks = n * per_seq;

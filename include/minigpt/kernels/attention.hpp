@@ -146,6 +146,10 @@ inline void check_attention(const attention_params& p, const float* q, const flo
 }
 
 // s[j] = scale * (q . k_j) for the nb (<= k_attn_block) key rows k0 + j*stride.
+// L keys at a time: each row's products accumulate in one batch (column batches in order), then
+// the L batches are folded with hsum_rows. Rows go four at a time (four independent FMA chains):
+// L row pointers held at once lived in vector registers and pushed the accumulators to the stack,
+// and one row at a time waited on its single chain.
 template <class KV>
 inline void attn_scores(const float* q, const KV* k0, std::int64_t stride, std::int64_t nb, std::int64_t head_dim,
                         float scale, float* s) {
@@ -153,20 +157,33 @@ inline void attn_scores(const float* q, const KV* k0, std::int64_t stride, std::
     constexpr std::int64_t L = static_cast<std::int64_t>(simd::f32_lanes);
     const std::int64_t dv = head_dim / L * L;
     for (std::int64_t j0 = 0; j0 < nb; j0 += L) {
-        const KV* rows[L];
-        for (std::int64_t r = 0; r < L; ++r) rows[r] = k0 + std::min(j0 + r, nb - 1) * stride;  // repeat the last row past nb
         B acc[L];
-        for (std::int64_t r = 0; r < L; ++r) acc[r] = B(0.0f);
-        for (std::int64_t d = 0; d < dv; d += L) {
-            const B qv = B::load_unaligned(q + d);
-            for (std::int64_t r = 0; r < L; ++r) acc[r] = xsimd::fma(qv, load_kv(rows[r] + d), acc[r]);
+        const KV* row = k0 + j0 * stride;
+        const std::int64_t last = nb - 1 - j0;  // rows past nb repeat the last one
+        static_assert(L % 4 == 0);
+        for (std::int64_t r = 0; r < L; r += 4) {  // four rows at a time: four independent FMA chains
+            const KV* k_r[4];
+            for (int i = 0; i < 4; ++i) k_r[i] = row + std::min<std::int64_t>(r + i, last) * stride;
+            B a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+            for (std::int64_t d = 0; d < dv; d += L) {
+                const B qv = B::load_unaligned(q + d);
+                a0 = xsimd::fma(qv, load_kv(k_r[0] + d), a0);
+                a1 = xsimd::fma(qv, load_kv(k_r[1] + d), a1);
+                a2 = xsimd::fma(qv, load_kv(k_r[2] + d), a2);
+                a3 = xsimd::fma(qv, load_kv(k_r[3] + d), a3);
+            }
+            acc[r] = a0;
+            acc[r + 1] = a1;
+            acc[r + 2] = a2;
+            acc[r + 3] = a3;
         }
         B sums = simd::hsum_rows(acc);
         if (dv < head_dim) {
             alignas(64) float tail[L];
             for (std::int64_t r = 0; r < L; ++r) {
+                const KV* kr = r <= last ? row + r * stride : row + last * stride;
                 float t = 0.0f;
-                for (std::int64_t d = dv; d < head_dim; ++d) t += q[d] * load_kv_one(rows[r] + d);
+                for (std::int64_t d = dv; d < head_dim; ++d) t += q[d] * load_kv_one(kr + d);
                 tail[r] = t;
             }
             sums += B::load_aligned(tail);
