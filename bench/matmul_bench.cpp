@@ -195,6 +195,47 @@ void small_batch_args(benchmark::internal::Benchmark* b) {
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
+// The matrix products of one GPT-2 124M decode step for n_tokens sequences (arg 0): each of 12
+// layers' QKV (2304 x 768), output (768 x 768), up (3072 x 768) and down (768 x 3072) matrices,
+// distinct copies (~85 MB of Q8_0, more than the L3), then the 50257 x 768 output matrix; 2 threads
+// (arg 1). Where a batched decode step's weight traffic meets its arithmetic (docs/benchmarks.md).
+void BM_gpt2_step_products(benchmark::State& state) {
+    const std::int64_t n_tokens = state.range(0);
+    const int n_threads = static_cast<int>(state.range(1));
+    static const std::vector<kernels::packed_matrix> step = [] {
+        std::vector<kernels::packed_matrix> m;
+        auto copy_of = [&](std::int64_t n_out, std::int64_t n_in) {  // a copy of its own in memory
+            const tensor& w = weights(dtype::q8_0, n_out, n_in);
+            tensor c = tensor::empty(dtype::q8_0, {n_out, n_in});
+            std::memcpy(c.raw(), w.raw(), static_cast<std::size_t>(w.n_bytes()));
+            m.emplace_back(std::move(c));
+        };
+        for (int l = 0; l < 12; ++l) {
+            copy_of(2304, 768);
+            copy_of(768, 768);
+            copy_of(3072, 768);
+            copy_of(768, 3072);
+        }
+        copy_of(50257, 768);
+        return m;
+    }();
+    const auto x = activations(3072 * n_tokens);
+    std::vector<float> y(static_cast<std::size_t>(50257 * n_tokens));
+    double macs = 0.0, bytes = 0.0;
+    for (const auto& w : step) {
+        macs += static_cast<double>(w.n_out() * w.n_in() * n_tokens);
+        bytes += static_cast<double>(w.source().n_bytes());
+    }
+    for (auto _ : state) {
+        for (const auto& w : step) kernels::matmul(w, x.data<float>(), y.data(), n_tokens, n_threads);
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    const auto it = static_cast<double>(state.iterations());
+    state.counters["GMAC/s"] = benchmark::Counter(macs * it * 1e-9, benchmark::Counter::kIsRate);
+    state.counters["weight GB/s"] = benchmark::Counter(bytes * it * 1e-9, benchmark::Counter::kIsRate);
+}
+
 constexpr auto rows = kernels::pack_policy::never;
 
 }  // namespace
@@ -271,3 +312,9 @@ BENCHMARK(BM_matmul<dtype::q4_0>)->Name("matmul_small/q4_0")->Apply(small_batch_
 BENCHMARK(BM_matmul<dtype::q8_0>)->Name("matmul_small/q8_0")->Apply(small_batch_args);
 BENCHMARK(BM_matmul<dtype::q8_0, rows>)->Name("matmul_small_rows/q8_0")->Apply(small_batch_args);
 BENCHMARK(BM_matmul<dtype::q4_0, rows>)->Name("matmul_small_rows/q4_0")->Apply(small_batch_args);
+BENCHMARK(BM_gpt2_step_products)
+    ->Name("gpt2_step_products")
+    ->ArgsProduct({{1, 2, 4, 8}, {2}})
+    ->ArgNames({"tokens", "threads"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();

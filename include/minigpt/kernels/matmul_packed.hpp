@@ -119,16 +119,17 @@ inline void packed_dot_scalar(const packed_layout& L, const std::byte* data, std
 // With many tokens a tile is compute-bound, and the hardware prefetchers alone left the weight
 // stream behind (a GPT-2 124M step's layer matrices at 8 tokens drew ~21 GB/s where the cores'
 // streams reach ~45): a tile of more than 4 tokens asks for the bytes k_packed_prefetch_bytes
-// ahead of the block it starts (2 KiB, ~4 Q8_0 or ~7 Q4_0 blocks: the best of 1-4 KiB measured,
-// see docs/benchmarks.md). One or two tokens are bound by memory, where the extra requests made
-// the products slower, so they are left to the hardware.
-inline constexpr std::int64_t k_packed_prefetch_bytes = 2048;
+// ahead of the block it starts, into L2 (prefetcht1). 8 KiB (~15 Q8_0 or ~28 Q4_0 blocks) into L2
+// measured best: 4.1 -> 2.7 ms for those matrices, where 2 KiB into L1 gave 3.4 and 3-16 KiB into
+// L2 2.7-3.1 (docs/benchmarks.md). One or two tokens are bound by memory, where the extra requests
+// made the products slower, so they are left to the hardware.
+inline constexpr std::int64_t k_packed_prefetch_bytes = 8192;
 
 template <dtype T>
 inline void prefetch_packed_ahead(const std::byte* block_quants) {
     const char* p = reinterpret_cast<const char*>(block_quants) + k_packed_prefetch_bytes;
     constexpr int bytes = (T == dtype::q4_0 ? 256 : 512) + 2 * k_pack_rows;  // a block's quants and scales
-    for (int i = 0; i < bytes; i += 64) __builtin_prefetch(p + i);
+    for (int i = 0; i < bytes; i += 64) __builtin_prefetch(p + i, 0, 2);    // locality 2: prefetcht1
 }
 
 #if defined(MINIGPT_AVX512_VNNI_DISPATCH)
