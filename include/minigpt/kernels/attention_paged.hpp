@@ -81,12 +81,11 @@ inline void check_paged_attention(const attention_params& p, const paged_kv& kv,
 }
 
 // Asks for `width` columns (from base) of the rows of positions [a, b) ahead of use. The rows
-// sit in blocks scattered over the pool, a whole row apart; the hardware prefetchers do not
-// follow that, and without these requests every row waited for memory. attn_rows_paged asks for
-// each step's value rows before its scores and the next step's key rows; the caller asks for the
-// next item's first keys and values one item ahead. The kernel asks for its first step again:
-// leaving that to the caller's earlier request alone made the GPT-2 step benchmark 15-20% slower
-// (measured; probably lines requested a whole item ahead are dropped or evicted before use).
+// sit in blocks scattered over the pool; the hardware prefetchers do not follow that, and without
+// these requests every row waited for memory. attn_rows_paged asks for the next chunk of rows
+// while it works on the current one; the caller asks for the next item's first chunk of keys one
+// item ahead, and the kernel asks for it again (leaving it to the caller's earlier request alone
+// was measured slower: lines requested a whole item ahead may be evicted before use).
 template <class KV>
 inline void prefetch_slices(const KV* base, std::int64_t kv_dim, std::span<const std::int32_t> table, std::int64_t block_size,
                             std::int64_t a, std::int64_t b, std::int64_t width) {
@@ -220,7 +219,7 @@ inline void attn_rows_paged(const float* q, std::int64_t n_q, std::int64_t q_per
             for (std::int64_t g = 0; g < n_q; ++g) {
                 if (!last) prefetch_chunk(v, c + n, g);
                 else if (j1 < hi) prefetch_chunk(k, j1, g);
-                if (live[g])  // the rescale by c applies once per step, with its first chunk
+                if (live[g])  // the rescale applies once per step, with its first chunk
                     attn_accumulate(o + g * head_dim, s[g] + (c - j0), v + row * kv_dim + kv_col(g), kv_dim, n, head_dim, c == j0 ? rescale[g] : 1.0f);
             }
         });

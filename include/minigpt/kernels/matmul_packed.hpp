@@ -117,12 +117,11 @@ inline void packed_dot_scalar(const packed_layout& L, const std::byte* data, std
 }
 
 // With many tokens a tile is compute-bound, and the hardware prefetchers alone left the weight
-// stream behind (a GPT-2 124M step's layer matrices at 8 tokens drew ~21 GB/s where the cores'
-// streams reach ~45): a tile of more than 4 tokens asks for the bytes k_packed_prefetch_bytes
-// ahead of the block it starts, into L2 (prefetcht1). 8 KiB (~15 Q8_0 or ~28 Q4_0 blocks) into L2
-// measured best: 4.1 -> 2.7 ms for those matrices, where 2 KiB into L1 gave 3.4 and 3-16 KiB into
-// L2 2.7-3.1 (docs/benchmarks.md). One or two tokens are bound by memory, where the extra requests
-// made the products slower, so they are left to the hardware.
+// stream well below what the cores can read: a tile of more than 4 tokens asks for the bytes
+// k_packed_prefetch_bytes ahead of the block it starts, into L2 (prefetcht1). 8 KiB (~15 Q8_0 or
+// ~28 Q4_0 blocks) into L2 measured best of the distances and levels tried (docs/benchmarks.md,
+// bench gpt2_step_products). One or two tokens are bound by memory, where the extra requests made
+// the products slower, so they are left to the hardware.
 inline constexpr std::int64_t k_packed_prefetch_bytes = 8192;
 
 template <dtype T>
