@@ -98,11 +98,23 @@ inline std::string read_text(const std::string& path) {
     return ss.str();
 }
 
-// A fresh temporary directory for one test.
+// A fresh temporary directory for one test, removed with its contents when the test program
+// exits (whether or not the test removed it itself, and also after a failed assertion).
 inline std::filesystem::path temp_dir(const std::string& name) {
+    struct registry {
+        std::vector<std::filesystem::path> dirs;
+        ~registry() {
+            for (const auto& d : dirs) {
+                std::error_code ec;
+                std::filesystem::remove_all(d, ec);
+            }
+        }
+    };
+    static registry made;
     auto p = std::filesystem::temp_directory_path() / ("minigpt-test-" + name + "-" + std::to_string(::getpid()));
     std::filesystem::remove_all(p);
     std::filesystem::create_directories(p);
+    made.dirs.push_back(p);
     return p;
 }
 
