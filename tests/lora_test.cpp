@@ -6,11 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <map>
-#include <set>
 #include <string>
-#include <system_error>
 
 #include "minigpt/io/gguf_writer.hpp"
 #include "minigpt/model.hpp"
@@ -26,23 +23,8 @@ using minigpt::test::shared_path;
 
 namespace {
 
-// Scratch files of this process, removed when it exits (ctest runs every test in a process of its own,
-// and the files had been left behind, ~3 MB per run).
-std::string temp_file(const std::string& name) {
-    struct registry {
-        std::set<std::string> paths;
-        ~registry() {
-            for (const auto& p : paths) {
-                std::error_code ec;
-                std::filesystem::remove(p, ec);
-            }
-        }
-    };
-    static registry files;
-    const std::string path = (std::filesystem::temp_directory_path() / ("minigpt_lora_" + std::to_string(::getpid()) + "_" + name)).string();
-    files.paths.insert(path);
-    return path;
-}
+// Scratch files of this process, removed when it ends (test::temp_name).
+std::string temp_file(const std::string& name) { return minigpt::test::temp_name("lora-" + name); }
 
 using minigpt::test::max_abs_diff;
 

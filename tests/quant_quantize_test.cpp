@@ -25,9 +25,8 @@ using namespace minigpt;
 
 namespace {
 
-std::string temp_file(const std::string& name) {
-    return (std::filesystem::temp_directory_path() / ("minigpt-quantize-test-" + std::to_string(::getpid()) + "-" + name)).string();
-}
+// Scratch files of this process, removed when it ends (test::temp_name).
+std::string temp_file(const std::string& name) { return minigpt::test::temp_name("quantize-" + name); }
 
 // An F32 model file of the given shape (synthetic vocabulary of 512 tokens).
 std::string make_f32(const std::string& name, architecture arch, std::int64_t n_embd, std::int64_t n_layer, std::int64_t n_head,

@@ -37,15 +37,19 @@ inline std::vector<float> gaussian(std::int64_t n, std::uint32_t seed, float sca
     return v;
 }
 
-// A fresh path in the temporary folder, "minigpt-PID-name" (any file left there by an earlier test of
-// this process, and SQLite's -wal/-shm companions, removed first); every such file is removed when the
-// test program ends.
+// The path "minigpt-PID-name" in the temporary folder. Every such file or folder is removed when the
+// test program ends (temp_files_cleanup below).
+inline std::string temp_name(const std::string& name) {
+    return (std::filesystem::temp_directory_path() / ("minigpt-" + std::to_string(::getpid()) + "-" + name)).string();
+}
+
+// temp_name(name), with any file left there by an earlier test of this process, and SQLite's
+// -wal/-shm companions, removed first.
 inline std::string temp_path(const std::string& name) {
-    namespace fs = std::filesystem;
-    const auto p = fs::temp_directory_path() / ("minigpt-" + std::to_string(::getpid()) + "-" + name);
+    const std::string p = temp_name(name);
     std::error_code ec;
-    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(p.string() + suffix, ec);
-    return p.string();
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(p + suffix, ec);
+    return p;
 }
 
 class temp_files_cleanup : public ::testing::Environment {
@@ -98,23 +102,12 @@ inline std::string read_text(const std::string& path) {
     return ss.str();
 }
 
-// A fresh temporary directory for one test, removed with its contents when the test program
-// exits (whether or not the test removed it itself, and also after a failed assertion).
+// A fresh temporary directory for one test (temp_name("dir-" + name), so removed with its contents
+// when the test program ends, whether or not the test removed it itself).
 inline std::filesystem::path temp_dir(const std::string& name) {
-    struct registry {
-        std::vector<std::filesystem::path> dirs;
-        ~registry() {
-            for (const auto& d : dirs) {
-                std::error_code ec;
-                std::filesystem::remove_all(d, ec);
-            }
-        }
-    };
-    static registry made;
-    auto p = std::filesystem::temp_directory_path() / ("minigpt-test-" + name + "-" + std::to_string(::getpid()));
+    const std::filesystem::path p = temp_name("dir-" + name);
     std::filesystem::remove_all(p);
     std::filesystem::create_directories(p);
-    made.dirs.push_back(p);
     return p;
 }
 
