@@ -181,7 +181,7 @@ inline void attn_scores(const float* q, const KV* k0, std::int64_t stride, std::
         if (dv < head_dim) {
             alignas(64) float tail[L];
             for (std::int64_t r = 0; r < L; ++r) {
-                const KV* kr = r <= last ? row + r * stride : row + last * stride;
+                const KV* kr = row + std::min<std::int64_t>(r, last) * stride;
                 float t = 0.0f;
                 for (std::int64_t d = dv; d < head_dim; ++d) t += q[d] * load_kv_one(kr + d);
                 tail[r] = t;
