@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "minigpt/kernels/attention.hpp"
+#include "minigpt/simd/prefetch.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
@@ -80,29 +81,14 @@ inline void check_paged_attention(const attention_params& p, const paged_kv& kv,
     }
 }
 
-// Asks for `width` columns (from base) of the rows of positions [a, b) ahead of use. The rows
-// sit in blocks scattered over the pool; the hardware prefetchers do not follow that, and without
-// these requests every row waited for memory. attn_rows_paged asks for the next chunk of rows
-// while it works on the current one; the caller asks for the next item's first chunk of keys one
-// item ahead, and the kernel asks for it again (leaving it to the caller's earlier request alone
-// was measured slower: lines requested a whole item ahead may be evicted before use).
+// Requests into L2 for `width` columns (from base) of the n consecutive pool rows from `row`.
 template <class KV>
-inline void prefetch_slices(const KV* base, std::int64_t kv_dim, std::span<const std::int32_t> table, std::int64_t block_size,
-                            std::int64_t a, std::int64_t b, std::int64_t width) {
-    if (a >= b) return;
+inline void prefetch_rows(const KV* base, std::int64_t kv_dim, std::int64_t row, std::int64_t n, std::int64_t width) {
     const auto bytes = static_cast<std::uintptr_t>(width) * sizeof(KV);
-    // The block and offset of position j, stepped along rather than divided out per row (a 64-bit
-    // division per row and head cost more than the rest of the request).
-    std::int64_t blk = a / block_size, off = a % block_size;
-    for (std::int64_t j = a; j < b; ++j) {
-        const std::int64_t row = static_cast<std::int64_t>(table[static_cast<std::size_t>(blk)]) * block_size + off;
-        const auto first = reinterpret_cast<std::uintptr_t>(base + row * kv_dim);
+    for (std::int64_t r = 0; r < n; ++r) {
+        const auto first = reinterpret_cast<std::uintptr_t>(base + (row + r) * kv_dim);
         for (std::uintptr_t line = first & ~std::uintptr_t{63}; line < first + bytes; line += 64)
-            __builtin_prefetch(reinterpret_cast<const void*>(line));
-        if (++off == block_size) {
-            off = 0;
-            ++blk;
-        }
+            simd::prefetch_l2(reinterpret_cast<const void*>(line));
     }
 }
 
@@ -164,11 +150,19 @@ inline void attn_rows_paged(const float* q, std::int64_t n_q, std::int64_t q_per
     };
     // A step's keys are visited in chunks of up to L rows (within a segment): every query over a
     // chunk of K rows, then (after the softmax) every query over the chunk's V rows. While query g
-    // works on a chunk, its KV head's slice of the next chunk's rows is requested: the requests are
-    // spread over the work a chunk ahead, instead of bursts that stall on the core's few
-    // outstanding misses, and a chunk's rows are consumed whole before the next.
-    auto prefetch_chunk = [&](const KV* base, std::int64_t a, std::int64_t g) {
-        if (g % q_per_kv == 0) prefetch_slices(base + kv_col(g), kv_dim, table, block_size, a, std::min(hi, a + L), head_dim);
+    // works on a chunk, its KV head's slice of the next chunk in that order is requested into L2:
+    // the hardware prefetchers do not run ahead of this pattern (rows are read a head's slice at a
+    // time, and blocks scatter), and spreading the requests over the heads keeps them from
+    // arriving in bursts. Measured in docs/benchmarks.md (paged attention prefetch).
+    struct chunk_rows {
+        const KV* base;
+        std::int64_t row, n;  // pool rows [row, row + n), all in one segment
+    };
+    auto chunk_at = [&](const KV* base, std::int64_t a, std::int64_t bound) {  // the chunk for_chunks makes at a
+        return a < bound ? chunk_rows{base, pool_row(a), std::min(L, segment_end(a, bound) - a)} : chunk_rows{base, 0, 0};
+    };
+    auto prefetch_chunk = [&](const chunk_rows& next, std::int64_t g) {
+        if (g % q_per_kv == 0) prefetch_rows(next.base + kv_col(g), kv_dim, next.row, next.n, head_dim);
     };
     auto for_chunks = [&](std::int64_t j0, std::int64_t j1, auto&& f) {  // f(first key, keys, pool row of the first)
         for (std::int64_t j = j0; j < j1;) {
@@ -177,14 +171,15 @@ inline void attn_rows_paged(const float* q, std::int64_t n_q, std::int64_t q_per
             j = end;
         }
     };
-    prefetch_slices(k, kv_dim, table, block_size, lo, std::min(hi, lo + L), width);
+    const chunk_rows first = chunk_at(k, lo, step_end(lo));  // every KV head of the item
+    prefetch_rows(k, kv_dim, first.row, first.n, width);
     for (std::int64_t j0 = lo; j0 < hi;) {
         const std::int64_t j1 = step_end(j0);
         const std::int64_t nb = j1 - j0;
         for_chunks(j0, j1, [&](std::int64_t c, std::int64_t n, std::int64_t row) {
-            const bool last = c + n == j1;  // then the step's first V rows come next
+            const chunk_rows next = c + n == j1 ? chunk_at(v, j0, j1) : chunk_at(k, c + n, j1);  // then the step's V rows
             for (std::int64_t g = 0; g < n_q; ++g) {
-                prefetch_chunk(last ? v : k, last ? j0 : c + n, g);
+                prefetch_chunk(next, g);
                 attn_scores(q + g * head_dim, k + row * kv_dim + kv_col(g), kv_dim, n, head_dim, scale, s[g] + (c - j0));
             }
         });
@@ -215,10 +210,9 @@ inline void attn_rows_paged(const float* q, std::int64_t n_q, std::int64_t q_per
             m[g] = m_new;
         }
         for_chunks(j0, j1, [&](std::int64_t c, std::int64_t n, std::int64_t row) {
-            const bool last = c + n == j1;  // then the next step's first K rows come next
+            const chunk_rows next = c + n == j1 ? chunk_at(k, j1, step_end(j1)) : chunk_at(v, c + n, j1);  // then the next step's K rows
             for (std::int64_t g = 0; g < n_q; ++g) {
-                if (!last) prefetch_chunk(v, c + n, g);
-                else if (j1 < hi) prefetch_chunk(k, j1, g);
+                prefetch_chunk(next, g);
                 if (live[g])  // the rescale applies once per step, with its first chunk
                     attn_accumulate(o + g * head_dim, s[g] + (c - j0), v + row * kv_dim + kv_col(g), kv_dim, n, head_dim, c == j0 ? rescale[g] : 1.0f);
             }
@@ -397,13 +391,6 @@ inline void attention_paged_impl(const attention_params& p, const paged_kv& kv, 
             const work w = item_at(i);
             const std::int64_t t = w.t, n_shared = sc.shared[static_cast<std::size_t>(t)];
             const std::int64_t q_per_kv = std::min(w.n_q, group);
-            if (i + 1 < end) {  // the next item's first key rows, while this one runs
-                const work w1 = item_at(i + 1);
-                const std::int64_t lo1 = std::max(p.first_key(w1.t), sc.shared[static_cast<std::size_t>(w1.t)]);
-                const std::int64_t hi1 = std::min(p.position(w1.t) + 1, lo1 + static_cast<std::int64_t>(simd::f32_lanes));
-                const std::int64_t width1 = (w1.n_q + group - 1) / group * head_dim;
-                prefetch_slices(k + w1.kvh * head_dim, kv_dim, kv.tables[w1.t], kv.block_size, lo1, hi1, width1);
-            }
             const float* qt = q + t * q_dim + w.h0 * head_dim;
             float* ot = out + t * q_dim + w.h0 * head_dim;
             if (n_shared == 0) {

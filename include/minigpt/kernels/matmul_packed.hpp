@@ -45,6 +45,7 @@
 #include "minigpt/quant/blocks.hpp"
 #include "minigpt/quant/repack.hpp"
 #include "minigpt/simd/avx512_vnni.hpp"
+#include "minigpt/simd/prefetch.hpp"
 
 namespace minigpt::kernels {
 
@@ -128,7 +129,7 @@ template <dtype T>
 inline void prefetch_packed_ahead(const std::byte* block_quants) {
     const char* p = reinterpret_cast<const char*>(block_quants) + k_packed_prefetch_bytes;
     constexpr int bytes = (T == dtype::q4_0 ? 256 : 512) + 2 * k_pack_rows;  // a block's quants and scales
-    for (int i = 0; i < bytes; i += 64) __builtin_prefetch(p + i, 0, 2);    // locality 2: prefetcht1
+    for (int i = 0; i < bytes; i += 64) simd::prefetch_l2(p + i);
 }
 
 #if defined(MINIGPT_AVX512_VNNI_DISPATCH)
