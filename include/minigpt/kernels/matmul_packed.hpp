@@ -45,7 +45,6 @@
 #include "minigpt/quant/blocks.hpp"
 #include "minigpt/quant/repack.hpp"
 #include "minigpt/simd/avx512_vnni.hpp"
-#include "minigpt/simd/prefetch.hpp"
 
 namespace minigpt::kernels {
 
@@ -117,20 +116,6 @@ inline void packed_dot_scalar(const packed_layout& L, const std::byte* data, std
     }
 }
 
-// With many tokens a tile is compute-bound, and the hardware prefetchers alone left the weight
-// stream well below what the cores can read: a tile of more than 4 tokens asks for the bytes
-// k_packed_prefetch_bytes ahead of the block it starts, into L2 (prefetcht1). 8 KiB (~15 Q8_0 or
-// ~28 Q4_0 blocks) into L2 measured best of the distances and levels tried (docs/benchmarks.md,
-// bench gpt2_step_products). One or two tokens are bound by memory, where the extra requests made
-// the products slower, so they are left to the hardware.
-inline constexpr std::int64_t k_packed_prefetch_bytes = 8192;
-
-template <dtype T>
-inline void prefetch_packed_ahead(const std::byte* block_quants) {
-    const char* p = reinterpret_cast<const char*>(block_quants) + k_packed_prefetch_bytes;
-    constexpr int bytes = (T == dtype::q4_0 ? 256 : 512) + 2 * k_pack_rows;  // a block's quants and scales
-    for (int i = 0; i < bytes; i += 64) simd::prefetch_l2(p + i);
-}
 
 #if defined(MINIGPT_AVX512_VNNI_DISPATCH)
 // y[t * ldy + r] = row 16g + r of W times token t's activations (a + t * a_stride), for t < MT and

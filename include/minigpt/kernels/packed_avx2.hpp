@@ -30,6 +30,27 @@
 #include "minigpt/quant/blocks.hpp"
 #include "minigpt/quant/repack.hpp"
 #include "minigpt/simd/int8.hpp"
+#include "minigpt/simd/prefetch.hpp"
+
+namespace minigpt::kernels::detail {
+
+// With many tokens a packed tile (VNNI in matmul_packed.hpp, or AVX2 below) is compute-bound, and
+// the hardware prefetchers alone left the weight stream well below what the cores can read: a tile
+// of more than 4 tokens asks for the bytes k_packed_prefetch_bytes ahead of each block, into L2
+// (prefetcht1; the AVX2 tile on its first pass over a chunk, the later passes read it from L1).
+// 8 KiB (~15 Q8_0 or ~28 Q4_0 blocks) into L2 measured best of the distances and levels tried
+// (docs/benchmarks.md, bench gpt2_step_products). One or two tokens are bound by memory, where the
+// extra requests made the products slower, so they are left to the hardware.
+inline constexpr std::int64_t k_packed_prefetch_bytes = 8192;
+
+template <dtype T>
+inline void prefetch_packed_ahead(const std::byte* block_quants) {
+    const char* p = reinterpret_cast<const char*>(block_quants) + k_packed_prefetch_bytes;
+    constexpr int bytes = (T == dtype::q4_0 ? 256 : 512) + 2 * quant::k_pack_rows;  // a block's quants and scales
+    for (int i = 0; i < bytes; i += 64) simd::prefetch_l2(p + i);
+}
+
+}  // namespace minigpt::kernels::detail
 
 #if defined(MINIGPT_SIMD_INT8_AVX2)
 namespace minigpt::kernels::detail {
@@ -44,10 +65,11 @@ MINIGPT_TARGET_AVX2 __attribute__((always_inline)) inline __m256i bytes4(const s
 
 // sums[h0 + i][t0 + t][r] += blocks [b0, b1) of row 8(h0 + i) + r of group g times token t0 + t
 // (activations at a + (t0 + t) * a_stride), for i < NH halves and t < NT tokens, in block order.
+// ask_ahead: request each block's bytes k_packed_prefetch_bytes ahead (the first pass of a chunk).
 template <dtype T, int NT, int NH>
 MINIGPT_TARGET_AVX2 inline void packed_half_avx2(const quant::packed_layout& L, const std::byte* data, std::int64_t g, int h0, int t0,
                                                  const quant::act_q8_32_seeded* a, std::int64_t a_stride, std::int64_t b0,
-                                                 std::int64_t b1, float (&sums)[2][8][8]) {
+                                                 std::int64_t b1, float (&sums)[2][8][8], bool ask_ahead = false) {
     static_assert(NT >= 1 && NH >= 1 && NH <= 2 && NT * NH <= 4);
     const __m256i ones = _mm256_set1_epi16(1);
     a += t0 * a_stride;
@@ -56,6 +78,7 @@ MINIGPT_TARGET_AVX2 inline void packed_half_avx2(const quant::packed_layout& L, 
         for (int t = 0; t < NT; ++t) acc[i][t] = _mm256_load_ps(sums[h0 + i][t0 + t]);
     for (std::int64_t b = b0; b < b1; ++b) {
         const std::byte* qb = data + L.quants_of(g, b) + 32 * h0;  // column group c of half h0 + i at qb + 64c + 32i
+        if (ask_ahead) prefetch_packed_ahead<T>(data + L.quants_of(g, b));
         __m256i isum[NH][NT];
         if constexpr (T == dtype::q4_0) {
             __m256i pairs[NH][NT];
@@ -124,7 +147,7 @@ MINIGPT_TARGET_AVX2 inline void packed_tile_avx2(int mt, const quant::packed_lay
             for (int t = 0; t < mt;) {
                 const int nt = mt - t >= 4 ? 4 : mt - t;
                 switch (nt) {
-                    case 4: packed_half_avx2<T, 4, 1>(L, data, g, h, t, a, a_stride, b0, b1, sums); break;
+                    case 4: packed_half_avx2<T, 4, 1>(L, data, g, h, t, a, a_stride, b0, b1, sums, mt > 4 && h == 0 && t == 0); break;
                     case 3: packed_half_avx2<T, 3, 1>(L, data, g, h, t, a, a_stride, b0, b1, sums); break;
                     case 2: packed_half_avx2<T, 2, 1>(L, data, g, h, t, a, a_stride, b0, b1, sums); break;
                     default: packed_half_avx2<T, 1, 1>(L, data, g, h, t, a, a_stride, b0, b1, sums); break;
