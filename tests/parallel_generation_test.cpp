@@ -226,7 +226,9 @@ TEST(ParallelGeneration, ForkAppendGenerateEqualsOneAtATime) {
                 want[i].session->append(" And");
                 EXPECT_EQ(got[i].session->generate(more).text, want[i].session->generate(more).text);
             }
-            if (!short_texts) EXPECT_GT(got[4].n_appended_tokens, got[3].n_appended_tokens);
+            if (!short_texts) {
+                EXPECT_GT(got[4].n_appended_tokens, got[3].n_appended_tokens);
+            }
         }
 }
 

@@ -153,7 +153,7 @@ inline void attn_rows_paged(const float* q, std::int64_t n_q, std::int64_t q_per
     // works on a chunk, its KV head's slice of the next chunk in that order is requested into L2:
     // the hardware prefetchers do not run ahead of this pattern (rows are read a head's slice at a
     // time, and blocks scatter), and spreading the requests over the heads keeps them from
-    // arriving in bursts. Measured in docs/benchmarks.md (paged attention prefetch).
+    // arriving in bursts (docs/benchmarks.md, "Prefetches that reach the binary").
     struct chunk_rows {
         const KV* base;
         std::int64_t row, n;  // pool rows [row, row + n), all in one segment

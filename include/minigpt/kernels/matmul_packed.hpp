@@ -116,7 +116,6 @@ inline void packed_dot_scalar(const packed_layout& L, const std::byte* data, std
     }
 }
 
-
 #if defined(MINIGPT_AVX512_VNNI_DISPATCH)
 // y[t * ldy + r] = row 16g + r of W times token t's activations (a + t * a_stride), for t < MT and
 // the first n_rows rows of the group. Runs only where simd::vnni512::supported().
