@@ -77,8 +77,9 @@ MINIGPT_TARGET_AVX2 inline void packed_half_avx2(const quant::packed_layout& L, 
     for (int i = 0; i < NH; ++i)
         for (int t = 0; t < NT; ++t) acc[i][t] = _mm256_load_ps(sums[h0 + i][t0 + t]);
     for (std::int64_t b = b0; b < b1; ++b) {
-        const std::byte* qb = data + L.quants_of(g, b) + 32 * h0;  // column group c of half h0 + i at qb + 64c + 32i
-        if (ask_ahead) prefetch_packed_ahead<T>(data + L.quants_of(g, b));
+        const std::byte* block = data + L.quants_of(g, b);
+        if (ask_ahead) prefetch_packed_ahead<T>(block);
+        const std::byte* qb = block + 32 * h0;  // column group c of half h0 + i at qb + 64c + 32i
         __m256i isum[NH][NT];
         if constexpr (T == dtype::q4_0) {
             __m256i pairs[NH][NT];
